@@ -1,0 +1,41 @@
+# Two commands do all set-up: `make demo` and `make test`.
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+RUN    ?= runs/demo
+SRC    ?= runs/demo-source
+SCALE  ?= demo
+# On a machine without CUDA, torch is pinned to the local CPU wheel (an unpinned torch
+# downloads several GB of CUDA packages); with CUDA the registry's build is used.
+HAS_CUDA := $(shell command -v nvidia-smi >/dev/null 2>&1 && echo 1)
+PIP_CONSTRAINT := $(if $(HAS_CUDA),,-c constraints-cpu.txt)
+
+export RAY_USAGE_STATS_ENABLED ?= 0
+export RAY_AUTH_MODE ?= token
+
+.PHONY: demo test install lint bench clean
+
+$(STAMP): pyproject.toml constraints-cpu.txt
+	test -d $(VENV) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(if $(HAS_CUDA),,$(PY) -m pip install -q torch==2.13.0)
+	$(PY) -m pip install -q $(PIP_CONSTRAINT) -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/stylehub generate hm $(SRC) --scale $(SCALE)
+	$(VENV)/bin/stylehub pipeline $(SRC) --run $(RUN)
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check stylehub_ray jobs tests bench
+
+bench: $(STAMP)
+	$(PY) bench/ingest.py
+
+clean:
+	rm -rf runs .pytest_cache

@@ -1,0 +1,161 @@
+"""Stage configuration: one dataclass per stage, layered defaults < YAML file < ``--set``.
+
+A YAML file holds either one stage's keys at top level or sections named after stages
+(``ingest:``, ``generate_hm:``), so one file can configure a whole pipeline. ``--set key=value``
+values are parsed as YAML scalars and checked against the field's type. The resolved config
+(``asdict``) is what goes into the manifest.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+SCALES = ("tiny", "demo", "full")
+
+
+@dataclass
+class GenerateHMConfig:
+    """`stylehub generate hm`: synthetic H&M data in the Kaggle layout, with an oracle."""
+
+    scale: str = "demo"
+    seed: int = 0
+    images: bool = True
+    image_width: int = 96
+    image_height: int = 128
+    # Overrides of the scale's sizes (None: take the scale's).
+    n_customers: int | None = None
+    n_articles: int | None = None
+    n_transactions: int | None = None
+    n_styles: int | None = None
+    # Parallel tasks for transactions and images (None: one per 50k customers / 4k images).
+    customers_per_task: int = 50_000
+    images_per_task: int = 4_000
+
+    def validate(self) -> None:
+        _check_choice("scale", self.scale, SCALES)
+
+
+@dataclass
+class GenerateOutfitsConfig:
+    """`stylehub generate outfits`: synthetic Polyvore-U data with planted false negatives."""
+
+    scale: str = "demo"
+    seed: int = 0
+    image_size: int = 64
+
+    def validate(self) -> None:
+        _check_choice("scale", self.scale, SCALES)
+
+
+@dataclass
+class IngestConfig:
+    """`stylehub ingest`: validate, type and quarantine the source into ``raw/``."""
+
+    # Bytes of CSV per Ray Data read task; the unit of parallelism for the big tables.
+    chunk_mb: float = 32.0
+    # Check that listed images open as images (costs a file read per image).
+    verify_images: bool = True
+    # The sales channels the data defines.
+    channels: tuple[int, ...] = (1, 2)
+
+    def validate(self) -> None:
+        if self.chunk_mb <= 0:
+            raise ValueError(f"ingest.chunk_mb must be positive, got {self.chunk_mb}")
+
+
+@dataclass
+class PipelineConfig:
+    """`stylehub pipeline`: every stage that exists, in order, each skipped when up to date."""
+
+    stages: tuple[str, ...] = ("ingest",)
+
+
+STAGE_CONFIGS: dict[str, type] = {
+    "generate_hm": GenerateHMConfig,
+    "generate_outfits": GenerateOutfitsConfig,
+    "ingest": IngestConfig,
+    "pipeline": PipelineConfig,
+}
+
+C = TypeVar("C")
+
+
+def load_config(
+    cls: type[C], config_file: str | None = None, sets: list[str] | None = None, **given: Any
+) -> C:
+    """Build a stage config: defaults, then the YAML file, then explicit kwargs, then --set."""
+    name = next(k for k, v in STAGE_CONFIGS.items() if v is cls)
+    values: dict[str, Any] = {}
+    if config_file:
+        raw = yaml.safe_load(Path(config_file).read_text()) or {}
+        if not isinstance(raw, dict):
+            raise ValueError(f"{config_file}: expected a mapping, got {type(raw).__name__}")
+        section = raw.get(name, raw if not set(raw) & set(STAGE_CONFIGS) else {})
+        values.update(section or {})
+    values.update({k: v for k, v in given.items() if v is not None})
+    for item in sets or []:
+        if "=" not in item:
+            raise ValueError(f"--set expects key=value, got {item!r}")
+        key, text = item.split("=", 1)
+        values[key.strip()] = yaml.safe_load(text)
+    known = {f.name: f for f in fields(cls)}
+    hints = typing.get_type_hints(cls)
+    kwargs = {}
+    for key, value in values.items():
+        if key not in known:
+            raise ValueError(
+                f"unknown {name} setting {key!r}; known: {', '.join(sorted(known))}"
+            )
+        kwargs[key] = _coerce(f"{name}.{key}", value, hints[key])
+    cfg = cls(**kwargs)
+    if hasattr(cfg, "validate"):
+        cfg.validate()
+    return cfg
+
+
+def resolved(cfg: Any) -> dict:
+    """The config as it goes into the manifest."""
+    return asdict(cfg) if dataclasses.is_dataclass(cfg) else dict(cfg)
+
+
+def _coerce(name: str, value: Any, hint: Any) -> Any:
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _coerce(name, value, inner[0])
+    if origin is tuple:
+        items = value if isinstance(value, (list, tuple)) else [
+            v for v in str(value).split(",") if v.strip()
+        ]
+        return tuple(_coerce(name, yaml.safe_load(str(v)) if isinstance(v, str) else v, args[0])
+                     for v in items)
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        raise ValueError(f"{name}: expected true/false, got {value!r}")
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"{name}: expected an integer, got {value!r}")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(f"{name}: expected a number, got {value!r}")
+        return float(value)
+    if hint is str:
+        return str(value)
+    return value
+
+
+def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(choices)}, got {value!r}")

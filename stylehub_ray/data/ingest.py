@@ -1,0 +1,415 @@
+"""`stylehub ingest`: validate, type and quarantine a source into the run's ``raw/`` tables.
+
+The source layout is detected: the H&M Kaggle files, or Polyvore-U ``tuples_<U>/`` folders.
+For H&M, Ray Data parses the CSVs in byte-range chunks in parallel (``csv_chunks``), validates
+and types every row (``hm_validate``), and writes Parquet; rejected rows go to
+``raw/quarantine/<table>`` with the reason, the field, the value, the line number and the
+original line. For every table, rows read = rows kept + rows quarantined, checked here and
+recorded in the manifest.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import shutil
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+from stylehub_ray.config import IngestConfig, resolved
+from stylehub_ray.data import csv_chunks, hm_validate, schemas
+from stylehub_ray.run import Run, fingerprint_source, resolve_fs
+
+H_AND_M = "hm"
+POLYVORE = "polyvore"
+HM_OUTPUTS = ["raw/articles", "raw/customers", "raw/transactions", "raw/article_map",
+              "raw/customer_map", "raw/images", "raw/quarantine"]
+
+
+class IngestError(ValueError):
+    """A source that cannot be ingested at all (missing file or column)."""
+
+
+def detect_layout(source: str) -> str:
+    fs, root = resolve_fs(source)
+    if fs.get_file_info(root).type != pafs.FileType.Directory:
+        raise IngestError(f"{source}: not a folder (expected the H&M files or Polyvore-U "
+                          f"tuples_<U>/ folders)")
+    names = {posixpath.basename(i.path) for i in fs.get_file_info(pafs.FileSelector(root))}
+    if any(n.startswith("tuples_") for n in names):
+        return POLYVORE
+    if names & {"articles.csv", "customers.csv", "transactions_train.csv"}:
+        return H_AND_M
+    raise IngestError(
+        f"{source}: neither layout found: expected articles.csv, customers.csv and "
+        f"transactions_train.csv (H&M) or tuples_<U>/ folders (Polyvore-U); found "
+        f"{', '.join(sorted(names)) or 'nothing'}")
+
+
+def ingest(source: str, run: Run, cfg: IngestConfig, force: bool = False, log=print) -> dict:
+    """Ingest ``source`` into ``run``; returns the manifest entry (skipped when up to date)."""
+    layout = detect_layout(source)
+    if layout == POLYVORE:
+        from stylehub_ray.data.ingest_outfits import ingest_polyvore
+
+        return ingest_polyvore(source, run, cfg, force=force, log=log)
+    return ingest_hm(source, run, cfg, force=force, log=log)
+
+
+# ------------------------------------------------------------------------------------------
+# H&M
+# ------------------------------------------------------------------------------------------
+@dataclass
+class TableSource:
+    table: str
+    uri: str
+    columns: list[str]
+    chunks: list[csv_chunks.Chunk]
+
+
+def _source_uri(source: str, name: str) -> str:
+    return source.rstrip("/") + "/" + name
+
+
+def check_sources(source: str, cfg: IngestConfig) -> dict[str, TableSource]:
+    """Every file present, every required column in its header; otherwise a clear error."""
+    fs, root = resolve_fs(source)
+    out = {}
+    for table, (name, required) in schemas.SOURCE_FILES.items():
+        uri = _source_uri(source, name)
+        if fs.get_file_info(posixpath.join(root, name)).type != pafs.FileType.File:
+            raise IngestError(f"{uri}: missing ({table} file of the H&M layout)")
+        header, data_start = csv_chunks.read_header(uri)
+        missing = [c for c in required if c not in header]
+        if missing:
+            raise IngestError(f"{uri}: missing column(s) {', '.join(missing)} "
+                              f"(header has: {', '.join(header)})")
+        chunk_bytes = int(cfg.chunk_mb * (1 << 20))
+        out[table] = TableSource(table, uri, header,
+                                 csv_chunks.plan_chunks(uri, data_start, chunk_bytes))
+    return out
+
+
+def _specs(src: TableSource) -> list[dict]:
+    return [{"uri": c.uri, "index": c.index, "start": c.start, "end": c.end,
+             "columns": src.columns} for c in src.chunks]
+
+
+def _dataset(src: TableSource):
+    import ray.data
+
+    return ray.data.from_items(_specs(src), override_num_blocks=max(1, len(src.chunks)))
+
+
+def _split(table: pa.Table) -> tuple[pa.Table, pa.Table]:
+    bad = pc.is_valid(table.column("_reason"))
+    return table.filter(pc.invert(bad)), table.filter(bad)
+
+
+def _original_lines(src: TableSource, where: list[tuple[int, int]]) -> dict[tuple[int, int], str]:
+    """Original text of rows addressed by (chunk, record), re-read from the source."""
+    out = {}
+    for chunk in sorted({c for c, _ in where}):
+        raw, _ = csv_chunks.parse_chunk(src.chunks[chunk], src.columns)
+        records = raw.column("_record").to_numpy()
+        cols = [raw.column(c) for c in src.columns]
+        for c, r in where:
+            if c == chunk:
+                i = int(np.searchsorted(records, r))
+                out[(c, r)] = csv_chunks.to_csv_line([col[i].as_py() for col in cols])
+    return out
+
+
+def _quarantine_table(src: TableSource, bad: pa.Table) -> pa.Table:
+    """The rejected rows in the published quarantine schema, with global line numbers."""
+    n = bad.num_rows
+    if n == 0:
+        return schemas.QUARANTINE.empty_table()
+    chunks = bad.column("_chunk").to_numpy()
+    # Records before each chunk (only chunks up to the last one with a rejected row).
+    last = int(chunks.max())
+    counts = np.array([csv_chunks.count_records(c) for c in src.chunks[:last]], np.int64)
+    prior = np.r_[0, np.cumsum(counts)]
+    line_number = 1 + prior[chunks] + bad.column("_record").to_numpy()  # header is line 1
+    return pa.table({
+        "table": pa.array([src.table] * n), "source": pa.array([src.uri] * n),
+        "line_number": pa.array(line_number, pa.int64()), "line": bad.column("_line"),
+        "field": bad.column("_field"), "value": bad.column("_value"),
+        "reason": bad.column("_reason"),
+    }, schema=schemas.QUARANTINE)
+
+
+def _dedupe(src: TableSource, kept: pa.Table, key: str) -> tuple[pa.Table, pa.Table]:
+    """Keep the first row of every id (file order); later ones are rejected as duplicates."""
+    order = pc.sort_indices(kept, [("_chunk", "ascending"), ("_record", "ascending")])
+    kept = kept.take(order)
+    ids = kept.column(key).to_pandas()
+    dup = ids.duplicated(keep="first").to_numpy()
+    if not dup.any():
+        return kept, kept.slice(0, 0)
+    rows = kept.filter(pa.array(dup))
+    where = list(zip(rows.column("_chunk").to_pylist(), rows.column("_record").to_pylist()))
+    lines = _original_lines(src, where)
+    value = [str(v) if key != "article_id" else schemas.article_id_str(v)
+             for v in rows.column(key).to_pylist()]
+    rows = (rows.set_column(rows.schema.get_field_index("_reason"), "_reason",
+                            pa.array([f"duplicate {key}"] * rows.num_rows))
+                .set_column(rows.schema.get_field_index("_field"), "_field",
+                            pa.array([key] * rows.num_rows))
+                .set_column(rows.schema.get_field_index("_value"), "_value", pa.array(value))
+                .set_column(rows.schema.get_field_index("_line"), "_line",
+                            pa.array([lines[w] for w in where])))
+    return kept.filter(pa.array(~dup)), rows
+
+
+def _assign_idx(kept: pa.Table, key: str, idx: str, schema: pa.Schema) -> pa.Table:
+    """Dense idx = rank of the id in sorted order: stable for the same set of ids."""
+    kept = kept.sort_by(key)
+    kept = kept.set_column(kept.schema.get_field_index(idx), idx,
+                           pa.array(np.arange(kept.num_rows, dtype=np.int32)))
+    return kept.select(schema.names).cast(schema)
+
+
+def _write(table: pa.Table, run: Run, path: str, name: str = "part-0.parquet") -> None:
+    run.fs.create_dir(path, recursive=True)
+    pq.write_table(table, posixpath.join(path, name), filesystem=run.fs)
+
+
+def _small_table(src: TableSource, key: str, idx: str, schema: pa.Schema) -> tuple[pa.Table,
+                                                                                     pa.Table, int]:
+    """Articles or customers: validated on Ray Data, deduplicated and indexed on the driver."""
+    import ray
+
+    ds = _dataset(src).map_batches(hm_validate.parse_and_validate, batch_size=1,
+                                   fn_kwargs={"table": src.table}, batch_format="pyarrow")
+    parts = ray.get(ds.to_arrow_refs())
+    table = pa.concat_tables(parts) if parts else hm_validate.with_meta(schema).empty_table()
+    kept, bad = _split(table)
+    kept, dups = _dedupe(src, kept, key)
+    bad = pa.concat_tables([bad, dups])
+    return _assign_idx(kept, key, idx, schema), _quarantine_table(src, bad), table.num_rows
+
+
+def _parquet_rows(run: Run, path: str) -> int:
+    """Rows actually written under ``path``, read back from the Parquet footers."""
+    total = 0
+    for info in run.fs.get_file_info(pafs.FileSelector(path, recursive=True)):
+        if info.type == pafs.FileType.File and info.path.endswith(".parquet"):
+            total += pq.ParquetFile(info.path, filesystem=run.fs).metadata.num_rows
+    return total
+
+
+def ingest_hm(source: str, run: Run, cfg: IngestConfig, force: bool = False, log=print) -> dict:
+    import ray
+
+    from stylehub_ray.ray_utils import ensure_ray
+
+    sources = check_sources(source, cfg)
+    oracle_dir = _source_uri(source, "_oracle")
+    has_oracle = _exists(oracle_dir)
+    outputs = HM_OUTPUTS + (["raw/oracle"] if has_oracle else [])
+    inputs = {"source": source, "layout": H_AND_M, "fingerprint": fingerprint_source(source)}
+    for name in ("articles.csv", "customers.csv", "transactions_train.csv", "images", "_oracle"):
+        if _exists(_source_uri(source, name)):
+            inputs[name] = fingerprint_source(_source_uri(source, name))
+    step = run.step("ingest", config=resolved(cfg), inputs=inputs, outputs=outputs, force=force)
+    if step.done:
+        log(f"ingest: {run.uri} is up to date with {source}; skipped (--force redoes it)")
+        return step.previous() | {"skipped": True}
+    ensure_ray()
+    counts: dict[str, dict] = {}
+    with step:
+        with step.time("articles_s"):
+            articles, q_articles, read = _small_table(sources["articles"], "article_id",
+                                                      "article_idx", schemas.ARTICLES)
+            counts["articles"] = _reconcile("articles", read, articles.num_rows,
+                                            q_articles.num_rows)
+        with step.time("customers_s"):
+            customers, q_customers, read = _small_table(sources["customers"], "customer_id",
+                                                        "customer_idx", schemas.CUSTOMERS)
+            counts["customers"] = _reconcile("customers", read, customers.num_rows,
+                                             q_customers.num_rows)
+        _write(articles, run, step.tmp("raw/articles"))
+        _write(customers, run, step.tmp("raw/customers"))
+        _write(articles.select(["article_id", "article_idx"]), run, step.tmp("raw/article_map"))
+        _write(customers.select(["customer_id", "customer_idx"]), run,
+               step.tmp("raw/customer_map"))
+
+        with step.time("transactions_s"):
+            lookups = ray.put({"article_ids": articles.column("article_id").to_numpy(),
+                               "customer_ids": customers.column("customer_id").to_numpy(
+                                   zero_copy_only=False)})
+            q_tx, read, kept = _transactions(sources["transactions"], lookups, cfg, run, step)
+            counts["transactions"] = _reconcile("transactions", read, kept, q_tx.num_rows)
+        qdir = step.tmp("raw/quarantine")
+        for name, q in (("articles", q_articles), ("customers", q_customers),
+                        ("transactions", q_tx)):
+            _write(q, run, posixpath.join(qdir, name))
+
+        with step.time("images_s"):
+            images, orphans = _images(source, articles, cfg)
+            _write(images, run, step.tmp("raw/images"))
+        status = images.column("status").to_pylist()
+        counts["images"] = {s: status.count(s) for s in ("present", "missing", "unreadable")}
+        counts["images"]["files_without_article"] = orphans
+        if has_oracle:
+            _copy_tree(oracle_dir, run, step.tmp("raw/oracle"))
+            step.extra["generator"] = _generator_meta(oracle_dir)
+        step.counts = counts
+    log_summary(counts, log)
+    return run.entry("ingest")
+
+
+def _reconcile(table: str, read: int, kept: int, quarantined: int) -> dict:
+    if read != kept + quarantined:
+        raise RuntimeError(f"{table}: rows read {read} != kept {kept} + quarantined "
+                           f"{quarantined}: rows were lost; this is a bug")
+    return {"read": read, "kept": kept, "quarantined": quarantined}
+
+
+def _transactions(src: TableSource, lookups, cfg: IngestConfig, run: Run, step) -> tuple[
+        pa.Table, int, int]:
+    import ray
+
+    n_cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
+    validated = _dataset(src).map_batches(
+        hm_validate.TransactionValidator, fn_constructor_args=(lookups, cfg.channels),
+        batch_size=1, batch_format="pyarrow",
+        concurrency=(1, max(1, min(n_cpus, len(src.chunks)))),
+    ).materialize()
+    read = validated.count()
+    meta = [name for name, _ in hm_validate.META]
+
+    def kept_rows(t: pa.Table) -> pa.Table:
+        return t.filter(pc.is_null(t.column("_reason"))).drop_columns(meta)
+
+    def bad_rows(t: pa.Table) -> pa.Table:
+        return t.filter(pc.is_valid(t.column("_reason")))
+
+    out = step.tmp("raw/transactions")
+    validated.map_batches(kept_rows, batch_format="pyarrow", batch_size=None).write_parquet(
+        out, partition_cols=["week"], filesystem=run.fs)
+    bad_parts = ray.get(validated.map_batches(bad_rows, batch_format="pyarrow",
+                                              batch_size=None).to_arrow_refs())
+    bad = pa.concat_tables(bad_parts) if bad_parts else hm_validate.with_meta(
+        schemas.TRANSACTIONS).empty_table()
+    return _quarantine_table(src, bad), read, _parquet_rows(run, out)
+
+
+def _images(source: str, articles: pa.Table, cfg: IngestConfig) -> tuple[pa.Table, int]:
+    """One row per kept article: its image path and status (present / missing / unreadable)."""
+    fs, root = resolve_fs(source)
+    img_root = posixpath.join(root, "images")
+    files: dict[str, str] = {}
+    if fs.get_file_info(img_root).type == pafs.FileType.Directory:
+        for info in fs.get_file_info(pafs.FileSelector(img_root, recursive=True)):
+            if info.type == pafs.FileType.File and info.path.endswith(".jpg"):
+                files[posixpath.basename(info.path)[:-4]] = info.path
+    ids = articles.column("article_id").to_pylist()
+    names = [schemas.article_id_str(a) for a in ids]
+    expected = [posixpath.join(img_root, n[:3], f"{n}.jpg") for n in names]
+    status, reason, paths = [], [], []
+    for name, want in zip(names, expected):
+        found = files.get(name)
+        if found is None:
+            status.append("missing")
+            reason.append(f"no file images/{name[:3]}/{name}.jpg")
+            paths.append(None)
+        else:
+            status.append("present")
+            reason.append(None if found == want else f"found at {found}, not {want}")
+            paths.append(found)
+    if cfg.verify_images:
+        _verify_images(source, paths, status, reason)
+    orphans = len(set(files) - set(names))
+    if "://" in source:  # keep URIs readable by other processes
+        scheme = source.split("://", 1)[0]
+        paths = [None if p is None else f"{scheme}://{p}" for p in paths]
+    return pa.table({
+        "article_id": articles.column("article_id"), "article_idx": articles.column("article_idx"),
+        "path": pa.array(paths, pa.string()), "status": pa.array(status),
+        "reason": pa.array(reason, pa.string()),
+    }, schema=schemas.IMAGES), orphans
+
+
+def check_images(batch: dict) -> dict:
+    """Ray Data task: does each file open as an image? (Pillow's verify reads the whole file.)"""
+    from PIL import Image
+
+    source = batch["source"][0]
+    fs, _ = resolve_fs(source)
+    errors = []
+    for path in batch["path"]:
+        try:
+            with fs.open_input_file(str(path)) as f, Image.open(f) as im:
+                im.verify()
+            errors.append("")
+        except Exception as exc:  # noqa: BLE001 - any decoder failure means unreadable
+            errors.append(f"unreadable image: {type(exc).__name__}: {exc}"[:300])
+    return {"path": batch["path"], "error": np.array(errors, dtype=object)}
+
+
+def _verify_images(source: str, paths: list, status: list, reason: list) -> None:
+    import ray.data
+
+    present = [i for i, p in enumerate(paths) if p is not None]
+    if not present:
+        return
+    ds = ray.data.from_items([{"path": paths[i], "source": source} for i in present],
+                             override_num_blocks=max(1, min(64, len(present) // 2000 + 1)))
+    checked = ds.map_batches(check_images, batch_size=2000, batch_format="numpy").take_all()
+    errors = {row["path"]: row["error"] for row in checked}
+    for i in present:
+        err = errors.get(paths[i], "")
+        if err:
+            status[i], reason[i] = "unreadable", err
+
+
+def _exists(uri: str) -> bool:
+    fs, path = resolve_fs(uri)
+    return fs.get_file_info(path).type != pafs.FileType.NotFound
+
+
+def _copy_tree(src_uri: str, run: Run, dst: str) -> None:
+    src_fs, src_root = resolve_fs(src_uri)
+    if isinstance(src_fs, pafs.LocalFileSystem) and isinstance(run.fs, pafs.LocalFileSystem):
+        shutil.copytree(src_root, dst, dirs_exist_ok=True)
+        return
+    pafs.copy_files(src_root, dst, source_filesystem=src_fs, destination_filesystem=run.fs)
+
+
+def _generator_meta(oracle_uri: str) -> dict:
+    import json
+
+    fs, root = resolve_fs(oracle_uri)
+    with fs.open_input_stream(posixpath.join(root, "generator.json")) as f:
+        meta = json.loads(f.read().decode())
+    return {"version": meta.get("version"), "params_hash": meta.get("params_hash")}
+
+
+def log_summary(counts: dict, log=print) -> None:
+    rows = [(t, c.get("read", ""), c.get("kept", ""), c.get("quarantined", ""))
+            for t, c in counts.items() if "read" in c]
+    log(f"{'table':14s} {'read':>12s} {'kept':>12s} {'quarantined':>12s}")
+    for t, r, k, q in rows:
+        log(f"{t:14s} {r:>12,} {k:>12,} {q:>12,}")
+    if "images" in counts:
+        im = counts["images"]
+        log("images         " + ", ".join(f"{k} {v:,}" for k, v in im.items()))
+
+
+def read_table(run: Run, rel: str, columns: list[str] | None = None) -> pa.Table:
+    """Read a raw/ table back (all partitions), for tests, reports and later stages."""
+    import pyarrow.dataset as pads
+
+    ds = pads.dataset(run.path(rel), filesystem=run.fs, format="parquet",
+                      partitioning="hive", exclude_invalid_files=True,
+                      ignore_prefixes=["_", "."])
+    return ds.to_table(columns=columns)
+
+
+__all__ = ["ingest", "ingest_hm", "detect_layout", "IngestError", "read_table"]

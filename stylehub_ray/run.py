@@ -1,0 +1,290 @@
+"""Run directory: where a dataset and everything derived from it live, with a manifest.
+
+A run directory is a local path or any URI pyarrow understands (``file://``, ``s3://``, ``gs://``).
+Every stage step writes its outputs under a temporary name, moves them into place, writes a
+``_SUCCESS`` marker into each output last, and then records itself in ``manifest.json``: its
+config, the fingerprints of its inputs, row counts, timings and the code version. Renames are
+not atomic on object stores, so the marker (never the directory's existence) says an output is
+whole. A step is skipped only when a completed entry has the same config and input fingerprints
+and every output still carries its marker; ``force`` redoes it. A crashed step leaves no marker,
+so the rerun redoes exactly that step.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import posixpath
+import subprocess
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterator
+
+import pyarrow.fs as pafs
+
+from stylehub_ray import __version__
+
+MARKER = "_SUCCESS"
+MANIFEST = "manifest.json"
+
+
+def resolve_fs(uri: str) -> tuple[pafs.FileSystem, str]:
+    """(filesystem, path inside it) for a local path or a pyarrow URI."""
+    if "://" in uri:
+        fs, path = pafs.FileSystem.from_uri(uri)
+        return fs, path.rstrip("/")
+    return pafs.LocalFileSystem(), str(Path(uri).expanduser().resolve())
+
+
+def stable_hash(obj: Any) -> str:
+    """Short content hash of a JSON-able object (sorted keys, so dict order never matters)."""
+    blob = json.dumps(obj, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def code_version() -> str:
+    """Package version plus the git commit (and a dirty flag) when run from a checkout."""
+    here = Path(__file__).resolve().parent.parent
+    try:
+        sha = subprocess.run(
+            ["git", "-C", str(here), "rev-parse", "--short=12", "HEAD"],
+            capture_output=True, text=True, timeout=5, check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(here), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True, text=True, timeout=5, check=True,
+        ).stdout.strip()
+        return f"{__version__}+g{sha}{'.dirty' if dirty else ''}"
+    except (OSError, subprocess.SubprocessError):
+        return __version__
+
+
+class Run:
+    """A run directory: artifacts addressed by relative paths such as ``raw/articles``."""
+
+    def __init__(self, uri: str):
+        self.uri = uri
+        self.fs, self.root = resolve_fs(uri)
+        self.fs.create_dir(self.root, recursive=True)
+
+    # -- paths -----------------------------------------------------------------
+    def path(self, rel: str) -> str:
+        """Path of an artifact inside the run's filesystem."""
+        return posixpath.join(self.root, rel) if rel else self.root
+
+    def uri_of(self, rel: str) -> str:
+        """A location other processes (Ray workers) can open: URI for remote runs, path locally."""
+        if "://" in self.uri:
+            return self.uri.rstrip("/") + "/" + rel
+        return self.path(rel)
+
+    def exists(self, rel: str) -> bool:
+        return self.fs.get_file_info(self.path(rel)).type != pafs.FileType.NotFound
+
+    def is_complete(self, rel: str) -> bool:
+        """True when the artifact carries its completion marker."""
+        return self.exists(posixpath.join(rel, MARKER))
+
+    def marker(self, rel: str) -> dict:
+        with self.fs.open_input_stream(self.path(posixpath.join(rel, MARKER))) as f:
+            return json.loads(f.read().decode())
+
+    def read_json(self, rel: str) -> dict:
+        with self.fs.open_input_stream(self.path(rel)) as f:
+            return json.loads(f.read().decode())
+
+    def write_json(self, rel: str, obj: Any) -> None:
+        self.write_bytes(rel, (json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n").encode())
+
+    def write_bytes(self, rel: str, data: bytes) -> None:
+        """Write one object whole: a temporary file then a rename locally (atomic there), a
+        single PUT on object stores (atomic there)."""
+        target = self.path(rel)
+        self.fs.create_dir(posixpath.dirname(target), recursive=True)
+        if isinstance(self.fs, pafs.LocalFileSystem):
+            tmp = f"{target}.tmp-{uuid.uuid4().hex[:8]}"
+            with self.fs.open_output_stream(tmp) as f:
+                f.write(data)
+            os.replace(tmp, target)
+        else:
+            with self.fs.open_output_stream(target) as f:
+                f.write(data)
+
+    def delete(self, rel: str) -> None:
+        info = self.fs.get_file_info(self.path(rel))
+        if info.type == pafs.FileType.Directory:
+            self.fs.delete_dir(self.path(rel))
+        elif info.type == pafs.FileType.File:
+            self.fs.delete_file(self.path(rel))
+
+    def move(self, src_rel: str, dst_rel: str) -> None:
+        self.delete(dst_rel)
+        self.fs.create_dir(posixpath.dirname(self.path(dst_rel)), recursive=True)
+        self.fs.move(self.path(src_rel), self.path(dst_rel))
+
+    # -- manifest --------------------------------------------------------------
+    def manifest(self) -> dict:
+        if not self.exists(MANIFEST):
+            return {"run": self.uri, "steps": {}}
+        return self.read_json(MANIFEST)
+
+    def entry(self, stage: str, variant: str = "") -> dict | None:
+        return self.manifest()["steps"].get(step_key(stage, variant))
+
+    def _record(self, key: str, entry: dict) -> None:
+        manifest = self.manifest()
+        manifest["steps"][key] = entry
+        manifest["updated"] = _now()
+        self.write_json(MANIFEST, manifest)
+
+    def step(
+        self,
+        stage: str,
+        variant: str = "",
+        *,
+        config: dict,
+        inputs: dict[str, str],
+        outputs: list[str],
+        force: bool = False,
+    ) -> "Step":
+        """Open a step; check ``.done`` to skip it, else use it as a context manager."""
+        return Step(self, stage, variant, config, inputs, outputs, force)
+
+
+def step_key(stage: str, variant: str = "") -> str:
+    return f"{stage}/{variant}" if variant else stage
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+@dataclass
+class Step:
+    """One stage step. Outputs are written under ``tmp(rel)`` and published on success."""
+
+    run: Run
+    stage: str
+    variant: str
+    config: dict
+    inputs: dict[str, str]
+    outputs: list[str]
+    force: bool = False
+    counts: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.key = step_key(self.stage, self.variant)
+        self.config_hash = stable_hash(self.config)
+        # The fingerprint of this step's outputs: what downstream steps record as their input.
+        self.fingerprint = stable_hash(
+            {"step": self.key, "config": self.config_hash, "inputs": self.inputs}
+        )
+        self._tmp_root = f"_tmp/{self.key.replace('/', '.')}-{uuid.uuid4().hex[:8]}"
+        self._t0 = 0.0
+
+    @property
+    def done(self) -> bool:
+        """True when a completed entry matches config and inputs and all outputs are whole."""
+        if self.force:
+            return False
+        entry = self.run.entry(self.stage, self.variant)
+        if not entry or entry.get("status") != "complete":
+            return False
+        if entry.get("config_hash") != self.config_hash or entry.get("inputs") != self.inputs:
+            return False
+        for rel in self.outputs:
+            if not self.run.is_complete(rel):
+                return False
+            if self.run.marker(rel).get("fingerprint") != self.fingerprint:
+                return False
+        return True
+
+    def previous(self) -> dict | None:
+        return self.run.entry(self.stage, self.variant)
+
+    def tmp(self, rel: str) -> str:
+        """Where to write output ``rel`` during the step (a path in the run's filesystem)."""
+        assert rel in self.outputs, f"{rel} is not an output of step {self.key}"
+        return self.run.path(posixpath.join(self._tmp_root, rel))
+
+    def tmp_uri(self, rel: str) -> str:
+        assert rel in self.outputs, f"{rel} is not an output of step {self.key}"
+        return self.run.uri_of(posixpath.join(self._tmp_root, rel))
+
+    def time(self, name: str) -> "_Timer":
+        return _Timer(self.timings, name)
+
+    def __enter__(self) -> "Step":
+        self._t0 = time.perf_counter()
+        for rel in self.outputs:
+            self.run.fs.create_dir(self.tmp(rel), recursive=True)
+        self.run._record(self.key, {
+            "stage": self.stage, "variant": self.variant, "status": "running",
+            "started": _now(), "config": self.config, "config_hash": self.config_hash,
+            "inputs": self.inputs, "code_version": code_version(),
+        })
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is not None:
+            entry = self.run.entry(self.stage, self.variant) or {}
+            entry.update(status="failed", error=f"{exc_type.__name__}: {exc}", ended=_now())
+            self.run._record(self.key, entry)
+            self.run.delete(self._tmp_root)
+            return
+        marker = {"step": self.key, "fingerprint": self.fingerprint, "written": _now()}
+        for rel in self.outputs:
+            self.run.move(posixpath.join(self._tmp_root, rel), rel)
+        self.run.delete(self._tmp_root)
+        for rel in self.outputs:  # markers last: an output without one is never taken as whole
+            self.run.write_json(posixpath.join(rel, MARKER), marker)
+        self.timings["total_s"] = round(time.perf_counter() - self._t0, 3)
+        entry = self.run.entry(self.stage, self.variant) or {}
+        entry.update(
+            status="complete", ended=_now(), fingerprint=self.fingerprint,
+            outputs=self.outputs, counts=self.counts, timings=self.timings, **self.extra,
+        )
+        self.run._record(self.key, entry)
+
+
+class _Timer:
+    def __init__(self, sink: dict[str, float], name: str):
+        self.sink, self.name = sink, name
+
+    def __enter__(self) -> None:
+        self.t0 = time.perf_counter()
+
+    def __exit__(self, *exc: object) -> None:
+        self.sink[self.name] = round(time.perf_counter() - self.t0, 3)
+
+
+def fingerprint_source(path: str) -> str:
+    """Fingerprint of a source file or folder: names, sizes and modification times.
+
+    Hashing the bytes of 3.5 GB of CSV on every rerun would cost more than the skip saves;
+    size + mtime catch every edit a user makes in practice.
+    """
+    fs, root = resolve_fs(path)
+    info = fs.get_file_info(root)
+    if info.type == pafs.FileType.NotFound:
+        raise FileNotFoundError(f"source not found: {path}")
+    if info.type == pafs.FileType.File:
+        entries = [info]
+    else:
+        entries = [i for i in fs.get_file_info(pafs.FileSelector(root, recursive=False))]
+    listing = sorted(
+        (posixpath.basename(i.path), i.size or 0, i.mtime_ns or 0) for i in entries
+    )
+    return stable_hash(listing)
+
+
+def iter_files(fs: pafs.FileSystem, root: str, suffix: str = "") -> Iterator[pafs.FileInfo]:
+    for info in fs.get_file_info(pafs.FileSelector(root, recursive=True, allow_not_found=True)):
+        if info.type == pafs.FileType.File and info.path.endswith(suffix):
+            yield info
