@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import os
 
-# Offline machines: usage stats would try to phone home; auth tokens must be explicit (a first
-# ray.init() writes ~/.ray/auth_token, after which `ray status` / `ray job submit` need
-# RAY_AUTH_MODE=token).
-os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-os.environ.setdefault("RAY_AUTH_MODE", "token")
+import stylehub_ray  # noqa: F401  (sets RAY_AUTH_MODE / usage stats before ray is imported)
 
 
 def ensure_ray(num_cpus: int | None = None) -> None:
-    """Connect to RAY_ADDRESS when set (a cluster or a test session's head), else start a local
-    instance. Idempotent."""
+    """Connect to RAY_ADDRESS when set (a cluster, a job's driver, a test session's head), else
+    start a fresh local instance. Idempotent.
+
+    A bare ``ray.init()`` attaches to whichever cluster was started last on the machine (a
+    leftover test head, another user's session); starting our own avoids that collision.
+    """
     import ray
 
     if ray.is_initialized():
@@ -23,7 +23,7 @@ def ensure_ray(num_cpus: int | None = None) -> None:
     if address:
         ray.init(address=address, **kwargs)
     else:
-        ray.init(num_cpus=num_cpus, **kwargs)
+        ray.init(address="local", num_cpus=num_cpus, **kwargs)
     from ray.data import DataContext
 
     ctx = DataContext.get_current()

@@ -19,10 +19,11 @@ import posixpath
 import subprocess
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pyarrow.fs as pafs
 
@@ -98,7 +99,8 @@ class Run:
             return json.loads(f.read().decode())
 
     def write_json(self, rel: str, obj: Any) -> None:
-        self.write_bytes(rel, (json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n").encode())
+        text = json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n"
+        self.write_bytes(rel, text.encode())
 
     def write_bytes(self, rel: str, data: bytes) -> None:
         """Write one object whole: a temporary file then a rename locally (atomic there), a
@@ -150,7 +152,7 @@ class Run:
         inputs: dict[str, str],
         outputs: list[str],
         force: bool = False,
-    ) -> "Step":
+    ) -> Step:
         """Open a step; check ``.done`` to skip it, else use it as a context manager."""
         return Step(self, stage, variant, config, inputs, outputs, force)
 
@@ -217,10 +219,10 @@ class Step:
         assert rel in self.outputs, f"{rel} is not an output of step {self.key}"
         return self.run.uri_of(posixpath.join(self._tmp_root, rel))
 
-    def time(self, name: str) -> "_Timer":
+    def time(self, name: str) -> _Timer:
         return _Timer(self.timings, name)
 
-    def __enter__(self) -> "Step":
+    def __enter__(self) -> Step:
         self._t0 = time.perf_counter()
         for rel in self.outputs:
             self.run.fs.create_dir(self.tmp(rel), recursive=True)

@@ -69,7 +69,7 @@ class Scale:
 
 
 SCALES = {
-    "tiny": Scale(customers=300, articles=400, transactions=7_000, styles=8),
+    "tiny": Scale(customers=1_000, articles=600, transactions=25_000, styles=8),
     "demo": Scale(customers=20_000, articles=5_000, transactions=500_000, styles=24),
     "full": Scale(customers=1_371_980, articles=105_542, transactions=31_788_324, styles=64),
 }
@@ -326,7 +326,8 @@ def make_customers(params: dict, styles: dict, rng: np.random.Generator) -> dict
     t1i, t1w = sparse_top(theta1, TASTE_TOP)
     # Purchases per customer: lognormal (median 9, mean ~23), scaled to hit the exact total.
     counts = np.floor(rng.lognormal(math.log(real.tx_per_customer_median),
-                                    real.tx_per_customer_sigma, n)).clip(1, real.tx_per_customer_max)
+                                    real.tx_per_customer_sigma, n))
+    counts = counts.clip(1, real.tx_per_customer_max)
     counts[rng.random(n) < real.no_purchase_share] = 0
     counts = _exact_total(counts, params["transactions"], rng)
     # Active window: most stay until the end; some churn; starts spread over the period.

@@ -41,7 +41,10 @@ def detect_layout(source: str) -> str:
                           f"tuples_<U>/ folders)")
     names = {posixpath.basename(i.path) for i in fs.get_file_info(pafs.FileSelector(root))}
     if any(n.startswith("tuples_") for n in names):
-        return POLYVORE
+        from stylehub_ray.data.polyvore import is_polyvore_layout
+
+        if "://" in source or is_polyvore_layout(root):
+            return POLYVORE
     if names & {"articles.csv", "customers.csv", "transactions_train.csv"}:
         return H_AND_M
     raise IngestError(

@@ -1,0 +1,1 @@
+"""Data plane: schemas, readers, generators, validation and ingest."""

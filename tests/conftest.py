@@ -1,0 +1,90 @@
+"""Shared fixtures: one Ray head per test session (127.0.0.1), tiny generated data."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+os.environ.setdefault("RAY_AUTH_MODE", "token")
+os.environ.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "1")
+
+REPO = Path(__file__).resolve().parents[1]
+VENV_BIN = Path(sys.executable).parent
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def ray_head():
+    """`ray start --head` on 127.0.0.1 with 4 logical CPUs and a small object store, shared
+    by every Ray test (in-process drivers, job submission). Yields its addresses."""
+    import ray
+
+    port, dash = _free_port(), _free_port()
+    env = dict(os.environ, PATH=f"{VENV_BIN}:{os.environ.get('PATH', '')}")
+    env.pop("RAY_ADDRESS", None)
+    cmd = [str(VENV_BIN / "ray"), "start", "--head", "--node-ip-address=127.0.0.1",
+           f"--port={port}", "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}",
+           "--num-cpus=4", "--object-store-memory=400000000", "--disable-usage-stats"]
+    subprocess.run(cmd, check=True, env=env, capture_output=True, text=True, timeout=120)
+    address = f"127.0.0.1:{port}"
+    os.environ["RAY_ADDRESS"] = address
+    ray.init(address=address, log_to_driver=False)
+    try:
+        yield {"address": address, "dashboard": f"http://127.0.0.1:{dash}", "env": env}
+    finally:
+        ray.shutdown()
+        os.environ.pop("RAY_ADDRESS", None)
+        subprocess.run([str(VENV_BIN / "ray"), "stop", "--force"], env=env,
+                       capture_output=True, timeout=120)
+
+
+@pytest.fixture(scope="session")
+def tiny_hm(tmp_path_factory) -> Path:
+    """A tiny generated H&M source with images (generated once per session)."""
+    from stylehub_ray.config import GenerateHMConfig
+    from stylehub_ray.data.hm_generator import generate_hm
+
+    out = tmp_path_factory.mktemp("tiny_hm")
+    generate_hm(str(out), GenerateHMConfig(scale="tiny", images=True), log=lambda *a: None)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tiny_hm, ray_head, tmp_path_factory):
+    """The tiny source ingested once; tests must not modify it."""
+    from stylehub_ray.config import IngestConfig
+    from stylehub_ray.data.ingest import ingest
+    from stylehub_ray.run import Run
+
+    run = Run(str(tmp_path_factory.mktemp("tiny_run")))
+    ingest(str(tiny_hm), run, IngestConfig(chunk_mb=0.1), log=lambda *a: None)
+    return run
+
+
+def wait_for(predicate, timeout: float = 60.0, every: float = 0.5):
+    """Poll ``predicate`` until it returns a truthy value (bounded)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(every)
+    raise TimeoutError(f"condition not met in {timeout}s")
+
+
+def copy_source(src: Path, dst: Path) -> Path:
+    shutil.copytree(src, dst)
+    return dst
