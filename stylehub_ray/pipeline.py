@@ -40,3 +40,42 @@ def log_run_summary(run: Run, log=print) -> None:
     gen = steps.get("ingest", {}).get("generator")
     if gen:
         log(f"generated data: generator {gen['version']}, parameters {gen['params_hash']}")
+        log_oracle_summary(run, log)
+
+
+def log_oracle_summary(run: Run, log=print, k: int = 12) -> dict | None:
+    """For generated H&M data: the best achievable scores on the last week (the ceiling every
+    model is measured against), beside last-week popularity, the simplest baseline."""
+    from datetime import timedelta
+
+    import numpy as np
+    import pyarrow.compute as pc
+
+    from stylehub_ray.data.ingest import read_table
+    from stylehub_ray.data.oracle import HMOracle
+    from stylehub_ray.eval.metrics import evaluate_ranking
+
+    if not run.is_complete("raw/transactions"):
+        return None
+    oracle = HMOracle.load(run)
+    if oracle is None:
+        return None
+    tx = read_table(run, "raw/transactions", ["t_dat", "customer_idx", "article_idx"])
+    end = pc.max(tx.column("t_dat")).as_py()
+    start = end - timedelta(days=6)
+    test = tx.filter(pc.field("t_dat") >= start).to_pandas()
+    prior = tx.filter((pc.field("t_dat") < start)
+                      & (pc.field("t_dat") >= start - timedelta(days=7))).to_pandas()
+    truth = test.groupby("customer_idx").article_idx.apply(set)
+    customers = truth.index.to_numpy()
+    best = evaluate_ranking(oracle.topk(customers, start, end, k), list(truth), ks=(k,))
+    expected = oracle.expected_metrics(customers, [len(t) for t in truth], start, end, k,
+                                       draws=4)
+    popular = prior.article_idx.value_counts().index[:k].to_numpy()
+    base = evaluate_ranking(np.tile(popular, (len(customers), 1)), list(truth), ks=(k,))
+    log(f"last week {start} .. {end}: {len(customers):,} customers bought")
+    log(f"{'ranking':28s} {'MAP@12':>8s} {'recall@12':>10s} {'NDCG@12':>8s}")
+    for name, m in (("oracle top-12 (realized)", best), ("oracle top-12 (expected)", expected),
+                    ("last-week popularity", base)):
+        log(f"{name:28s} {m[f'map@{k}']:8.4f} {m[f'recall@{k}']:10.4f} {m[f'ndcg@{k}']:8.4f}")
+    return {"oracle": best, "expected": expected, "popularity": base}

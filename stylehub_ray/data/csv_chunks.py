@@ -73,10 +73,39 @@ def read_chunk_bytes(chunk: Chunk) -> bytes:
         return f.read_at(chunk.end - chunk.start, chunk.start)
 
 
-def parse_chunk(chunk: Chunk, columns: list[str]) -> tuple[pa.Table, list[tuple[int, str, int]]]:
+def parse_typed(chunk: Chunk, columns: list[str], types: dict[str, pa.DataType],
+                data: bytes | None = None) -> pa.Table | None:
+    """The fast path: parse straight into typed columns. None when anything in the chunk does
+    not fit (a value that does not convert, a row of the wrong width, a blank), so the caller
+    re-reads it with :func:`parse_chunk`, which keeps every bad row's text."""
+    data = read_chunk_bytes(chunk) if data is None else data
+    bad: list[int] = []
+
+    def on_invalid(row) -> str:
+        bad.append(row.number)
+        return "skip"
+
+    try:
+        table = pacsv.read_csv(
+            pa.BufferReader(data),
+            read_options=pacsv.ReadOptions(column_names=columns, use_threads=False,
+                                           block_size=max(1 << 20, len(data) + 1)),
+            parse_options=pacsv.ParseOptions(invalid_row_handler=on_invalid),
+            convert_options=pacsv.ConvertOptions(column_types=types,
+                                                 include_columns=list(types)),
+        )
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return None
+    if bad or any(table.column(c).null_count for c in types):
+        return None
+    return table
+
+
+def parse_chunk(chunk: Chunk, columns: list[str],
+                data: bytes | None = None) -> tuple[pa.Table, list[tuple[int, str, int]]]:
     """Parse one chunk: (table of string columns + _chunk/_record, rows of the wrong width as
     (record number, text, number of fields))."""
-    data = read_chunk_bytes(chunk)
+    data = read_chunk_bytes(chunk) if data is None else data
     bad: list[tuple[int, str, int]] = []
 
     def on_invalid(row) -> str:

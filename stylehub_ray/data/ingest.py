@@ -274,33 +274,84 @@ def _reconcile(table: str, read: int, kept: int, quarantined: int) -> dict:
     return {"read": read, "kept": kept, "quarantined": quarantined}
 
 
+# Per worker process: the lookups of the current ingest, built once and reused by every chunk
+# task that lands on the process (Ray reuses worker processes).
+_VALIDATORS: dict[str, hm_validate.TransactionValidator] = {}
+
+
+def transaction_chunk_task(batch: pa.Table, lookups: list, channels: tuple[int, ...],
+                           out_uri: str) -> pa.Table:
+    """Ray Data task: parse, validate and write one chunk of transactions, in one pass.
+
+    Kept rows are written as ``week=<wednesday>/part-<chunk>.parquet`` (a retried task
+    overwrites its own files, so retries never duplicate rows). Returns one report row: records
+    read, rows kept, and the rejected rows (Arrow IPC bytes; usually none).
+    """
+    import ray
+
+    chunk, columns = hm_validate.chunk_of(batch)
+    key = lookups[0].hex()
+    if key not in _VALIDATORS:
+        _VALIDATORS.clear()
+        _VALIDATORS[key] = hm_validate.TransactionValidator(ray.get(lookups[0]), channels)
+    validator = _VALIDATORS[key]
+    data = csv_chunks.read_chunk_bytes(chunk)
+    kept = None
+    typed = csv_chunks.parse_typed(chunk, columns, validator.FAST_TYPES, data)
+    if typed is not None:
+        kept, records = validator.validate_fast(typed), typed.num_rows
+        bad = hm_validate.with_meta(schemas.TRANSACTIONS).empty_table()
+    if kept is None:  # something in the chunk is wrong: re-read it keeping every line's text
+        raw, wrong_width = csv_chunks.parse_chunk(chunk, columns, data)
+        out = validator.validate(raw, wrong_width, chunk.index)
+        records = out.num_rows
+        kept, bad = _split(out)
+        kept = kept.drop_columns([name for name, _ in hm_validate.META])
+    write_weeks(kept, out_uri, chunk.index)
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, bad.schema) as writer:
+        writer.write_table(bad)
+    return pa.table({"chunk": [chunk.index], "records": [records], "kept": [kept.num_rows],
+                     "rejected": [sink.getvalue().to_pybytes()]})
+
+
+def write_weeks(table: pa.Table, out_uri: str, chunk: int) -> None:
+    """Hive partitions by ``week``: one file per week present in the chunk. The H&M file is
+    sorted by date, so a chunk is usually already in week order and is only sliced."""
+    if table.num_rows == 0:
+        return
+    fs, root = resolve_fs(out_uri)
+    days = table.column("t_dat").combine_chunks().cast(pa.int32()).to_numpy()
+    week = days - (days - hm_validate.WEEK_ANCHOR) % 7
+    if not np.all(week[1:] >= week[:-1]):
+        order = np.argsort(week, kind="stable")
+        table, week = table.take(pa.array(order)), week[order]
+    table = table.drop_columns(["week"])
+    bounds = np.flatnonzero(week[1:] != week[:-1]) + 1
+    names = hm_validate.week_of(pa.array(week[np.r_[0, bounds]].astype(np.int32)))
+    for name, lo, hi in zip(names.to_pylist(), np.r_[0, bounds], np.r_[bounds, len(week)]):
+        folder = posixpath.join(root, f"week={name}")
+        fs.create_dir(folder, recursive=True)
+        pq.write_table(table.slice(lo, hi - lo),
+                       posixpath.join(folder, f"part-{chunk:05d}.parquet"), filesystem=fs)
+
+
 def _transactions(src: TableSource, lookups, cfg: IngestConfig, run: Run, step) -> tuple[
         pa.Table, int, int]:
     import ray
 
-    n_cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
-    validated = _dataset(src).map_batches(
-        hm_validate.TransactionValidator, fn_constructor_args=(lookups, cfg.channels),
-        batch_size=1, batch_format="pyarrow",
-        concurrency=(1, max(1, min(n_cpus, len(src.chunks)))),
-    ).materialize()
-    read = validated.count()
-    meta = [name for name, _ in hm_validate.META]
-
-    def kept_rows(t: pa.Table) -> pa.Table:
-        return t.filter(pc.is_null(t.column("_reason"))).drop_columns(meta)
-
-    def bad_rows(t: pa.Table) -> pa.Table:
-        return t.filter(pc.is_valid(t.column("_reason")))
-
-    out = step.tmp("raw/transactions")
-    validated.map_batches(kept_rows, batch_format="pyarrow", batch_size=None).write_parquet(
-        out, partition_cols=["week"], filesystem=run.fs)
-    bad_parts = ray.get(validated.map_batches(bad_rows, batch_format="pyarrow",
-                                              batch_size=None).to_arrow_refs())
-    bad = pa.concat_tables(bad_parts) if bad_parts else hm_validate.with_meta(
+    reports = _dataset(src).map_batches(
+        transaction_chunk_task, batch_size=1, batch_format="pyarrow",
+        fn_kwargs={"lookups": [lookups], "channels": tuple(cfg.channels),
+                   "out_uri": step.tmp_uri("raw/transactions")},
+    )
+    parts = ray.get(reports.to_arrow_refs())
+    report = pa.concat_tables(parts)
+    rejected = [pa.ipc.open_stream(b).read_all() for b in report.column("rejected").to_pylist()]
+    bad = pa.concat_tables(rejected) if rejected else hm_validate.with_meta(
         schemas.TRANSACTIONS).empty_table()
-    return _quarantine_table(src, bad), read, _parquet_rows(run, out)
+    read = int(pc.sum(report.column("records")).as_py() or 0)
+    return _quarantine_table(src, bad), read, _parquet_rows(run, step.tmp("raw/transactions"))
 
 
 def _images(source: str, articles: pa.Table, cfg: IngestConfig) -> tuple[pa.Table, int]:
