@@ -10,6 +10,7 @@ customer), times:
 Prints rows/s, the ratio to the floor and the growth from 1M to 4M, and writes JSON.
 
     python bench/ingest.py [--sizes 1000000 4000000] [--repeats 2] [--out bench/results]
+    python bench/ingest.py --sizes --source /data/hm-full --repeats 1   # the full scale
 """
 
 from __future__ import annotations
@@ -41,24 +42,31 @@ def floor(csv_path: Path, out: Path) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--sizes", type=int, nargs="+", default=[1_000_000, 4_000_000])
+    ap.add_argument("--sizes", type=int, nargs="*", default=[1_000_000, 4_000_000])
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--data", default=os.path.join(tempfile.gettempdir(), "stylehub-bench"))
     ap.add_argument("--out", default="bench/results")
+    ap.add_argument("--source", action="append", default=[],
+                    help="also time an existing generated source (e.g. the full scale)")
     args = ap.parse_args()
     ensure_ray()
     import ray
 
     cpus = int(ray.cluster_resources().get("CPU", 0))
     rows = []
-    for n in args.sizes:
-        src = Path(args.data) / f"hm-{n}"
-        generate_hm(str(src), GenerateHMConfig(scale="full", images=False, n_transactions=n,
-                                               n_customers=max(1000, n // 23)),
-                    log=lambda *a: None)
+    jobs = [(Path(args.data) / f"hm-{n}", n) for n in args.sizes] + [
+        (Path(s), None) for s in args.source]
+    for src, n in jobs:
+        if n is not None:
+            generate_hm(str(src), GenerateHMConfig(scale="full", images=False, n_transactions=n,
+                                                   n_customers=max(1000, n // 23)),
+                        log=lambda *a: None)
+        else:
+            n = json.loads((src / "_oracle" / "generator.json").read_text())["summary"][
+                "transactions"]
         csv_path = src / "transactions_train.csv"
         floors, ours, stage = [], [], []
-        for r in range(args.repeats):
+        for _ in range(args.repeats):
             with tempfile.TemporaryDirectory() as tmp:
                 floors.append(floor(csv_path, Path(tmp) / "t.parquet"))
                 run = Run(os.path.join(tmp, "run"))

@@ -63,7 +63,7 @@ def main() -> None:
         generate_hm(tmp, GenerateHMConfig(scale="full", images=False, n_customers=4000,
                                           n_transactions=92_000), log=lambda *a: None)
         ours = stats(Path(tmp))
-    print(f"| statistic | real slice | generated |\n|---|---:|---:|")
+    print("| statistic | real slice | generated |\n|---|---:|---:|")
     for key in real:
         print(f"| {key} | {real[key]:.4g} | {ours[key]:.4g} |")
 

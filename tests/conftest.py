@@ -35,6 +35,12 @@ def ray_head():
     port, dash = _free_port(), _free_port()
     env = dict(os.environ, PATH=f"{VENV_BIN}:{os.environ.get('PATH', '')}")
     env.pop("RAY_ADDRESS", None)
+    # With token auth, `ray start` refuses to run until a token exists; on a fresh machine
+    # nothing has written one yet (a first ray.init() would).
+    token = Path(os.environ.get("RAY_AUTH_TOKEN_PATH", Path.home() / ".ray" / "auth_token"))
+    if not token.exists() and "RAY_AUTH_TOKEN" not in os.environ:
+        subprocess.run([str(VENV_BIN / "ray"), "get-auth-token", "--generate"], check=True,
+                       env=env, capture_output=True, timeout=120)
     cmd = [str(VENV_BIN / "ray"), "start", "--head", "--node-ip-address=127.0.0.1",
            f"--port={port}", "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}",
            "--num-cpus=4", "--object-store-memory=400000000", "--disable-usage-stats"]
