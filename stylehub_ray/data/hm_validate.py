@@ -179,13 +179,9 @@ def validate_customers(raw: pa.Table, bad_width, chunk: int) -> pa.Table:
 
 
 class TransactionValidator:
-    """Transactions need the kept articles and customers: built once per Ray actor."""
+    """Transactions need the kept articles and customers: built once per worker process."""
 
-    def __init__(self, lookups, channels: tuple[int, ...] = (1, 2)):
-        import ray
-
-        if isinstance(lookups, ray.ObjectRef):
-            lookups = ray.get(lookups)
+    def __init__(self, lookups: dict, channels: tuple[int, ...] = (1, 2)):
         self.article_ids = np.asarray(lookups["article_ids"], np.int64)  # sorted: idx = rank
         self.customers = pd.Index(lookups["customer_ids"])  # sorted: idx = rank
         self.channels = np.array(channels, np.int64)
@@ -228,13 +224,6 @@ class TransactionValidator:
             "week": week_of(days),
         }, schema=schemas.TRANSACTIONS)
 
-    def __call__(self, batch: dict) -> pa.Table:
-        from stylehub_ray.data.csv_chunks import parse_chunk
-
-        chunk, columns = chunk_of(batch)
-        raw, bad_width = parse_chunk(chunk, columns)
-        return self.validate(raw, bad_width, chunk.index)
-
     def validate(self, raw: pa.Table, bad_width, chunk: int) -> pa.Table:
         checks = Checks(raw)
         days = pc.strptime(_col(raw, "t_dat"), format="%Y-%m-%d", unit="s", error_is_null=True)
@@ -263,10 +252,9 @@ class TransactionValidator:
         a_num, _ = parse_number(pc.if_else(pa.array(art_ok), art, pa.scalar("0")), pa.int64(),
                                 INT_RE)
         a = a_num.to_numpy(zero_copy_only=False)
-        pos = np.searchsorted(self.article_ids, a)
-        pos_c = np.minimum(pos, max(len(self.article_ids) - 1, 0))
-        found = (len(self.article_ids) > 0) & (self.article_ids[pos_c] == a) if len(
-            self.article_ids) else np.zeros(len(a), bool)
+        pos_c = np.minimum(np.searchsorted(self.article_ids, a), max(len(self.article_ids) - 1, 0))
+        found = (self.article_ids[pos_c] == a if len(self.article_ids)
+                 else np.zeros(len(a), bool))
         checks.fail(~found, "article_id", "article_id not in articles.csv")
         ok_rows = checks.ok
         typed = {
