@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -41,9 +43,13 @@ def ray_head():
     if not token.exists() and "RAY_AUTH_TOKEN" not in os.environ:
         subprocess.run([str(VENV_BIN / "ray"), "get-auth-token", "--generate"], check=True,
                        env=env, capture_output=True, timeout=120)
+    # A temp dir of its own, so teardown stops this head only (`ray stop` would stop every
+    # Ray instance on the machine, other test sessions' included). Short: socket paths.
+    temp_dir = tempfile.mkdtemp(prefix="rt", dir="/tmp")
     cmd = [str(VENV_BIN / "ray"), "start", "--head", "--node-ip-address=127.0.0.1",
            f"--port={port}", "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}",
-           "--num-cpus=4", "--object-store-memory=400000000", "--disable-usage-stats"]
+           "--num-cpus=4", "--object-store-memory=400000000", "--disable-usage-stats",
+           f"--temp-dir={temp_dir}"]
     subprocess.run(cmd, check=True, env=env, capture_output=True, text=True, timeout=120)
     address = f"127.0.0.1:{port}"
     os.environ["RAY_ADDRESS"] = address
@@ -53,8 +59,25 @@ def ray_head():
     finally:
         ray.shutdown()
         os.environ.pop("RAY_ADDRESS", None)
-        subprocess.run([str(VENV_BIN / "ray"), "stop", "--force"], env=env,
-                       capture_output=True, timeout=120)
+        _stop_processes_under(temp_dir)
+        shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+def _stop_processes_under(temp_dir: str, grace: float = 10.0) -> None:
+    """Stop the Ray processes whose command line names ``temp_dir`` (this session's head)."""
+    import signal
+
+    def pids() -> list[int]:
+        out = subprocess.run(["pgrep", "-f", temp_dir], capture_output=True, text=True)
+        return [int(p) for p in out.stdout.split() if int(p) != os.getpid()]
+
+    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 2.0)):
+        for pid in pids():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+        deadline = time.monotonic() + wait
+        while pids() and time.monotonic() < deadline:
+            time.sleep(0.2)
 
 
 @pytest.fixture(scope="session")
