@@ -39,6 +39,10 @@ def build_parser() -> argparse.ArgumentParser:
     ing.add_argument("--run", required=True)
     _common(ing)
 
+    feat = sub.add_parser("features", help="split, features, negatives, preprocessing")
+    feat.add_argument("--run", required=True)
+    _common(feat)
+
     pipe = sub.add_parser("pipeline", help="every stage that exists, idempotent")
     pipe.add_argument("source")
     pipe.add_argument("--run", required=True)
@@ -83,13 +87,25 @@ def _dispatch(args: argparse.Namespace) -> int:
         ingest(args.source, run, cfg, force=args.force)
         log_run_summary(run)
         return 0
+    if args.command == "features":
+        from stylehub_ray.features.stage import build_features
+        from stylehub_ray.run import Run
+
+        build_features(Run(args.run), C.load_config(C.FeaturesConfig, args.config, args.sets),
+                       force=args.force)
+        return 0
     if args.command == "pipeline":
         from stylehub_ray.pipeline import run_pipeline
 
         stage_sets = _split_sets(args.sets)
-        cfg = C.load_config(C.PipelineConfig, args.config, stage_sets.get("pipeline", []))
-        ingest_cfg = C.load_config(C.IngestConfig, args.config, stage_sets.get("ingest", []))
-        run_pipeline(args.source, args.run, cfg, ingest_cfg, force=args.force)
+        unknown = set(stage_sets) - set(C.STAGE_CONFIGS)
+        if unknown:
+            raise ValueError(f"pipeline --set: unknown stage(s) {', '.join(sorted(unknown))}; "
+                             f"known: {', '.join(C.STAGE_CONFIGS)}")
+        configs = {name: C.load_config(cls, args.config, stage_sets.get(name, []))
+                   for name, cls in C.STAGE_CONFIGS.items()
+                   if name in ("pipeline", "ingest", "features")}
+        run_pipeline(args.source, args.run, configs, force=args.force)
         return 0
     raise ValueError(f"unknown command {args.command}")
 

@@ -71,16 +71,44 @@ class IngestConfig:
 
 
 @dataclass
+class FeaturesConfig:
+    """`stylehub features`: temporal split, customer/article/interaction features, negatives,
+    fitted preprocessing (hybrid two-tower paper, steps 2 and 4)."""
+
+    split: str = "last-week"  # or "ratio" (the paper's 70/15/15 continuous periods)
+    ratios: tuple[float, ...] = (0.70, 0.15, 0.15)
+    recent_days: int = 30
+    negatives: int = 4  # per positive
+    negative_sampling: str = "uniform"  # or "popularity"
+    seed: int = 0
+    # Hash groups for the exact per-customer / per-article aggregation and the negatives; a
+    # fixed number (not the cluster's size) so that outputs do not depend on the cluster.
+    buckets: int = 16
+    # Parquet bytes per Ray Data block when reading raw/transactions.
+    block_mb: float = 64.0
+
+    def validate(self) -> None:
+        _check_choice("split", self.split, ("last-week", "ratio"))
+        _check_choice("negative_sampling", self.negative_sampling, ("uniform", "popularity"))
+        if len(self.ratios) != 3 or abs(sum(self.ratios) - 1) > 1e-6 or min(self.ratios) <= 0:
+            raise ValueError(f"features.ratios must be three positive shares summing to 1, "
+                             f"got {self.ratios}")
+        if self.negatives < 0 or self.buckets < 1 or self.recent_days < 1:
+            raise ValueError("features.negatives must be >= 0, buckets >= 1, recent_days >= 1")
+
+
+@dataclass
 class PipelineConfig:
     """`stylehub pipeline`: every stage that exists, in order, each skipped when up to date."""
 
-    stages: tuple[str, ...] = ("ingest",)
+    stages: tuple[str, ...] = ("ingest", "features")
 
 
 STAGE_CONFIGS: dict[str, type] = {
     "generate_hm": GenerateHMConfig,
     "generate_outfits": GenerateOutfitsConfig,
     "ingest": IngestConfig,
+    "features": FeaturesConfig,
     "pipeline": PipelineConfig,
 }
 

@@ -2,20 +2,34 @@
 
 from __future__ import annotations
 
-from stylehub_ray.config import IngestConfig, PipelineConfig
 from stylehub_ray.data.ingest import ingest
 from stylehub_ray.run import Run
 
+STAGES = ("ingest", "features")
 
-def run_pipeline(source: str, run_uri: str, cfg: PipelineConfig, ingest_cfg: IngestConfig,
-                 force: bool = False, log=print) -> dict:
-    """Run the stages in ``cfg.stages`` on ``source`` into ``run_uri``; returns the manifest."""
+
+def run_pipeline(source: str, run_uri: str, configs: dict, force: bool = False,
+                 log=print) -> dict:
+    """Run the stages in ``configs["pipeline"].stages`` on ``source`` into ``run_uri``, each
+    with its config from ``configs[stage]``; returns the manifest. A stage that does not apply
+    to the source's layout (features on outfits) is skipped with a note."""
+    from stylehub_ray.data.ingest import POLYVORE, detect_layout
+
     run = Run(run_uri)
-    for stage in cfg.stages:
+    layout = detect_layout(source)
+    for stage in configs["pipeline"].stages:
+        if stage not in STAGES:
+            raise ValueError(f"pipeline.stages: unknown stage {stage!r}; known: "
+                             f"{', '.join(STAGES)}")
         if stage == "ingest":
-            ingest(source, run, ingest_cfg, force=force, log=log)
-        else:
-            raise ValueError(f"pipeline.stages: unknown stage {stage!r}; known: ingest")
+            ingest(source, run, configs["ingest"], force=force, log=log)
+        elif stage == "features":
+            if layout == POLYVORE:
+                log("features: not for outfit data; skipped")
+                continue
+            from stylehub_ray.features.stage import build_features
+
+            build_features(run, configs["features"], force=force, log=log)
     log_run_summary(run, log)
     return run.manifest()
 
@@ -26,7 +40,7 @@ def log_run_summary(run: Run, log=print) -> None:
     log("")
     log(f"run {run.uri}")
     log(f"{'stage':12s} {'status':10s} {'time s':>8s}  counts")
-    for key, entry in steps.items():
+    for key, entry in sorted(steps.items(), key=lambda kv: kv[1].get("started", "")):
         counts = entry.get("counts", {})
         parts = []
         for table, c in counts.items():
@@ -34,7 +48,9 @@ def log_run_summary(run: Run, log=print) -> None:
                 parts.append(f"{table} {c['kept']:,}/{c['read']:,} kept, "
                              f"{c['quarantined']:,} quarantined")
             elif isinstance(c, dict):
-                parts.append(f"{table} " + ", ".join(f"{k} {v:,}" for k, v in c.items()))
+                parts.append(f"{table} " + ", ".join(
+                    f"{k} {v:,}" if isinstance(v, (int, float)) else f"{k} {v}"
+                    for k, v in c.items()))
         total = entry.get("timings", {}).get("total_s", "")
         log(f"{key:12s} {entry.get('status', ''):10s} {total:>8}  " + "; ".join(parts))
     gen = steps.get("ingest", {}).get("generator")

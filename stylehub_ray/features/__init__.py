@@ -1,0 +1,1 @@
+"""Features, temporal split, negative sampling and fitted preprocessing (two-tower paper)."""

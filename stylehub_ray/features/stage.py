@@ -1,0 +1,363 @@
+"""`stylehub features`: temporal split, then features, negatives and preprocessing on Ray Data.
+
+Split first, so nothing from an evaluation period leaks into training features:
+- ``last-week`` (default, the H&M competition's protocol): ``test`` is the last 7 days, ``val``
+  the 7 days before, ``train`` everything earlier;
+- ``ratio`` (the paper): dates in order, continuous periods holding 70% / 15% / 15% of the rows
+  (a day is never cut in two).
+Two feature sets are built: ``train`` (as of the start of ``val``: for training examples and
+for scoring ``val``) and ``test`` (as of the start of ``test``: for scoring ``test``).
+
+Customer and article features are exact: rows are routed to ``buckets`` groups by
+``customer_idx % buckets`` (``article_idx % buckets``) and each Ray Data group computes the
+features of complete customers (articles) with pandas (``aggregates.py``). The number of
+buckets is configuration, not cluster size, so outputs do not depend on the cluster.
+Negative sampling runs per customer bucket, seeded by (seed, bucket): deterministic, and
+nothing is collected on the driver but the small per-customer tables.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from datetime import date, timedelta
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from stylehub_ray.config import FeaturesConfig, resolved
+from stylehub_ray.data.ingest import read_table
+from stylehub_ray.data.io import read_parquet
+from stylehub_ray.features import aggregates as agg
+from stylehub_ray.features.preprocess import Preprocessor
+from stylehub_ray.run import Run
+
+OUTPUTS = ["features/customers", "features/articles", "features/interactions",
+           "features/training_examples", "features/preprocess"]
+TX_COLUMNS = ["t_dat", "customer_idx", "article_idx", "price", "sales_channel_id"]
+CUSTOMER_ATTRIBUTES = ["age", "FN", "Active", "club_member_status", "fashion_news_frequency"]
+ARTICLE_CATEGORIES = [
+    "product_type_name", "product_group_name", "graphical_appearance_name", "colour_group_name",
+    "perceived_colour_value_name", "perceived_colour_master_name", "department_name",
+    "index_name", "index_group_name", "section_name", "garment_group_name",
+]
+CUSTOMER_CATEGORIES = ["club_member_status", "fashion_news_frequency", "main_channel"]
+
+
+class SplitError(ValueError):
+    """A split with no transactions: names the dates."""
+
+
+# ------------------------------------------------------------------------------------------
+# Split
+# ------------------------------------------------------------------------------------------
+def compute_split(day_counts: pd.Series, cfg: FeaturesConfig) -> dict[str, str]:
+    """Cutoff dates from rows per day (index: date). Every split must hold rows."""
+    days = day_counts.sort_index()
+    first, last = days.index.min(), days.index.max()
+    if cfg.split == "last-week":
+        test_start = last - timedelta(days=6)
+        val_start = last - timedelta(days=13)
+    else:
+        share_before = (days.cumsum() - days) / days.sum()
+        r_train, r_val = cfg.ratios[0], cfg.ratios[0] + cfg.ratios[1]
+        val_start = share_before.index[share_before.to_numpy() >= r_train][0]
+        test_start = share_before.index[share_before.to_numpy() >= r_val][0]
+    cut = {"train_start": first, "val_start": val_start, "test_start": test_start,
+           "test_end": last}
+    periods = {"train": (first, val_start - timedelta(days=1)),
+               "val": (val_start, test_start - timedelta(days=1)), "test": (test_start, last)}
+    for name, (lo, hi) in periods.items():
+        n = int(days[(days.index >= lo) & (days.index <= hi)].sum())
+        if n == 0:
+            span = (f"would end on {hi}, before it starts on {lo}" if hi < lo
+                    else f"{lo} .. {hi} has no transactions")
+            raise SplitError(f"split {cfg.split}: the {name} period {span} "
+                             f"(data from {first} to {last})")
+    return {k: str(v) for k, v in cut.items()}
+
+
+def split_of(t_dat: np.ndarray, cut: dict[str, str]) -> np.ndarray:
+    d = t_dat.astype("datetime64[D]")
+    return np.where(d < np.datetime64(cut["val_start"]), "train",
+                    np.where(d < np.datetime64(cut["test_start"]), "val", "test"))
+
+
+# ------------------------------------------------------------------------------------------
+# Ray Data tasks
+# ------------------------------------------------------------------------------------------
+# Ray Data tasks take Arrow batches and convert them with pyarrow's own to_pandas: plain numpy
+# dtypes (Ray's pandas batches carry Arrow-backed dtypes, on which e.g. % is not implemented).
+BUCKET_KEYS = {"by_customer": "customer_idx", "by_article": "article_idx"}
+
+
+def bucketize(batch: pa.Table, scratch: str, buckets: int) -> pa.Table:
+    """Ray Data task: route one block's rows to per-bucket Parquet files, by customer and by
+    article (a shuffle through the run's storage), and return the block's rows per day.
+
+    File names come from the block's content, so a retried task overwrites its own files.
+    """
+    import hashlib
+
+    from stylehub_ray.run import resolve_fs
+
+    fs, root = resolve_fs(scratch)
+    c = batch.column("customer_idx").to_numpy()
+    a = batch.column("article_idx").to_numpy()
+    digest = hashlib.sha1(np.array([batch.num_rows, c.sum(), a.sum(), (c * 7 + a).sum()],
+                                   np.int64).tobytes()).hexdigest()[:16]
+    for name, key in BUCKET_KEYS.items():
+        b = batch.column(key).to_numpy() % buckets
+        order = np.argsort(b, kind="stable")
+        sorted_b = b[order]
+        part = batch.take(pa.array(order))
+        bounds = np.flatnonzero(sorted_b[1:] != sorted_b[:-1]) + 1
+        for lo, hi in zip(np.r_[0, bounds], np.r_[bounds, len(b)]):
+            folder = posixpath.join(root, name, f"bucket={int(sorted_b[lo])}")
+            fs.create_dir(folder, recursive=True)
+            pq.write_table(part.slice(lo, hi - lo), posixpath.join(folder, f"{digest}.parquet"),
+                           filesystem=fs)
+    days = pd.Series(batch.column("t_dat").to_numpy(zero_copy_only=False)).value_counts()
+    return pa.table({"t_dat": pa.array(list(days.index), pa.date32()),
+                     "rows": pa.array(days.to_numpy(np.int64))})
+
+
+def read_bucket(scratch: str, name: str, bucket: int) -> pd.DataFrame:
+    """Every row of one bucket (empty frame when the bucket got none), in a stable order."""
+    import pyarrow.dataset as pads
+
+    from stylehub_ray.run import resolve_fs
+
+    fs, root = resolve_fs(scratch)
+    folder = posixpath.join(root, name, f"bucket={bucket}")
+    if fs.get_file_info(folder).type == pa.fs.FileType.NotFound:
+        return pd.DataFrame({c: pd.Series(dtype=object) for c in TX_COLUMNS})
+    files = sorted(i.path for i in fs.get_file_info(pa.fs.FileSelector(folder))
+                   if i.path.endswith(".parquet"))
+    return pads.dataset(files, filesystem=fs, format="parquet").to_table().to_pandas()
+
+
+def _bucket_of(batch: pa.Table) -> int:
+    return int(batch.column("bucket")[0].as_py())
+
+
+def features_task(batch: pa.Table, scratch: str, kind: str, cutoffs: dict[str, str],
+                  recent_days: int) -> pd.DataFrame:
+    """Ray Data task: the features of every customer (article) in one bucket, for each
+    feature set (cutoff)."""
+    name = "by_customer" if kind == "customer" else "by_article"
+    tx = read_bucket(scratch, name, _bucket_of(batch))
+    fn = agg.customer_features if kind == "customer" else agg.article_features
+    frames = []
+    for feature_set, cutoff in cutoffs.items():
+        if len(tx):
+            frames.append(fn(tx, cutoff, recent_days).reset_index().assign(
+                feature_set=feature_set))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def interactions_task(batch: pa.Table, cut: dict[str, str]) -> pd.DataFrame:
+    batch = batch.to_pandas()
+    extra = agg.interaction_features(batch["t_dat"])
+    return pd.concat([batch, extra], axis=1).assign(
+        split=split_of(batch["t_dat"].to_numpy(), cut))
+
+
+_CACHE: dict[str, object] = {}
+
+
+def _cached(ref) -> object:
+    """A broadcast object, fetched once per worker process."""
+    import ray
+
+    key = ref.hex()
+    if key not in _CACHE:
+        _CACHE.clear()
+        _CACHE[key] = ray.get(ref)
+    return _CACHE[key]
+
+
+def examples_task(batch: pa.Table, scratch: str, shared: list, cutoff: str, n_articles: int,
+                  k: int, seed: int) -> pd.DataFrame:
+    """Ray Data task: the training positives of one customer bucket (distinct customer,
+    article, day before ``cutoff``) plus k sampled negatives each, shuffled."""
+    bucket = _bucket_of(batch)
+    tx = read_bucket(scratch, "by_customer", bucket)
+    if len(tx) == 0:
+        return pd.DataFrame()
+    tx = tx[tx["t_dat"].to_numpy().astype("datetime64[D]") < np.datetime64(cutoff)]
+    if len(tx) == 0:
+        return pd.DataFrame()
+    ctx = _cached(shared[0])
+    pos = (tx.drop_duplicates(["customer_idx", "article_idx", "t_dat"])
+             .sort_values(["customer_idx", "t_dat", "article_idx"], kind="stable")
+             .reset_index(drop=True))
+    rng = np.random.default_rng([seed, bucket])
+    cust = pos["customer_idx"].to_numpy(np.int64)
+    bought = np.unique(cust * n_articles + pos["article_idx"].to_numpy(np.int64))
+    owner, neg_article = agg.sample_negatives(cust, bought, n_articles, k, rng,
+                                              ctx["popularity"])
+    rows = pd.DataFrame({
+        "customer_idx": np.r_[cust, cust[owner]].astype(np.int32),
+        "article_idx": np.r_[pos["article_idx"].to_numpy(), neg_article].astype(np.int32),
+        "t_dat": np.r_[pos["t_dat"].to_numpy(), pos["t_dat"].to_numpy()[owner]],
+        "label": np.r_[np.ones(len(pos), np.int8), np.zeros(len(owner), np.int8)],
+    })
+    rows = pd.concat([rows, agg.interaction_features(rows["t_dat"])], axis=1)
+    # The customer's features, repeated on each of their positives and negatives.
+    joined = ctx["customers"].iloc[rows["customer_idx"].to_numpy()].reset_index(drop=True)
+    rows = pd.concat([rows, joined.drop(columns=["customer_idx"])], axis=1)
+    return rows.iloc[rng.permutation(len(rows))].reset_index(drop=True)
+
+
+# ------------------------------------------------------------------------------------------
+# The stage
+# ------------------------------------------------------------------------------------------
+def build_features(run: Run, cfg: FeaturesConfig, force: bool = False, log=print) -> dict:
+    import ray
+    import ray.data
+
+    from stylehub_ray.ray_utils import ensure_ray
+
+    for rel in ("raw/transactions", "raw/customers", "raw/articles"):
+        if not run.is_complete(rel):
+            raise FileNotFoundError(f"{run.uri}/{rel}: not there or incomplete; run "
+                                    f"`stylehub ingest SOURCE --run {run.uri}` first")
+    inputs = {rel: run.marker(rel)["fingerprint"]
+              for rel in ("raw/transactions", "raw/customers", "raw/articles")}
+    step = run.step("features", config=resolved(cfg), inputs=inputs, outputs=OUTPUTS,
+                    force=force)
+    if step.done:
+        log(f"features: {run.uri} is up to date; skipped (--force redoes it)")
+        return step.previous() | {"skipped": True}
+    ensure_ray()
+    customers = read_table(run, "raw/customers").to_pandas()
+    articles = read_table(run, "raw/articles").to_pandas()
+    scratch_rel = f"_tmp/features-scratch-{step.fingerprint}"
+    scratch = run.uri_of(scratch_rel)
+    buckets = ray.data.from_items([{"bucket": b} for b in range(cfg.buckets)],
+                                  override_num_blocks=cfg.buckets)
+    with step:
+        try:
+            with step.time("bucketize_s"):
+                tx = read_parquet(run, "raw/transactions", TX_COLUMNS,
+                                  target_bytes=int(cfg.block_mb * (1 << 20))).materialize()
+                per_day = tx.map_batches(bucketize, batch_format="pyarrow", batch_size=None,
+                                         fn_kwargs={"scratch": scratch,
+                                                    "buckets": cfg.buckets}).to_pandas()
+                day_counts = per_day.groupby("t_dat")["rows"].sum()
+                day_counts.index = [d if isinstance(d, date) else pd.Timestamp(d).date()
+                                    for d in day_counts.index]
+            cut = compute_split(day_counts, cfg)
+            step.extra["cutoffs"] = cut
+            step.counts = _build(run, step, cfg, cut, day_counts, tx, buckets, scratch,
+                                 customers, articles)
+        finally:
+            run.delete(scratch_rel)
+    log_features(run.entry("features"), log)
+    return run.entry("features")
+
+
+def _build(run: Run, step, cfg: FeaturesConfig, cut: dict, day_counts: pd.Series, tx,
+           buckets, scratch: str, customers: pd.DataFrame, articles: pd.DataFrame) -> dict:
+    import ray
+
+    n_articles = len(articles)
+    data_start = np.datetime64(cut["train_start"])
+    counts: dict[str, dict] = {"split_rows": {}}
+    period = split_of(np.array(day_counts.index, dtype="datetime64[D]"), cut)
+    for name in ("train", "val", "test"):
+        counts["split_rows"][name] = int(day_counts.to_numpy()[period == name].sum())
+    feature_sets = {"train": cut["val_start"], "test": cut["test_start"]}
+    frames: dict[str, dict[str, pd.DataFrame]] = {"customer": {}, "article": {}}
+    with step.time("aggregates_s"):
+        for kind, table, attrs in (("customer", customers,
+                                    customers[["customer_idx", *CUSTOMER_ATTRIBUTES]]),
+                                   ("article", articles, articles)):
+            computed = buckets.map_batches(
+                features_task, batch_size=1, batch_format="pyarrow",
+                fn_kwargs={"scratch": scratch, "kind": kind, "cutoffs": feature_sets,
+                           "recent_days": cfg.recent_days}).to_pandas()
+            key = f"{kind}_idx"
+            for name, cutoff in feature_sets.items():
+                never = int((np.datetime64(cutoff) - data_start).astype(int)) + 1
+                part = (computed[computed["feature_set"] == name].drop(columns=["feature_set"])
+                        .set_index(key).sort_index() if len(computed) else computed)
+                full, none = _finish(part, len(table), kind, never)
+                frames[kind][name] = full.merge(attrs, on=key)
+                counts.setdefault(f"{name}_features", {"cutoff": cutoff}).update({
+                    f"{kind}s": len(table), f"{kind}s_without_history": none})
+                folder = posixpath.join(step.tmp(f"features/{kind}s"), f"feature_set={name}")
+                run.fs.create_dir(folder, recursive=True)
+                pq.write_table(pa.Table.from_pandas(frames[kind][name], preserve_index=False),
+                               posixpath.join(folder, "part-0.parquet"), filesystem=run.fs)
+
+    with step.time("interactions_s"):
+        tx.map_batches(interactions_task, fn_kwargs={"cut": cut},
+                       batch_format="pyarrow").write_parquet(
+            step.tmp_uri("features/interactions"), partition_cols=["split"])
+
+    with step.time("negatives_s"):
+        popularity = None
+        if cfg.negative_sampling == "popularity":
+            popularity = frames["article"]["train"].sort_values("article_idx")[
+                "sales_count"].to_numpy(np.float64)
+        train_c = frames["customer"]["train"].sort_values("customer_idx")
+        shared = ray.put({"customers": train_c[
+            ["customer_idx", *agg.CUSTOMER_NUMERIC, "main_channel", *CUSTOMER_ATTRIBUTES]]
+            .reset_index(drop=True), "popularity": popularity})
+        examples = buckets.map_batches(
+            examples_task, batch_size=1, batch_format="pyarrow",
+            fn_kwargs={"scratch": scratch, "shared": [shared], "cutoff": cut["val_start"],
+                       "n_articles": n_articles, "k": cfg.negatives, "seed": cfg.seed},
+        ).materialize()
+        examples.write_parquet(step.tmp_uri("features/training_examples"))
+        total = examples.count()
+        positives = int(examples.sum("label") or 0) if total else 0
+        negatives = total - positives
+        # A customer who bought (nearly) every article can leave a positive short.
+        counts["training_examples"] = {"positives": positives, "negatives": negatives,
+                                       "negatives_short": positives * cfg.negatives - negatives}
+
+    with step.time("preprocess_s"):
+        pre = Preprocessor.fit(
+            {"customer": frames["customer"]["train"], "article": frames["article"]["train"]},
+            numeric={"customer": agg.CUSTOMER_NUMERIC + ["age", "FN", "Active"],
+                     "article": agg.ARTICLE_NUMERIC},
+            categorical={"customer": CUSTOMER_CATEGORIES,
+                         "article": ARTICLE_CATEGORIES + ["main_channel"]})
+        target = posixpath.join(step.tmp("features/preprocess"), "preprocess.json")
+        with run.fs.open_output_stream(target) as f:
+            f.write(pre.to_json().encode())
+
+    return counts
+
+
+def _finish(features: pd.DataFrame, n: int, kind: str, never: int) -> tuple[pd.DataFrame, int]:
+    medians = {c: float(features[c].median()) if len(features) else 0.0
+               for c in agg.PRICE_COLUMNS[kind]}
+    channel = int(features["main_channel"].mode().iloc[0]) if len(features) else 2
+    return agg.complete(features, np.arange(n), kind, never, medians, channel)
+
+
+def log_features(entry: dict, log=print) -> None:
+    cut = entry.get("cutoffs", {})
+    c = entry.get("counts", {})
+    log(f"split {entry['config']['split']}: train {cut.get('train_start')} .. "
+        f"val {cut.get('val_start')} .. test {cut.get('test_start')} .. {cut.get('test_end')}")
+    rows = c.get("split_rows", {})
+    log("rows: " + ", ".join(f"{k} {v:,}" for k, v in rows.items()))
+    ex = c.get("training_examples", {})
+    if ex:
+        log(f"training examples: {ex['positives']:,} positives, {ex['negatives']:,} negatives"
+            + (f" ({ex['negatives_short']:,} short)" if ex.get("negatives_short") else ""))
+
+
+def load_features(run: Run, kind: str, feature_set: str = "train") -> pd.DataFrame:
+    """features/customers or features/articles for one feature set, as pandas."""
+    import pyarrow.compute as pc
+
+    table = read_table(run, f"features/{kind}")
+    return table.filter(pc.field("feature_set") == feature_set).drop_columns(
+        ["feature_set"]).to_pandas()
