@@ -35,7 +35,9 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check stylehub_ray jobs tests bench
 
 bench: $(STAMP)
+	$(PY) -m pip install -q $(PIP_CONSTRAINT) -e '.[dev,bench]'
 	$(PY) bench/ingest.py
+	$(PY) bench/features.py
 
 clean:
 	rm -rf runs .pytest_cache

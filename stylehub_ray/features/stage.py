@@ -307,15 +307,13 @@ def _build(run: Run, step, cfg: FeaturesConfig, cut: dict, day_counts: pd.Series
         shared = ray.put({"customers": train_c[
             ["customer_idx", *agg.CUSTOMER_NUMERIC, "main_channel", *CUSTOMER_ATTRIBUTES]]
             .reset_index(drop=True), "popularity": popularity})
-        examples = buckets.map_batches(
+        # Streamed to Parquet (at full scale the examples are ~5x the training rows).
+        buckets.map_batches(
             examples_task, batch_size=1, batch_format="pyarrow",
             fn_kwargs={"scratch": scratch, "shared": [shared], "cutoff": cut["val_start"],
                        "n_articles": n_articles, "k": cfg.negatives, "seed": cfg.seed},
-        ).materialize()
-        examples.write_parquet(step.tmp_uri("features/training_examples"))
-        total = examples.count()
-        positives = int(examples.sum("label") or 0) if total else 0
-        negatives = total - positives
+        ).write_parquet(step.tmp_uri("features/training_examples"))
+        positives, negatives = _label_counts(run, step.tmp("features/training_examples"))
         # A customer who bought (nearly) every article can leave a positive short.
         counts["training_examples"] = {"positives": positives, "negatives": negatives,
                                        "negatives_short": positives * cfg.negatives - negatives}
@@ -332,6 +330,21 @@ def _build(run: Run, step, cfg: FeaturesConfig, cut: dict, day_counts: pd.Series
             f.write(pre.to_json().encode())
 
     return counts
+
+
+def _label_counts(run: Run, path: str) -> tuple[int, int]:
+    """(positives, negatives) read back from the written examples' label column."""
+    import pyarrow.compute as pc
+    import pyarrow.dataset as pads
+
+    files = [i.path for i in run.fs.get_file_info(pa.fs.FileSelector(path, recursive=True))
+             if i.path.endswith(".parquet")]
+    if not files:
+        return 0, 0
+    labels = pads.dataset(files, filesystem=run.fs, format="parquet").to_table(
+        columns=["label"]).column("label")
+    positives = int(pc.sum(labels).as_py() or 0)
+    return positives, len(labels) - positives
 
 
 def _finish(features: pd.DataFrame, n: int, kind: str, never: int) -> tuple[pd.DataFrame, int]:
