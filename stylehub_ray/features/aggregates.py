@@ -39,7 +39,8 @@ PRICE_COLUMNS = {"customer": ["price_mean", "price_std", "price_min", "price_max
 
 
 def _days(values: pd.Series) -> np.ndarray:
-    return values.to_numpy().astype("datetime64[D]").astype(np.int64)
+    """Day numbers; fast for datetime64 columns (read with ``date_as_object=False``)."""
+    return np.asarray(values.to_numpy()).astype("datetime64[D]").astype(np.int64)
 
 
 def _main_channel(df: pd.DataFrame, key: str) -> pd.Series:

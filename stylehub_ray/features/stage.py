@@ -79,7 +79,7 @@ def compute_split(day_counts: pd.Series, cfg: FeaturesConfig) -> dict[str, str]:
 
 
 def split_of(t_dat: np.ndarray, cut: dict[str, str]) -> np.ndarray:
-    d = t_dat.astype("datetime64[D]")
+    d = np.asarray(t_dat).astype("datetime64[D]")
     return np.where(d < np.datetime64(cut["val_start"]), "train",
                     np.where(d < np.datetime64(cut["test_start"]), "val", "test"))
 
@@ -135,7 +135,10 @@ def read_bucket(scratch: str, name: str, bucket: int) -> pd.DataFrame:
         return pd.DataFrame({c: pd.Series(dtype=object) for c in TX_COLUMNS})
     files = sorted(i.path for i in fs.get_file_info(pa.fs.FileSelector(folder))
                    if i.path.endswith(".parquet"))
-    return pads.dataset(files, filesystem=fs, format="parquet").to_table().to_pandas()
+    # Dates as datetime64, not Python date objects: converting those one by one cost most of
+    # the aggregation time.
+    return pads.dataset(files, filesystem=fs, format="parquet").to_table().to_pandas(
+        date_as_object=False)
 
 
 def _bucket_of(batch: pa.Table) -> int:
@@ -157,11 +160,16 @@ def features_task(batch: pa.Table, scratch: str, kind: str, cutoffs: dict[str, s
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
-def interactions_task(batch: pa.Table, cut: dict[str, str]) -> pd.DataFrame:
-    batch = batch.to_pandas()
-    extra = agg.interaction_features(batch["t_dat"])
-    return pd.concat([batch, extra], axis=1).assign(
-        split=split_of(batch["t_dat"].to_numpy(), cut))
+def interactions_task(batch: pa.Table, cut: dict[str, str]) -> pa.Table:
+    """Ray Data task: day of week, month, weekend flag and split of each transaction."""
+    import pyarrow.compute as pc
+
+    days = batch.column("t_dat")
+    dow = pc.cast(pc.day_of_week(days), pa.int8())  # 0 = Monday
+    return (batch.append_column("day_of_week", dow)
+                 .append_column("month", pc.cast(pc.month(days), pa.int8()))
+                 .append_column("is_weekend", pc.cast(pc.greater_equal(dow, 5), pa.int8()))
+                 .append_column("split", pa.array(split_of(days.to_numpy(), cut))))
 
 
 _CACHE: dict[str, object] = {}
@@ -179,14 +187,14 @@ def _cached(ref) -> object:
 
 
 def examples_task(batch: pa.Table, scratch: str, shared: list, cutoff: str, n_articles: int,
-                  k: int, seed: int) -> pd.DataFrame:
+                  k: int, seed: int) -> pa.Table | pd.DataFrame:
     """Ray Data task: the training positives of one customer bucket (distinct customer,
     article, day before ``cutoff``) plus k sampled negatives each, shuffled."""
     bucket = _bucket_of(batch)
     tx = read_bucket(scratch, "by_customer", bucket)
     if len(tx) == 0:
         return pd.DataFrame()
-    tx = tx[tx["t_dat"].to_numpy().astype("datetime64[D]") < np.datetime64(cutoff)]
+    tx = tx[tx["t_dat"].to_numpy() < np.datetime64(cutoff)]
     if len(tx) == 0:
         return pd.DataFrame()
     ctx = _cached(shared[0])
@@ -208,7 +216,10 @@ def examples_task(batch: pa.Table, scratch: str, shared: list, cutoff: str, n_ar
     # The customer's features, repeated on each of their positives and negatives.
     joined = ctx["customers"].iloc[rows["customer_idx"].to_numpy()].reset_index(drop=True)
     rows = pd.concat([rows, joined.drop(columns=["customer_idx"])], axis=1)
-    return rows.iloc[rng.permutation(len(rows))].reset_index(drop=True)
+    rows = rows.iloc[rng.permutation(len(rows))].reset_index(drop=True)
+    table = pa.Table.from_pandas(rows, preserve_index=False)
+    return table.set_column(table.schema.get_field_index("t_dat"), "t_dat",
+                            table.column("t_dat").cast(pa.date32()))
 
 
 # ------------------------------------------------------------------------------------------
