@@ -5,6 +5,10 @@ STAMP  := $(VENV)/.installed
 RUN    ?= runs/demo
 SRC    ?= runs/demo-source
 SCALE  ?= demo
+# No pretrained image weights here: the demo embeds its rendered photos with a random-init
+# ResNet18 at 64 px (ResNet152 from ImageNet weights is the default where weights exist).
+DEMO_SETS ?= --set embed_images.model=random --set embed_images.arch=resnet18 \
+             --set embed_images.image_size=64
 # On a machine without CUDA, torch is pinned to the local CPU wheel (an unpinned torch
 # downloads several GB of CUDA packages); with CUDA the registry's build is used.
 HAS_CUDA := $(shell command -v nvidia-smi >/dev/null 2>&1 && echo 1)
@@ -26,7 +30,7 @@ install: $(STAMP)
 
 demo: $(STAMP)
 	$(VENV)/bin/stylehub generate hm $(SRC) --scale $(SCALE)
-	$(VENV)/bin/stylehub pipeline $(SRC) --run $(RUN)
+	$(VENV)/bin/stylehub pipeline $(SRC) --run $(RUN) $(DEMO_SETS)
 
 test: $(STAMP)
 	$(PY) -m pytest -q

@@ -43,6 +43,20 @@ def build_parser() -> argparse.ArgumentParser:
     feat.add_argument("--run", required=True)
     _common(feat)
 
+    emb = sub.add_parser("embed", help="item vectors: images (ResNet + PCA) or text")
+    esub = emb.add_subparsers(dest="what", required=True)
+    for what in ("images", "text"):
+        e = esub.add_parser(what)
+        e.add_argument("--run", required=True)
+        e.add_argument("--model", help="images: random | imagenet | PATH | simclr:PATH; "
+                                       "text: default (the bundled MiniLM) | PATH")
+        _common(e)
+
+    pairs = sub.add_parser("pairs", help="positive / negative item pairs and the FAISS index")
+    pairs.add_argument("kind", choices=["text", "image", "transactions"])
+    pairs.add_argument("--run", required=True)
+    _common(pairs)
+
     pipe = sub.add_parser("pipeline", help="every stage that exists, idempotent")
     pipe.add_argument("source")
     pipe.add_argument("--run", required=True)
@@ -94,17 +108,35 @@ def _dispatch(args: argparse.Namespace) -> int:
         build_features(Run(args.run), C.load_config(C.FeaturesConfig, args.config, args.sets),
                        force=args.force)
         return 0
+    if args.command == "embed":
+        from stylehub_ray.run import Run
+
+        name = f"embed_{args.what}"
+        cfg = C.load_config(C.stage_config(name), args.config, args.sets, model=args.model)
+        if args.what == "images":
+            from stylehub_ray.embed.images import embed_images as stage
+        else:
+            from stylehub_ray.embed.text import embed_text as stage
+        stage(Run(args.run), cfg, force=args.force)
+        return 0
+    if args.command == "pairs":
+        from stylehub_ray.embed.pairs import mine_pairs
+        from stylehub_ray.run import Run
+
+        cfg = C.load_config(C.stage_config("pairs"), args.config, args.sets)
+        mine_pairs(Run(args.run), cfg, args.kind, force=args.force)
+        return 0
     if args.command == "pipeline":
         from stylehub_ray.pipeline import run_pipeline
 
         stage_sets = _split_sets(args.sets)
-        unknown = set(stage_sets) - set(C.STAGE_CONFIGS)
+        names = ("pipeline", "ingest", "features", "embed_images", "embed_text", "pairs")
+        unknown = set(stage_sets) - set(names)
         if unknown:
             raise ValueError(f"pipeline --set: unknown stage(s) {', '.join(sorted(unknown))}; "
-                             f"known: {', '.join(C.STAGE_CONFIGS)}")
-        configs = {name: C.load_config(cls, args.config, stage_sets.get(name, []))
-                   for name, cls in C.STAGE_CONFIGS.items()
-                   if name in ("pipeline", "ingest", "features")}
+                             f"known: {', '.join(names)}")
+        configs = {name: C.load_config(C.stage_config(name), args.config,
+                                       stage_sets.get(name, [])) for name in names}
         run_pipeline(args.source, args.run, configs, force=args.force)
         return 0
     raise ValueError(f"unknown command {args.command}")

@@ -101,7 +101,9 @@ class FeaturesConfig:
 class PipelineConfig:
     """`stylehub pipeline`: every stage that exists, in order, each skipped when up to date."""
 
-    stages: tuple[str, ...] = ("ingest", "features")
+    # Every stage that exists, in order; embed_images needs weights (imagenet by default): the
+    # demo runs it with embed_images.model=random.
+    stages: tuple[str, ...] = ("ingest", "features", "embed_images", "embed_text", "pairs_text")
 
 
 STAGE_CONFIGS: dict[str, type] = {
@@ -112,6 +114,39 @@ STAGE_CONFIGS: dict[str, type] = {
     "pipeline": PipelineConfig,
 }
 
+# Stage configs that live beside their stage for now, because their validation uses the
+# stage's own constants (architectures, index kinds); imported on first use, never at import
+# time (their modules import this one). Their section names in a YAML file are the keys.
+LAZY_STAGE_CONFIGS: dict[str, str] = {
+    "embed_images": "stylehub_ray.embed.images:EmbedImagesConfig",
+    "embed_text": "stylehub_ray.embed.text:EmbedTextConfig",
+    "pairs": "stylehub_ray.embed.pairs:PairsConfig",
+}
+
+
+def stage_config(name: str) -> type:
+    """The config class of a stage, by its section name."""
+    if name in STAGE_CONFIGS:
+        return STAGE_CONFIGS[name]
+    if name in LAZY_STAGE_CONFIGS:
+        import importlib
+
+        module, cls = LAZY_STAGE_CONFIGS[name].split(":")
+        return getattr(importlib.import_module(module), cls)
+    raise ValueError(f"unknown stage {name!r}; known: "
+                     f"{', '.join([*STAGE_CONFIGS, *LAZY_STAGE_CONFIGS])}")
+
+
+def _stage_name(cls: type) -> str:
+    for name, known in STAGE_CONFIGS.items():
+        if known is cls:
+            return name
+    for name, path in LAZY_STAGE_CONFIGS.items():
+        if path.endswith(f":{cls.__name__}"):
+            return name
+    raise ValueError(f"{cls.__name__} is not a stage config")
+
+
 C = TypeVar("C")
 
 
@@ -119,13 +154,14 @@ def load_config(
     cls: type[C], config_file: str | None = None, sets: list[str] | None = None, **given: Any
 ) -> C:
     """Build a stage config: defaults, then the YAML file, then explicit kwargs, then --set."""
-    name = next(k for k, v in STAGE_CONFIGS.items() if v is cls)
+    name = _stage_name(cls)
     values: dict[str, Any] = {}
     if config_file:
         raw = yaml.safe_load(Path(config_file).read_text()) or {}
         if not isinstance(raw, dict):
             raise ValueError(f"{config_file}: expected a mapping, got {type(raw).__name__}")
-        section = raw.get(name, raw if not set(raw) & set(STAGE_CONFIGS) else {})
+        stages = {*STAGE_CONFIGS, *LAZY_STAGE_CONFIGS}
+        section = raw.get(name, raw if not set(raw) & stages else {})
         values.update(section or {})
     values.update({k: v for k, v in given.items() if v is not None})
     for item in sets or []:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from stylehub_ray.data.ingest import ingest
 from stylehub_ray.run import Run
 
-STAGES = ("ingest", "features")
+STAGES = ("ingest", "features", "embed_images", "embed_text", "pairs_text")
 
 
 def run_pipeline(source: str, run_uri: str, configs: dict, force: bool = False,
@@ -23,13 +23,24 @@ def run_pipeline(source: str, run_uri: str, configs: dict, force: bool = False,
                              f"{', '.join(STAGES)}")
         if stage == "ingest":
             ingest(source, run, configs["ingest"], force=force, log=log)
+        elif layout == POLYVORE:
+            log(f"{stage}: not for outfit data; skipped")
         elif stage == "features":
-            if layout == POLYVORE:
-                log("features: not for outfit data; skipped")
-                continue
             from stylehub_ray.features.stage import build_features
 
             build_features(run, configs["features"], force=force, log=log)
+        elif stage == "embed_images":
+            from stylehub_ray.embed.images import embed_images
+
+            embed_images(run, configs["embed_images"], force=force, log=log)
+        elif stage == "embed_text":
+            from stylehub_ray.embed.text import embed_text
+
+            embed_text(run, configs["embed_text"], force=force, log=log)
+        elif stage == "pairs_text":
+            from stylehub_ray.embed.pairs import mine_pairs
+
+            mine_pairs(run, configs["pairs"], "text", force=force, log=log)
     log_run_summary(run, log)
     return run.manifest()
 

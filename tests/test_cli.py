@@ -7,15 +7,33 @@ import sys
 
 from stylehub_ray.cli import main
 
+DEMO = ["--set", "ingest.chunk_mb=0.2", "--set", "embed_images.model=random",
+        "--set", "embed_images.arch=resnet18", "--set", "embed_images.image_size=32"]
 
-def test_pipeline_prints_summary(ray_head, tiny_hm, tmp_path, capsys):
-    assert main(["pipeline", str(tiny_hm), "--run", str(tmp_path / "run"),
-                 "--set", "ingest.chunk_mb=0.2"]) == 0
+
+def test_pipeline_runs_every_stage_then_skips_them(ray_head, tiny_hm, tmp_path, capsys):
+    from stylehub_ray.config import PipelineConfig
+    from stylehub_ray.run import Run
+
+    assert main(["pipeline", str(tiny_hm), "--run", str(tmp_path / "run"), *DEMO]) == 0
     out = capsys.readouterr().out
-    assert "transactions" in out and "ingest" in out and "complete" in out
-    assert main(["pipeline", str(tiny_hm), "--run", str(tmp_path / "run"),
-                 "--set", "ingest.chunk_mb=0.2"]) == 0
-    assert "skipped" in capsys.readouterr().out
+    assert "transactions" in out and "complete" in out and "oracle top-12" in out
+    steps = Run(str(tmp_path / "run")).manifest()["steps"]
+    assert {"ingest", "features", "embed/images", "embed/text", "pairs/text"} <= set(steps)
+    assert all(s["status"] == "complete" for s in steps.values())
+    assert len(PipelineConfig().stages) == 5
+    assert main(["pipeline", str(tiny_hm), "--run", str(tmp_path / "run"), *DEMO]) == 0
+    assert capsys.readouterr().out.count("skipped") == 5
+
+
+def test_offline_imagenet_weights_fail_clearly(ray_head, tiny_run, tmp_path, capsys):
+    import shutil
+
+    shutil.copytree(tiny_run.root, tmp_path / "run")
+    assert main(["embed", "images", "--run", str(tmp_path / "run"), "--model", "imagenet",
+                 "--set", "arch=resnet18"]) == 2
+    err = capsys.readouterr().err
+    assert "resnet18" in err and ".pth" in err  # names the weights file and where to put it
 
 
 def test_errors_exit_2_with_a_message(tmp_path, capsys):
