@@ -4,6 +4,13 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 RUN    ?= runs/demo
 SRC    ?= runs/demo-source
+OUTFITS_SRC ?= runs/demo-outfits-source
+OUTFITS_RUN ?= runs/demo-outfits
+# A short FND-CL run on CPU: frozen random-init item features at 96 px, 4 epochs each.
+OUTFITS_SETS ?= --set fndcl_items.image_size=96 --set fndcl_items.ae_epochs=2 \
+                --set train_fndcl.epochs=4 --set evaluate_fndcl.image_size=96 \
+                --set evaluate_fndcl.efficiency_sizes=large,xs \
+                --set evaluate_fndcl.efficiency_repeats=1
 SCALE  ?= demo
 # No pretrained image weights here: the demo embeds its rendered photos with a random-init
 # ResNet18 at 64 px (ResNet152 from ImageNet weights is the default where weights exist).
@@ -31,6 +38,8 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/stylehub generate hm $(SRC) --scale $(SCALE)
 	$(VENV)/bin/stylehub pipeline $(SRC) --run $(RUN) $(DEMO_SETS)
+	$(VENV)/bin/stylehub generate outfits $(OUTFITS_SRC) --scale $(SCALE)
+	$(VENV)/bin/stylehub pipeline $(OUTFITS_SRC) --run $(OUTFITS_RUN) $(OUTFITS_SETS)
 
 test: $(STAMP)
 	$(PY) -m pytest -q

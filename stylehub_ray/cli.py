@@ -57,6 +57,21 @@ def build_parser() -> argparse.ArgumentParser:
     pairs.add_argument("--run", required=True)
     _common(pairs)
 
+    train = sub.add_parser("train", help="train a model with Ray Train")
+    tsub = train.add_subparsers(dest="model", required=True)
+    tf = tsub.add_parser("fndcl", help="FND-CL outfit model: --set stage=teacher|student "
+                                       "--set loss=bpr|npair|fnd|fndcl")
+    tf.add_argument("--run", required=True)
+    tf.add_argument("--workers", type=int)
+    tf.add_argument("--gpus-per-worker", type=float)
+    _common(tf)
+
+    ev = sub.add_parser("evaluate", help="evaluate trained models")
+    evsub = ev.add_subparsers(dest="model", required=True)
+    ef = evsub.add_parser("fndcl")
+    ef.add_argument("--run", required=True)
+    _common(ef)
+
     pipe = sub.add_parser("pipeline", help="every stage that exists, idempotent")
     pipe.add_argument("source")
     pipe.add_argument("--run", required=True)
@@ -126,11 +141,33 @@ def _dispatch(args: argparse.Namespace) -> int:
         cfg = C.load_config(C.stage_config("pairs"), args.config, args.sets)
         mine_pairs(Run(args.run), cfg, args.kind, force=args.force)
         return 0
+    if args.command == "train" and args.model == "fndcl":
+        from stylehub_ray.run import Run
+        from stylehub_ray.train.fndcl import prepare_fndcl_items, train_fndcl
+
+        run = Run(args.run)
+        sets = _split_sets([s for s in args.sets if s.startswith("fndcl_items.")])
+        prepare_fndcl_items(run, C.load_config(C.stage_config("fndcl_items"), args.config,
+                                               sets.get("fndcl_items", [])))
+        gpus = args.gpus_per_worker
+        cfg = C.load_config(C.stage_config("train_fndcl"), args.config,
+                            [s for s in args.sets if not s.startswith("fndcl_items.")],
+                            workers=args.workers, use_gpu=None if gpus is None else gpus > 0)
+        train_fndcl(run, cfg, force=args.force)
+        return 0
+    if args.command == "evaluate" and args.model == "fndcl":
+        from stylehub_ray.eval.fndcl import evaluate_fndcl
+        from stylehub_ray.run import Run
+
+        evaluate_fndcl(Run(args.run), C.load_config(C.stage_config("evaluate_fndcl"),
+                                                    args.config, args.sets), force=args.force)
+        return 0
     if args.command == "pipeline":
         from stylehub_ray.pipeline import run_pipeline
 
         stage_sets = _split_sets(args.sets)
-        names = ("pipeline", "ingest", "features", "embed_images", "embed_text", "pairs")
+        names = ("pipeline", "ingest", "features", "embed_images", "embed_text", "pairs",
+                 "fndcl_items", "train_fndcl", "evaluate_fndcl")
         unknown = set(stage_sets) - set(names)
         if unknown:
             raise ValueError(f"pipeline --set: unknown stage(s) {', '.join(sorted(unknown))}; "

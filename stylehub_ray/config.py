@@ -101,9 +101,11 @@ class FeaturesConfig:
 class PipelineConfig:
     """`stylehub pipeline`: every stage that exists, in order, each skipped when up to date."""
 
-    # Every stage that exists, in order; embed_images needs weights (imagenet by default): the
-    # demo runs it with embed_images.model=random.
-    stages: tuple[str, ...] = ("ingest", "features", "embed_images", "embed_text", "pairs_text")
+    # Every stage that exists, in order; each runs on the layouts it applies to (H&M stages on
+    # H&M runs, FND-CL on Polyvore-U runs). embed_images needs weights (imagenet by default):
+    # the demo runs it with embed_images.model=random.
+    stages: tuple[str, ...] = ("ingest", "features", "embed_images", "embed_text", "pairs_text",
+                               "fndcl")
 
 
 STAGE_CONFIGS: dict[str, type] = {
@@ -121,6 +123,9 @@ LAZY_STAGE_CONFIGS: dict[str, str] = {
     "embed_images": "stylehub_ray.embed.images:EmbedImagesConfig",
     "embed_text": "stylehub_ray.embed.text:EmbedTextConfig",
     "pairs": "stylehub_ray.embed.pairs:PairsConfig",
+    "fndcl_items": "stylehub_ray.train.fndcl:FNDCLItemsConfig",
+    "train_fndcl": "stylehub_ray.train.fndcl:TrainFNDCLConfig",
+    "evaluate_fndcl": "stylehub_ray.eval.fndcl:EvaluateFNDCLConfig",
 }
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 from stylehub_ray.data.ingest import ingest
 from stylehub_ray.run import Run
 
-STAGES = ("ingest", "features", "embed_images", "embed_text", "pairs_text")
+STAGES = ("ingest", "features", "embed_images", "embed_text", "pairs_text", "fndcl")
+OUTFIT_STAGES = ("ingest", "fndcl")
 
 
 def run_pipeline(source: str, run_uri: str, configs: dict, force: bool = False,
@@ -23,8 +24,10 @@ def run_pipeline(source: str, run_uri: str, configs: dict, force: bool = False,
                              f"{', '.join(STAGES)}")
         if stage == "ingest":
             ingest(source, run, configs["ingest"], force=force, log=log)
-        elif layout == POLYVORE:
-            log(f"{stage}: not for outfit data; skipped")
+        elif (layout == POLYVORE) != (stage in OUTFIT_STAGES):
+            log(f"{stage}: not for {'outfit' if layout == POLYVORE else 'H&M'} data; skipped")
+        elif stage == "fndcl":
+            _fndcl(run, configs, force, log)
         elif stage == "features":
             from stylehub_ray.features.stage import build_features
 
@@ -43,6 +46,22 @@ def run_pipeline(source: str, run_uri: str, configs: dict, force: bool = False,
             mine_pairs(run, configs["pairs"], "text", force=force, log=log)
     log_run_summary(run, log)
     return run.manifest()
+
+
+def _fndcl(run: Run, configs: dict, force: bool, log) -> None:
+    """Item features, the N-pair teacher, the FND-CL student (its loss from the train_fndcl
+    config unless that names the teacher's), then evaluation with the AUC / NDCG tables."""
+    from dataclasses import replace
+
+    from stylehub_ray.eval.fndcl import evaluate_fndcl
+    from stylehub_ray.train.fndcl import prepare_fndcl_items, train_fndcl
+
+    prepare_fndcl_items(run, configs["fndcl_items"], force=force, log=log)
+    student = configs["train_fndcl"]
+    train_fndcl(run, replace(student, stage="teacher", loss="npair"), force=force, log=log)
+    loss = student.loss if student.loss in ("fnd", "fndcl") else "fndcl"
+    train_fndcl(run, replace(student, stage="student", loss=loss), force=force, log=log)
+    evaluate_fndcl(run, configs["evaluate_fndcl"], force=force, log=log)
 
 
 def log_run_summary(run: Run, log=print) -> None:

@@ -1,0 +1,209 @@
+"""FND-CL benchmark on generated Polyvore-U outfits: BPR, N-pair, FND, FND-CL over seeds.
+
+For each seed: generate outfits, ingest, featurize items (frozen AlexNet trunks, random init:
+no ImageNet weights offline), train the teacher (N-pair, AlexNet-large features) and the
+students (AlexNet-small features) with BPR, N-pair, FND and FND-CL, then the hard-negative
+setting (4.4: half the training negatives are other users' positives; teacher and students
+retrained), and evaluate: per-user AUC / NDCG at 1:10 (Table 2), hard negatives (Table 4),
+cold starters 1 / 5 shots avg vs w-avg (Table 3), and whether the teacher finds the planted
+false negatives. Prints the tables with the paper's numbers beside ours and writes
+``bench/results/fndcl.json``.
+
+    .venv/bin/python bench/fndcl.py --seeds 0 1 2 --scale demo --epochs 6
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+os.environ.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "1")
+
+from stylehub_ray.config import IngestConfig  # noqa: E402
+from stylehub_ray.data.ingest import ingest  # noqa: E402
+from stylehub_ray.data.outfits_generator import generate_outfits  # noqa: E402
+from stylehub_ray.eval.fndcl import EvaluateFNDCLConfig, evaluate_fndcl  # noqa: E402
+from stylehub_ray.run import Run  # noqa: E402
+from stylehub_ray.train.fndcl import (  # noqa: E402
+    FNDCLItemsConfig,
+    TrainFNDCLConfig,
+    prepare_fndcl_items,
+    train_fndcl,
+)
+
+RESULTS = Path(__file__).resolve().parent / "results" / "fndcl.json"
+# (stage, loss): the teacher first, the students read it.
+PLAIN = [("teacher", "npair"), ("student", "bpr"), ("student", "npair"), ("student", "fnd"),
+         ("student", "fndcl")]
+HARD = [("teacher", "npair"), ("student", "npair"), ("student", "fnd"), ("student", "fndcl")]
+# The paper's numbers (Polyvore-630 / -53 / -630-H); None where only a figure shows them.
+PAPER = {
+    "table2_630": {"student-bpr": None, "student-npair": None,
+                   "student-fnd": (89.91, 82.18), "student-fndcl": (90.28, 82.47)},
+    "table3_53": {"student-fnd": {"1-avg": 78.68, "5-avg": 79.42, "1-w-avg": 79.72,
+                                  "5-w-avg": 80.98},
+                  "student-fndcl": {"1-avg": 79.59, "5-avg": 80.09, "1-w-avg": 80.33,
+                                    "5-w-avg": 81.56}},
+    "table4_630H": {"student-fnd-hard": (83.55, 68.74), "student-fndcl-hard": (84.24, 69.99)},
+}
+
+
+def one_seed(seed: int, args: argparse.Namespace, work: str) -> dict:
+    src, run_dir = os.path.join(work, f"src-{seed}"), os.path.join(work, f"run-{seed}")
+    t0 = time.perf_counter()
+    generate_outfits(src, scale=args.scale, seed=seed)
+    run = Run(run_dir)
+    quiet = dict(log=lambda *a: None)
+    ingest(src, run, IngestConfig(), **quiet)
+    prepare_fndcl_items(run, FNDCLItemsConfig(image_size=args.image_size,
+                                              ae_epochs=args.ae_epochs, seed=seed), **quiet)
+    common = dict(epochs=args.epochs, seed=seed, set_name="630")
+    for stage, loss in PLAIN:
+        train_fndcl(run, TrainFNDCLConfig(stage=stage, loss=loss, **common))
+    for stage, loss in HARD:
+        train_fndcl(run, TrainFNDCLConfig(stage=stage, loss=loss, tag="hard",
+                                          hard_negative_share=0.5, **common))
+    res = evaluate_fndcl(run, EvaluateFNDCLConfig(
+        image_size=args.image_size, efficiency=(seed == args.seeds[0]),
+        efficiency_repeats=3), log=print)
+    res["_seconds"] = round(time.perf_counter() - t0, 1)
+    if not args.keep:
+        shutil.rmtree(src, ignore_errors=True)
+        shutil.rmtree(run_dir, ignore_errors=True)
+    return res
+
+
+def _ms(values: list[float]) -> str:
+    v = np.array([x for x in values if x == x]) * 100
+    return f"{v.mean():6.2f} ± {v.std():4.2f}" if len(v) else "   -   "
+
+
+def summarize(per_seed: dict[int, dict]) -> list[str]:
+    seeds = sorted(per_seed)
+    variants = [v for v in per_seed[seeds[0]] if not v.startswith("_") and v != "efficiency"]
+
+    def col(variant, *keys):
+        out = []
+        for s in seeds:
+            x = per_seed[s].get(variant, {})
+            for k in keys:
+                x = x.get(k, {}) if isinstance(x, dict) else {}
+            out.append(x if isinstance(x, float) else float("nan"))
+        return out
+
+    lines = [f"FND-CL bench: seeds {seeds}, mean ± std over seeds (percent)", "",
+             "Table 2 / Fig. 4 (test, 1:10 random negatives) and Table 4 (hard negatives)",
+             f"{'variant':22s} {'AUC':>14s} {'NDCG':>14s} {'AUC-H':>14s} {'NDCG-H':>14s} "
+             f"{'paper AUC/NDCG':>16s}"]
+    for v in variants:
+        paper = PAPER["table2_630"].get(v) or PAPER["table4_630H"].get(v)
+        p = f"{paper[0]:.2f}/{paper[1]:.2f}" if paper else "-"
+        lines.append(f"{v:22s} {_ms(col(v, 'test', 'auc')):>14s} "
+                     f"{_ms(col(v, 'test', 'ndcg')):>14s} {_ms(col(v, 'test_hard', 'auc')):>14s} "
+                     f"{_ms(col(v, 'test_hard', 'ndcg')):>14s} {p:>16s}")
+    lines += ["", "Table 3 (cold starters of set 53, AUC; paper Polyvore-53 in brackets)",
+              f"{'variant':22s} " + " ".join(f"{k:>22s}" for k in
+                                             ("1-avg", "1-w-avg", "5-avg", "5-w-avg"))]
+    for v in variants:
+        paper = PAPER["table3_53"].get(v, {})
+        cells = []
+        for k in ("1-avg", "1-w-avg", "5-avg", "5-w-avg"):
+            pk = f" [{paper[k]:.2f}]" if k in paper else ""
+            cells.append(f"{_ms(col(v, 'cold_start', k, 'auc'))}{pk}")
+        lines.append(f"{v:22s} " + " ".join(f"{c:>22s}" for c in cells))
+    lines += ["", "planted false negatives among training negatives scored above the user's "
+                  "positive mean (teacher = the one FND distils)",
+              f"{'variant':22s} {'share above':>14s} {'share all':>14s} {'recall':>14s}"]
+    for v in variants:
+        lines.append(f"{v:22s} {_ms(col(v, 'false_negatives', 'share_planted_above')):>14s} "
+                     f"{_ms(col(v, 'false_negatives', 'share_planted_all')):>14s} "
+                     f"{_ms(col(v, 'false_negatives', 'planted_recall')):>14s}")
+    orders = {
+        "FND-CL > FND (AUC)": ("student-fndcl", "student-fnd", "test"),
+        "FND > N-pair (AUC)": ("student-fnd", "student-npair", "test"),
+        "N-pair > BPR (AUC)": ("student-npair", "student-bpr", "test"),
+        "FND-CL > FND (hard AUC, hard-trained)": ("student-fndcl-hard", "student-fnd-hard",
+                                                  "test_hard"),
+        "FND > N-pair (hard AUC, hard-trained)": ("student-fnd-hard", "student-npair-hard",
+                                                  "test_hard"),
+    }
+    lines += ["", "orderings (seeds where it holds)"]
+    for name, (a, b, split) in orders.items():
+        xa, xb = col(a, split, "auc"), col(b, split, "auc")
+        held = sum(1 for p, q in zip(xa, xb) if p > q)
+        lines.append(f"  {name:40s} {held}/{len(seeds)}  (mean diff "
+                     f"{100 * (np.nanmean(xa) - np.nanmean(xb)):+.2f})")
+    for strat in ("1", "5"):
+        for v in ("student-fnd", "student-fndcl"):
+            w, a = col(v, "cold_start", f"{strat}-w-avg", "auc"), col(v, "cold_start",
+                                                                      f"{strat}-avg", "auc")
+            held = sum(1 for p, q in zip(w, a) if p > q)
+            lines.append(f"  w-avg > avg, {strat}-shot, {v:22s} {held}/{len(seeds)}  (mean diff "
+                         f"{100 * (np.nanmean(w) - np.nanmean(a)):+.2f})")
+    return lines
+
+
+# The `make demo` setting: a short FND-CL run on the demo outfits (the calls the pipeline makes).
+DEMO_ITEMS = FNDCLItemsConfig(image_size=96, ae_epochs=2)
+DEMO_TEACHER = TrainFNDCLConfig(stage="teacher", loss="npair", epochs=4)
+DEMO_STUDENT = TrainFNDCLConfig(stage="student", loss="fndcl", epochs=4)
+DEMO_EVAL = EvaluateFNDCLConfig(image_size=96, efficiency_sizes=("large", "xs"),
+                                efficiency_repeats=1)
+
+
+def demo(work: str) -> dict:
+    """Generate the demo outfits, ingest, featurize, teacher + FND-CL student, evaluate."""
+    src, run_dir = os.path.join(work, "demo-src"), os.path.join(work, "demo-run")
+    t0 = time.perf_counter()
+    generate_outfits(src, scale="demo", seed=0)
+    run = Run(run_dir)
+    ingest(src, run, IngestConfig())
+    prepare_fndcl_items(run, DEMO_ITEMS)
+    train_fndcl(run, DEMO_TEACHER)
+    train_fndcl(run, DEMO_STUDENT)
+    res = evaluate_fndcl(run, DEMO_EVAL)
+    print(f"demo: {time.perf_counter() - t0:.0f}s")
+    return res
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--scale", default="demo")
+    p.add_argument("--epochs", type=int, default=6)
+    p.add_argument("--image-size", type=int, default=96)
+    p.add_argument("--ae-epochs", type=int, default=3)
+    p.add_argument("--work", default="")
+    p.add_argument("--keep", action="store_true")
+    p.add_argument("--demo", action="store_true", help="only the short `make demo` setting")
+    args = p.parse_args(argv)
+    work = args.work or tempfile.mkdtemp(prefix="fndcl-bench-")
+    if args.demo:
+        demo(work)
+        return 0
+    t0 = time.perf_counter()
+    per_seed = {}
+    for seed in args.seeds:
+        per_seed[seed] = one_seed(seed, args, work)
+        print(f"seed {seed}: {per_seed[seed]['_seconds']}s", flush=True)
+    lines = summarize(per_seed)
+    print("\n".join(lines))
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps({
+        "command": "python bench/fndcl.py " + " ".join(sys.argv[1:]),
+        "args": vars(args), "wall_s": round(time.perf_counter() - t0, 1),
+        "per_seed": per_seed, "paper": PAPER, "table": lines}, indent=2, default=str) + "\n")
+    print(f"wrote {RESULTS}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

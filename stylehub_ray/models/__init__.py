@@ -1,0 +1,1 @@
+"""Torch modules and losses only (no Ray inside), one model per file."""

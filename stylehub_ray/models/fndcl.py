@@ -1,0 +1,495 @@
+"""FND-CL personalized outfit model (Kim et al., "Personalized outfit recommendation with false
+negative distillation and contrastive learning"), torch only.
+
+Pieces, each named after the paper:
+
+- item encoder ``f`` (3.1): an AlexNet trunk with its fully connected layers (``large``: the
+  original AlexNet, the teacher's; ``m`` / ``s``: fully connected widths at 1/2 and 1/4, 4.7;
+  ``xs``: AlexNet-small, no fully connected layers and a global average pooling, 4.1.4) and a
+  head to ``d``. Layer names match torchvision's ``alexnet`` so ImageNet weights load by a
+  mechanical copy (:func:`load_imagenet_weights`) without importing torchvision. In the
+  frozen-feature mode the trunk's outputs are precomputed once and only the head trains.
+- Set Transformer ``T`` (3.1.1, Eq. 1-8): two SABs and pooling by attention on a learnable
+  seed; padded slots (item id -1) are masked out as keys, so outfits of 3 and 4 items share a
+  batch and the output does not depend on the items' order.
+- users: one embedding each; the preference is ``r_ij = cos(u_i, o_j)`` (Eq. 9).
+- losses: BPR, N-pair (Eq. 10), FND (Eq. 11-14), outfit NT-Xent (Eq. 17-18); FND-CL is
+  ``L_FND + lambda L_CL`` (Eq. 19).
+- outfit augmentations (3.3): identity, erase, replace.
+- cold starters (3.5, Eq. 20-24): neighbourhood of a new user among the trained users, then
+  avg or w-avg aggregation.
+
+Outfits are ``(B, 4)`` long tensors of global item indices in the slots top, second top,
+bottom, shoe; ``-1`` marks an empty slot (only the second top is ever empty in Polyvore-U).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+# Category of each outfit slot: top, second top, bottom, shoe.
+SLOT_CATEGORY = (0, 0, 1, 2)
+N_SLOTS = len(SLOT_CATEGORY)
+AUGMENTATIONS = ("identity", "erase", "replace")
+# Output width of each trunk size (the input of the head): fully connected width, or the last
+# conv layer's channels for AlexNet-small.
+FEATURE_DIMS = {"large": 4096, "m": 2048, "s": 1024, "xs": 256}
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+# --------------------------------------------------------------------------------------------
+# Item encoder f (3.1, 4.1.4, 4.7)
+# --------------------------------------------------------------------------------------------
+class AlexNetTrunk(nn.Module):
+    """AlexNet up to its penultimate layer, at one of the sizes of 4.7.
+
+    ``large`` is torchvision's ``alexnet`` without ``classifier.6`` (the ImageNet logits);
+    ``m`` / ``s`` shrink both fully connected layers to 1/2 and 1/4; ``xs`` (AlexNet-small)
+    drops them and averages the last conv map over space.
+    """
+
+    def __init__(self, size: str = "large"):
+        super().__init__()
+        if size not in FEATURE_DIMS:
+            raise ValueError(f"backbone size {size!r}: expected one of {sorted(FEATURE_DIMS)}")
+        self.size = size
+        self.features = nn.Sequential(  # indices as torchvision, for weight loading
+            nn.Conv2d(3, 64, kernel_size=11, stride=4, padding=2),
+            nn.ReLU(inplace=True),
+            nn.MaxPool2d(kernel_size=3, stride=2),
+            nn.Conv2d(64, 192, kernel_size=5, padding=2),
+            nn.ReLU(inplace=True),
+            nn.MaxPool2d(kernel_size=3, stride=2),
+            nn.Conv2d(192, 384, kernel_size=3, padding=1),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(384, 256, kernel_size=3, padding=1),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(256, 256, kernel_size=3, padding=1),
+            nn.ReLU(inplace=True),
+            nn.MaxPool2d(kernel_size=3, stride=2),
+        )
+        self.out_dim = FEATURE_DIMS[size]
+        if size == "xs":
+            self.avgpool = nn.AdaptiveAvgPool2d((1, 1))  # global average pooling [21]
+            self.classifier = None
+        else:
+            width = self.out_dim
+            self.avgpool = nn.AdaptiveAvgPool2d((6, 6))
+            self.classifier = nn.Sequential(
+                nn.Dropout(p=0.5),
+                nn.Linear(256 * 6 * 6, width),
+                nn.ReLU(inplace=True),
+                nn.Dropout(p=0.5),
+                nn.Linear(width, width),
+                nn.ReLU(inplace=True),
+            )
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """(N, 3, H, W) normalised images -> (N, out_dim)."""
+        x = self.avgpool(self.features(images))  # (N, 256, 6, 6) or (N, 256, 1, 1)
+        x = torch.flatten(x, 1)
+        return x if self.classifier is None else self.classifier(x)
+
+
+def load_imagenet_weights(trunk: AlexNetTrunk, path: str) -> list[str]:
+    """Copy torchvision ``alexnet`` ImageNet weights from a local file into ``trunk``.
+
+    Layers whose shapes differ (the narrower fully connected layers of ``m`` / ``s``) keep
+    their random init; returns the names that were not loaded. No download: the machines here
+    are offline, so a missing file is an error that names it.
+    """
+    import os
+
+    if not os.path.isfile(path):
+        raise FileNotFoundError(
+            f"{path}: ImageNet AlexNet weights not found (torchvision's alexnet-owt-7be5be79.pth; "
+            f"download it on a connected machine, or leave weights_path empty to train from "
+            f"scratch)"
+        )
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    own = trunk.state_dict()
+    loaded = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+    own.update(loaded)
+    trunk.load_state_dict(own)
+    return sorted(set(own) - set(loaded))
+
+
+def make_trunks(
+    sizes: tuple[str, ...], seed: int = 0, weights_path: str = ""
+) -> dict[str, AlexNetTrunk]:
+    """Trunks of several sizes sharing one conv stack (the frozen-feature precompute runs the
+    convolutions once). Random init is seeded, so every process builds the same weights."""
+    torch.manual_seed(seed)
+    trunks: dict[str, AlexNetTrunk] = {}
+    base = AlexNetTrunk("large")
+    if weights_path:
+        load_imagenet_weights(base, weights_path)
+    for size in sizes:
+        trunk = base if size == "large" else AlexNetTrunk(size)
+        trunk.features = base.features  # AlexNet-small and S / M keep AlexNet's conv layers
+        trunks[size] = trunk.eval()
+    return trunks
+
+
+@torch.no_grad()
+def trunk_features(
+    trunks: dict[str, AlexNetTrunk], images: torch.Tensor
+) -> dict[str, torch.Tensor]:
+    """(N, 3, H, W) -> {size: (N, FEATURE_DIMS[size])}, one pass of the shared convolutions."""
+    conv = next(iter(trunks.values())).features(images)  # (N, 256, h, w)
+    out = {}
+    for size, trunk in trunks.items():
+        x = torch.flatten(trunk.avgpool(conv), 1)
+        out[size] = x if trunk.classifier is None else trunk.classifier(x)
+    return out
+
+
+def preprocess_images(images: torch.Tensor, size: int) -> torch.Tensor:
+    """(N, H, W, 3) uint8 -> (N, 3, size, size) float, ImageNet-normalised."""
+    x = images.permute(0, 3, 1, 2).float() / 255.0
+    if x.shape[-1] != size or x.shape[-2] != size:
+        x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
+    mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    return (x - mean) / std
+
+
+class ItemEncoder(nn.Module):
+    """``f``: trunk (absent in the frozen-feature mode) + a two-layer head to ``d``."""
+
+    def __init__(self, backbone: str, dim: int, hidden: int, frozen_features: bool):
+        super().__init__()
+        self.trunk = None if frozen_features else AlexNetTrunk(backbone)
+        in_dim = FEATURE_DIMS[backbone]
+        # Per-dimension standardisation of the trunk's output. Frozen random-init features
+        # share a large common component (every item points the same way), which the head
+        # would otherwise have to unlearn; set once from the training items
+        # (set_feature_stats) and saved with the weights, so serving applies the same.
+        self.register_buffer("feature_mean", torch.zeros(in_dim))
+        self.register_buffer("feature_std", torch.ones(in_dim))
+        self.head = nn.Sequential(nn.Linear(in_dim, hidden), nn.ReLU(), nn.Linear(hidden, dim))
+
+    @torch.no_grad()
+    def set_feature_stats(self, features: torch.Tensor) -> None:
+        """Standardise with the mean / std of (N, F) training-item trunk features."""
+        self.feature_mean.copy_(features.mean(0))
+        self.feature_std.copy_(features.std(0).clamp(min=1e-6))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Images (N, 3, H, W), or precomputed trunk features (N, F) -> (N, d)."""
+        if self.trunk is not None:
+            x = self.trunk(x)
+        return self.head((x - self.feature_mean) / self.feature_std)
+
+
+# --------------------------------------------------------------------------------------------
+# Set Transformer T (3.1.1)
+# --------------------------------------------------------------------------------------------
+class MultiHead(nn.Module):
+    """Eq. 1-3: h scaled dot-product attentions on d/h-wide projections, concatenated, W^M."""
+
+    def __init__(self, dim: int, heads: int):
+        super().__init__()
+        if dim % heads:
+            raise ValueError(f"dim {dim} is not divisible by heads {heads}")
+        self.heads, self.head_dim = heads, dim // heads  # d^M = d / h, as in [17, 24]
+        self.w_q = nn.Linear(dim, dim)  # W_i^Q of all heads side by side
+        self.w_k = nn.Linear(dim, dim)
+        self.w_v = nn.Linear(dim, dim)
+        self.w_m = nn.Linear(dim, dim)  # W^M, Eq. 3
+
+    def forward(
+        self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_mask: torch.Tensor | None
+    ) -> torch.Tensor:
+        """q (B, nq, d), k / v (B, nk, d), key_mask (B, nk) True where the slot holds an item."""
+        b, nq, d = q.shape
+        nk = k.shape[1]
+
+        def split(x: torch.Tensor, n: int) -> torch.Tensor:
+            return x.view(b, n, self.heads, self.head_dim).transpose(1, 2)  # (B, h, n, d/h)
+
+        qh, kh, vh = split(self.w_q(q), nq), split(self.w_k(k), nk), split(self.w_v(v), nk)
+        logits = qh @ kh.transpose(-1, -2) / math.sqrt(self.head_dim)  # Eq. 1: (B, h, nq, nk)
+        if key_mask is not None:
+            # Empty slots are not items: they take no attention, whatever their position.
+            logits = logits.masked_fill(~key_mask[:, None, None, :], float("-inf"))
+        a = torch.softmax(logits, dim=-1) @ vh  # Eq. 1-2: A_i, (B, h, nq, d/h)
+        return self.w_m(a.transpose(1, 2).reshape(b, nq, d))  # Eq. 3: Concat(A_1..A_h) W^M
+
+
+class SAB(nn.Module):
+    """Set Attention Block, Eq. 4-5."""
+
+    def __init__(self, dim: int, heads: int):
+        super().__init__()
+        self.mh = MultiHead(dim, heads)
+        self.ln1, self.ln2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
+        self.rff = nn.Linear(dim, dim)  # sigma: row-wise feed-forward
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        h = self.ln1(x + self.mh(x, x, x, mask))  # Eq. 4
+        return self.ln2(h + F.relu(self.rff(h)))  # Eq. 5
+
+
+class SetTransformer(nn.Module):
+    """``T``: two SABs (Eq. 6), pooling by multi-head attention on a seed (Eq. 7-8)."""
+
+    def __init__(self, dim: int = 128, heads: int = 8):
+        super().__init__()
+        self.sab1, self.sab2 = SAB(dim, heads), SAB(dim, heads)
+        self.seed = nn.Parameter(torch.randn(1, 1, dim) / math.sqrt(dim))  # s
+        self.pma = MultiHead(dim, heads)
+        self.ln1, self.ln2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
+        self.rff = nn.Linear(dim, dim)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """x (B, n, d) item features, mask (B, n) True for items -> (B, d) outfit vectors."""
+        f = self.sab2(self.sab1(x, mask), mask)  # Eq. 6: F = SAB(SAB(X_j))
+        s = self.seed.expand(x.shape[0], -1, -1)  # (B, 1, d)
+        z = self.ln1(s + self.pma(s, f, f, mask))  # Eq. 7
+        o = self.ln2(z + F.relu(self.rff(z)))  # Eq. 8
+        return o.squeeze(1)
+
+
+# --------------------------------------------------------------------------------------------
+# The whole model
+# --------------------------------------------------------------------------------------------
+@dataclass
+class ModelSpec:
+    """What it takes to rebuild a model from a checkpoint (stored beside its weights)."""
+
+    n_users: int
+    backbone: str = "xs"
+    dim: int = 128
+    heads: int = 8
+    hidden: int = 256
+    frozen_features: bool = True
+
+
+class FNDCLModel(nn.Module):
+    """Item encoder f, Set Transformer T, user embeddings u, projection g for CL."""
+
+    def __init__(self, spec: ModelSpec):
+        super().__init__()
+        self.spec = spec
+        self.item_encoder = ItemEncoder(spec.backbone, spec.dim, spec.hidden, spec.frozen_features)
+        self.set_transformer = SetTransformer(spec.dim, spec.heads)
+        self.users = nn.Embedding(spec.n_users, spec.dim)
+        nn.init.normal_(self.users.weight, std=1.0 / math.sqrt(spec.dim))
+        # g (3.3): non-linear projection used only by the CL loss, as in SimCLR.
+        self.projection = nn.Sequential(
+            nn.Linear(spec.dim, spec.dim), nn.ReLU(), nn.Linear(spec.dim, spec.dim)
+        )
+
+    def outfits(
+        self, item_table: torch.Tensor, outfits: torch.Tensor, transform=None
+    ) -> torch.Tensor:
+        """Outfit vectors o_j = T(f(x_j1), ..., f(x_jn)): (B, n) indices into ``item_table``
+        (precomputed features, or images with ``transform`` turning rows into CNN input),
+        -1 for empty slots -> (B, d)."""
+        mask = outfits >= 0
+        # Each distinct item is encoded once per call, however many outfits share it.
+        uniq, inverse = torch.unique(outfits.clamp(min=0), return_inverse=True)
+        rows = item_table[uniq.to(item_table.device)]
+        if transform is not None:
+            rows = transform(rows)
+        vecs = self.item_encoder(rows)[inverse]  # (B, n, d)
+        return self.set_transformer(vecs, mask)
+
+    @torch.no_grad()
+    def score_outfits(
+        self,
+        item_table: torch.Tensor,
+        users: torch.Tensor,
+        outfits: torch.Tensor,
+        transform=None,
+        chunk: int = 2048,
+    ) -> torch.Tensor:
+        """r_ij of each (user, outfit) row, in chunks: users (M,), outfits (M, n) -> (M,)."""
+        out = [
+            self.scores(users[i:i + chunk], self.outfits(item_table, outfits[i:i + chunk],
+                                                         transform))
+            for i in range(0, len(users), chunk)
+        ]
+        return torch.cat(out) if out else torch.zeros(0)
+
+    @torch.no_grad()
+    def outfit_matrix(
+        self, item_table: torch.Tensor, outfits: torch.Tensor, transform=None, chunk: int = 2048
+    ) -> torch.Tensor:
+        """Unit outfit vectors of (M, n) outfits -> (M, d)."""
+        out = [
+            F.normalize(self.outfits(item_table, outfits[i:i + chunk], transform), dim=-1)
+            for i in range(0, len(outfits), chunk)
+        ]
+        return torch.cat(out) if out else torch.zeros(0, self.spec.dim)
+
+    def scores(self, users: torch.Tensor, outfit_vecs: torch.Tensor) -> torch.Tensor:
+        """Eq. 9, r_ij = cos(u_i, o_j): users (B,), outfit_vecs (B, d) -> (B,)."""
+        return F.cosine_similarity(self.users(users), outfit_vecs, dim=-1)
+
+    def score_matrix(self, users: torch.Tensor, outfit_vecs: torch.Tensor) -> torch.Tensor:
+        """Eq. 9 for every pair: users (B,), outfit_vecs (M, d) -> (B, M)."""
+        return F.normalize(self.users(users), dim=-1) @ F.normalize(outfit_vecs, dim=-1).T
+
+    @torch.no_grad()
+    def user_matrix(self) -> torch.Tensor:
+        """All user vectors, unit length: (U, d)."""
+        return F.normalize(self.users.weight, dim=-1)
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+# --------------------------------------------------------------------------------------------
+# Losses
+# --------------------------------------------------------------------------------------------
+def bpr_loss(pos: torch.Tensor, neg: torch.Tensor, tau: float) -> torch.Tensor:
+    """BPR [29] with temperature (4.1.3): one negative per positive. pos, neg (B,)."""
+    return -F.logsigmoid((pos - neg) / tau).mean()
+
+
+def npair_loss(pos: torch.Tensor, neg: torch.Tensor, tau: float) -> torch.Tensor:
+    """Eq. 10: pos (B,) r_ij, neg (B, N) r_ij_k."""
+    logits = torch.cat([pos[:, None], neg], dim=1) / tau  # (B, 1 + N)
+    return (torch.logsumexp(logits, dim=1) - logits[:, 0]).mean()
+
+
+def fnd_weights(
+    teacher_neg: torch.Tensor, teacher_user_mean: torch.Tensor, alpha: float
+) -> torch.Tensor:
+    """Eq. 11-12: d_ijk = alpha (r^_i - r^_ijk). teacher_neg (B, N) the frozen teacher's
+    scores of the negatives, teacher_user_mean (B,) r^_i, its mean over the user's positives."""
+    return alpha * (teacher_user_mean[:, None] - teacher_neg)
+
+
+def fnd_loss(pos: torch.Tensor, neg: torch.Tensor, d: torch.Tensor, tau: float) -> torch.Tensor:
+    """Eq. 13-14: N-pair with each negative's logit scaled by d_ijk (a constant: the teacher
+    is frozen). A negative with d < 0 (the teacher scores it above the user's positive
+    average) gets a negative gradient (Eq. 15-16), so descent pulls it towards the user."""
+    logits = torch.cat([pos[:, None], d.detach() * neg], dim=1) / tau  # Eq. 13
+    return (torch.logsumexp(logits, dim=1) - logits[:, 0]).mean()  # Eq. 14
+
+
+def nt_xent_loss(z1: torch.Tensor, z2: torch.Tensor, tau: float) -> torch.Tensor:
+    """Eq. 17-18: z1, z2 (N, d') projections g(.) of the two views of each outfit."""
+    n = z1.shape[0]
+    z = F.normalize(torch.stack([z1, z2], dim=1).reshape(2 * n, -1), dim=-1)  # views 2n-1, 2n
+    s = z @ z.T / tau  # s_{n,m} / tau_CL, (2N, 2N)
+    s = s.masked_fill(torch.eye(2 * n, dtype=torch.bool, device=z.device), float("-inf"))
+    partner = torch.arange(2 * n, device=z.device) ^ 1  # 0<->1, 2<->3, ...
+    # Eq. 17 per row, Eq. 18 the mean over all 2N (both directions of every pair).
+    return (torch.logsumexp(s, dim=1) - s[torch.arange(2 * n), partner]).mean()
+
+
+# --------------------------------------------------------------------------------------------
+# Outfit augmentations (3.3)
+# --------------------------------------------------------------------------------------------
+def pick_slots(
+    outfits: torch.Tensor, gen: torch.Generator, exclude: torch.Tensor | None = None
+) -> torch.Tensor:
+    """One occupied slot per outfit, uniformly, never ``exclude`` (B,) when given."""
+    ok = outfits >= 0
+    if exclude is not None:
+        ok = ok & (torch.arange(outfits.shape[1])[None, :] != exclude[:, None])
+    weights = ok.float()
+    return torch.multinomial(weights, 1, generator=gen).squeeze(1)
+
+
+def erase(outfits: torch.Tensor, slots: torch.Tensor) -> torch.Tensor:
+    """3.3.1: drop the item in ``slots`` (B,) from each outfit."""
+    out = outfits.clone()
+    out[torch.arange(len(out)), slots] = -1
+    return out
+
+
+def replace(
+    outfits: torch.Tensor, slots: torch.Tensor, neighbors: torch.Tensor, gen: torch.Generator
+) -> torch.Tensor:
+    """3.3.2: swap the item in ``slots`` for one of its visually similar items of the same
+    category. ``neighbors`` (n_items, k): global indices of each item's nearest items in the
+    autoencoder's latent space, -1 padded; an item without neighbours stays."""
+    out = outfits.clone()
+    rows = torch.arange(len(out))
+    items = out[rows, slots]
+    # Neighbour lists are left-packed: draw among each item's valid entries only.
+    n_valid = (neighbors[items] >= 0).sum(1)
+    u = torch.rand(len(out), generator=gen)
+    choice = (u * n_valid.clamp(min=1)).long().clamp(max=neighbors.shape[1] - 1)
+    new = neighbors[items, choice]
+    out[rows, slots] = torch.where(new >= 0, new, items)
+    return out
+
+
+def augment(
+    outfits: torch.Tensor,
+    kind: str,
+    neighbors: torch.Tensor | None,
+    gen: torch.Generator,
+    exclude: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One view: returns (view, altered slot). ``identity`` alters nothing (slot -1)."""
+    if kind == "identity":
+        return outfits.clone(), torch.full((len(outfits),), -1, dtype=torch.long)
+    slots = pick_slots(outfits, gen, exclude)
+    if kind == "erase":
+        return erase(outfits, slots), slots
+    if kind == "replace":
+        if neighbors is None:
+            raise ValueError("the replace augmentation needs the autoencoder neighbour table")
+        return replace(outfits, slots, neighbors, gen), slots
+    raise ValueError(f"augmentation {kind!r}: expected one of {AUGMENTATIONS}")
+
+
+def augment_pair(
+    outfits: torch.Tensor,
+    kinds: tuple[str, str],
+    neighbors: torch.Tensor | None,
+    gen: torch.Generator,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Two views of each outfit (3.3); the same augmentation twice alters different items."""
+    v1, s1 = augment(outfits, kinds[0], neighbors, gen)
+    same = kinds[0] == kinds[1] and kinds[0] != "identity"
+    v2, _ = augment(outfits, kinds[1], neighbors, gen, exclude=s1 if same else None)
+    return v1, v2
+
+
+# --------------------------------------------------------------------------------------------
+# Cold starters (3.5)
+# --------------------------------------------------------------------------------------------
+def cold_start_neighbors(similarity: torch.Tensor, delta: float) -> torch.Tensor:
+    """Eq. 21: (C, U) s_ci -> (C, U) bool, s_ci > delta or i the most similar user."""
+    best = torch.zeros_like(similarity, dtype=torch.bool)
+    best[torch.arange(similarity.shape[0]), similarity.argmax(dim=1)] = True
+    return (similarity > delta) | best
+
+
+def cold_start_scores(
+    shot_scores: torch.Tensor,
+    candidate_scores: torch.Tensor,
+    strategy: str = "w-avg",
+    delta: float = 0.0,
+    tau: float = 0.2,
+) -> torch.Tensor:
+    """Preference of one cold starter for candidate outfits, without retraining (3.5).
+
+    shot_scores (U, P): r_ij+ of every trained user i for the cold starter's P positive
+    outfits; candidate_scores (U, M): r_ij of every trained user for the M candidates.
+    Returns (M,) r^cold_cj.
+    """
+    s = shot_scores.mean(dim=1)  # Eq. 20: s_ci, (U,)
+    member = cold_start_neighbors(s[None, :], delta)[0]  # Eq. 21: N_c
+    if strategy == "avg":
+        w = member.float() / member.sum()  # Eq. 22
+    elif strategy == "w-avg":
+        w = torch.softmax((s / tau).masked_fill(~member, float("-inf")), dim=0)  # Eq. 23
+    else:
+        raise ValueError(f"cold-start strategy {strategy!r}: expected avg or w-avg")
+    return w @ candidate_scores  # Eq. 22 / 24

@@ -1,0 +1,1 @@
+"""Ray Train loops and trainer builders, one file per model."""

@@ -1,0 +1,792 @@
+"""FND-CL on Ray: the item-feature precompute (Ray Data) and the training stage (Ray Train).
+
+Stages, each a ``(run, cfg, force, log) -> dict`` function recorded through ``run.step``:
+
+- :func:`prepare_fndcl_items`: Ray Data over ``raw/outfit_items`` images: the frozen trunk
+  features of every item (one conv pass gives AlexNet-large's fc7 and AlexNet-small's pooled
+  conv features) into ``features/fndcl/items``; a CNN autoencoder on the same images lists
+  each item's visually similar items of its category for the replace augmentation
+  (``features/fndcl/neighbors``).
+- :func:`train_fndcl`: a TorchTrainer over one Polyvore-U set; ``stage`` teacher / student,
+  ``loss`` bpr / npair / fnd / fndcl; the variant ``<stage>-<loss>[-<tag>]`` lands in
+  ``models/fndcl/<variant>/``. Checkpoints every epoch through ``ray.train.report`` and resumes
+  from ``ray.train.get_checkpoint()`` after a crash (the Ray Train folder is kept under
+  ``_ray_train/fndcl/`` until the step completes). The student reads the frozen teacher's
+  ``model.pt``.
+
+The model math lives in ``stylehub_ray.models.fndcl``; this module moves data and runs loops.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import posixpath
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from stylehub_ray.run import Run, stable_hash
+
+ITEMS = "features/fndcl/items"
+NEIGHBORS = "features/fndcl/neighbors"
+MODELS = "models/fndcl"
+RAY_TRAIN_DIR = "_ray_train/fndcl"
+STAGES = ("teacher", "student")
+LOSSES = ("bpr", "npair", "fnd", "fndcl")
+# Metrics every epoch reports (Tune and early stopping key on these names).
+REPORTED_METRICS = ("epoch", "loss", "val_auc", "val_ndcg", "epoch_s")
+CATEGORY_ORDER = ("top", "bottom", "shoe")
+# Cold-start set of each training set (4.3): 630 -> 53, 519 -> 32.
+COLD_SET = {"630": "53", "519": "32"}
+
+
+# --------------------------------------------------------------------------------------------
+# Configs (the lead moves these into config.py)
+# --------------------------------------------------------------------------------------------
+@dataclass
+class FNDCLItemsConfig:
+    """`stylehub features fndcl-items`: frozen trunk features + replace neighbours."""
+
+    # Polyvore-U sets to featurize (a training set and its cold starters); empty: all.
+    sets: tuple[str, ...] = ("630", "53")
+    image_size: int = 128  # CNN input side (generated images are 64 px; real ones 291 px)
+    backbones: tuple[str, ...] = ("large", "xs")
+    weights_path: str = ""  # torchvision alexnet ImageNet .pth; empty: seeded random init
+    seed: int = 0
+    batch_size: int = 128
+    ae_size: int = 32  # autoencoder input side
+    ae_latent: int = 32
+    ae_epochs: int = 8
+    neighbors: int = 5  # replace candidates per item
+
+    def validate(self) -> None:
+        from stylehub_ray.models.fndcl import FEATURE_DIMS
+
+        for b in self.backbones:
+            if b not in FEATURE_DIMS:
+                raise ValueError(f"fndcl_items.backbones: {b!r} not in {sorted(FEATURE_DIMS)}")
+        if self.image_size < 32 or self.ae_size % 8 or self.neighbors < 1:
+            raise ValueError("fndcl_items: image_size >= 32, ae_size a multiple of 8, "
+                             "neighbors >= 1 expected")
+
+
+@dataclass
+class TrainFNDCLConfig:
+    """`stylehub train fndcl`: one teacher or student variant on one Polyvore-U set."""
+
+    stage: str = "teacher"
+    loss: str = "npair"
+    tag: str = ""  # appended to the variant name, e.g. "hard"
+    set_name: str = "630"
+    backbone: str = ""  # "": large for the teacher, xs (AlexNet-small) for the student
+    teacher: str = ""  # variant of the frozen teacher; "": teacher-npair[-tag]
+    frozen_features: bool = True  # False: train the CNN end to end from the images
+    image_size: int = 128  # end-to-end mode only
+    dim: int = 128
+    heads: int = 8
+    hidden: int = 256
+    epochs: int = 8
+    batch_size: int = 32
+    lr: float = 0.05
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    tau_fnd: float = 0.1
+    tau_cl: float = 0.1
+    lam: float = 0.2
+    alpha: float | None = None  # None: 1.25 on fixed-length sets (630), 1.5 on variable (519)
+    augmentations: tuple[str, ...] = ()  # (): (erase, replace) fixed / (erase, erase) variable
+    hard_negative_share: float = 0.0  # 4.4: 0.5 trains half the negatives on hard ones
+    workers: int = 1
+    cpus_per_worker: float = 1.0
+    use_gpu: bool = False
+    seed: int = 0
+
+    def validate(self) -> None:
+        if self.stage not in STAGES:
+            raise ValueError(f"train_fndcl.stage must be one of {STAGES}, got {self.stage!r}")
+        if self.loss not in LOSSES:
+            raise ValueError(f"train_fndcl.loss must be one of {LOSSES}, got {self.loss!r}")
+        if self.loss in ("fnd", "fndcl") and self.stage != "student":
+            raise ValueError(f"train_fndcl.loss={self.loss} distils a teacher: needs "
+                             f"stage=student")
+        if len(self.resolved_augmentations()) != 2:
+            raise ValueError("train_fndcl.augmentations: expected two, e.g. erase,replace")
+        from stylehub_ray.models.fndcl import AUGMENTATIONS, FEATURE_DIMS
+
+        for a in self.resolved_augmentations():
+            if a not in AUGMENTATIONS:
+                raise ValueError(f"train_fndcl.augmentations: {a!r} not in {AUGMENTATIONS}")
+        if tuple(self.resolved_augmentations()) == ("identity", "identity"):
+            raise ValueError("train_fndcl.augmentations: two identities give no second view")
+        if self.resolved_backbone() not in FEATURE_DIMS:
+            raise ValueError(f"train_fndcl.backbone {self.backbone!r}: expected one of "
+                             f"{sorted(FEATURE_DIMS)}")
+        if not 0.0 <= self.hard_negative_share <= 1.0:
+            raise ValueError("train_fndcl.hard_negative_share must be in [0, 1]")
+        if self.epochs < 1 or self.batch_size < 2 or self.workers < 1:
+            raise ValueError("train_fndcl: epochs >= 1, batch_size >= 2, workers >= 1 expected")
+
+    # Paper defaults that depend on the set (4.1.4).
+    def variable_set(self) -> bool:
+        from stylehub_ray.data.polyvore import is_variable_set
+
+        return is_variable_set(self.set_name)
+
+    def resolved_alpha(self) -> float:
+        if self.alpha is not None:
+            return float(self.alpha)
+        return 1.5 if self.variable_set() else 1.25
+
+    def resolved_augmentations(self) -> tuple[str, ...]:
+        if self.augmentations:
+            return tuple(self.augmentations)
+        return ("erase", "erase") if self.variable_set() else ("erase", "replace")
+
+    def resolved_backbone(self) -> str:
+        return self.backbone or ("large" if self.stage == "teacher" else "xs")
+
+    def variant(self) -> str:
+        return f"{self.stage}-{self.loss}" + (f"-{self.tag}" if self.tag else "")
+
+    def teacher_variant(self) -> str:
+        return self.teacher or ("teacher-npair" + (f"-{self.tag}" if self.tag else ""))
+
+    def val_half(self) -> int:
+        """4.1.1: the teacher selects on one half of val, the student on the other."""
+        return 0 if self.stage == "teacher" else 1
+
+
+def resolved_train_config(cfg: TrainFNDCLConfig) -> dict:
+    """The config as the manifest records it, set-dependent defaults filled in."""
+    out = asdict(cfg)
+    out.update(alpha=cfg.resolved_alpha(), augmentations=list(cfg.resolved_augmentations()),
+               backbone=cfg.resolved_backbone(),
+               teacher=cfg.teacher_variant() if cfg.loss in ("fnd", "fndcl") else "")
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Data: one Polyvore-U set as arrays (shared by training and evaluation)
+# --------------------------------------------------------------------------------------------
+@dataclass
+class OutfitSet:
+    """One set's outfits as (n, 4) global item indices (top, top2, bottom, shoe; -1 empty)."""
+
+    set_name: str
+    n_users: int
+    offsets: dict[str, int]  # category -> first global index
+    n_items: int
+    tables: dict[tuple[str, str], dict[str, np.ndarray]]  # (split, kind) -> row, user, outfits
+
+    def get(self, split: str, kind: str) -> dict[str, np.ndarray]:
+        key = (split, kind)
+        if key not in self.tables:
+            return {"row": np.zeros(0, np.int64), "user": np.zeros(0, np.int64),
+                    "outfits": np.zeros((0, 4), np.int64)}
+        return self.tables[key]
+
+    def ratio(self, split: str, kind: str) -> int:
+        """Negatives per positive row (the release's block convention)."""
+        n_pos = len(self.get(split, "posi")["row"])
+        return max(1, len(self.get(split, kind)["row"]) // max(n_pos, 1))
+
+
+def item_counts(run: Run, set_name: str) -> dict[str, int]:
+    from stylehub_ray.data.ingest import read_table
+
+    items = read_table(run, "raw/outfit_items", ["set_name", "category", "item_id"])
+    items = items.filter(pc.equal(items["set_name"], set_name))
+    counts = {}
+    for cat in CATEGORY_ORDER:
+        ids = items.filter(pc.equal(items["category"], cat))["item_id"].to_numpy()
+        counts[cat] = int(ids.max()) + 1 if len(ids) else 0
+    return counts
+
+
+def load_outfit_set(run: Run, set_name: str) -> OutfitSet:
+    """Read ``raw/outfits`` of one set into arrays (rows sorted as in their files)."""
+    from stylehub_ray.data.ingest import read_table
+
+    counts = item_counts(run, set_name)
+    if not sum(counts.values()):
+        raise ValueError(f"{run.uri}: raw/outfit_items has no items of set {set_name!r}")
+    offsets, start = {}, 0
+    for cat in CATEGORY_ORDER:
+        offsets[cat] = start
+        start += counts[cat]
+    t = read_table(run, "raw/outfits")
+    t = t.filter(pc.equal(t["set_name"], set_name))
+    users_max = 0
+    tables: dict[tuple[str, str], dict[str, np.ndarray]] = {}
+    for split in ("train", "val", "test"):
+        for kind in ("posi", "nega", "nega_hard"):
+            part = t.filter(pc.and_(pc.equal(t["split"], split), pc.equal(t["kind"], kind)))
+            if part.num_rows == 0:
+                continue
+            part = part.sort_by("row")
+            col = {c: part[c].to_numpy().astype(np.int64) for c in
+                   ("row", "user", "top", "top2", "bottom", "shoe")}
+            outfits = np.stack([
+                col["top"] + offsets["top"],
+                np.where(col["top2"] >= 0, col["top2"] + offsets["top"], -1),
+                col["bottom"] + offsets["bottom"],
+                col["shoe"] + offsets["shoe"],
+            ], axis=1)
+            tables[(split, kind)] = {"row": col["row"], "user": col["user"], "outfits": outfits}
+            users_max = max(users_max, int(col["user"].max()) + 1)
+    return OutfitSet(set_name, users_max, offsets, start, tables)
+
+
+def val_half_rows(data: OutfitSet, half: int, kind: str = "nega") -> tuple[np.ndarray, ...]:
+    """(users, outfits, labels) of one half of ``val`` (4.1.1): each user's val positives
+    alternate between the halves; a negative follows the positive its block belongs to."""
+    pos = data.get("val", "posi")
+    neg = data.get("val", kind)
+    order = np.lexsort((pos["row"], pos["user"]))
+    rank = np.empty(len(order), np.int64)
+    # rank of each positive among its user's positives
+    u_sorted = pos["user"][order]
+    first = np.r_[0, np.flatnonzero(np.diff(u_sorted)) + 1]
+    starts = np.repeat(first, np.diff(np.r_[first, len(order)]))
+    rank[order] = np.arange(len(order)) - starts
+    pos_half = rank % 2
+    keep_pos = pos_half == half
+    ratio = data.ratio("val", kind)
+    owner = neg["row"] // ratio  # row of the positive this negative belongs to
+    row_to_half = np.full(int(pos["row"].max()) + 1 if len(pos["row"]) else 0, -1)
+    row_to_half[pos["row"]] = pos_half
+    keep_neg = row_to_half[np.minimum(owner, len(row_to_half) - 1)] == half
+    users = np.r_[pos["user"][keep_pos], neg["user"][keep_neg]]
+    outfits = np.r_[pos["outfits"][keep_pos], neg["outfits"][keep_neg]]
+    labels = np.r_[np.ones(keep_pos.sum(), np.int64), np.zeros(keep_neg.sum(), np.int64)]
+    return users, outfits, labels
+
+
+def load_item_table(run: Run, data: OutfitSet, backbone: str) -> np.ndarray:
+    """(n_items, F) float32 precomputed trunk features of one set (zeros for items whose
+    image is missing)."""
+    import pyarrow.dataset as pads
+
+    col = f"feat_{backbone}"
+    ds = pads.dataset(run.path(ITEMS), filesystem=run.fs, format="parquet",
+                      ignore_prefixes=["_", "."])
+    if col not in ds.schema.names:
+        raise ValueError(f"{run.uri}/{ITEMS} has no {col}: rerun the items stage with "
+                         f"backbones including {backbone!r}")
+    t = ds.to_table(columns=["category", "item_id", col],
+                    filter=pc.field("set_name") == data.set_name)
+    if t.num_rows == 0:
+        raise ValueError(f"{run.uri}/{ITEMS} has no items of set {data.set_name!r}: rerun the "
+                         f"items stage with sets including it")
+    feats = t[col].combine_chunks()
+    dim = feats.type.list_size
+    values = feats.values.to_numpy(zero_copy_only=False).reshape(-1, dim)
+    out = np.zeros((data.n_items, dim), np.float32)
+    cats = t["category"].to_pylist()
+    gidx = np.array([data.offsets[c] for c in cats]) + t["item_id"].to_numpy()
+    out[gidx] = values
+    return out
+
+
+def load_item_images(run: Run, data: OutfitSet, size: int,
+                     only: np.ndarray | None = None) -> np.ndarray:
+    """(n_items, size, size, 3) uint8 item images of one set (end-to-end mode, efficiency);
+    with ``only`` (global indices), the other rows stay blank (white)."""
+    from PIL import Image
+
+    from stylehub_ray.data.ingest import read_table
+
+    t = read_table(run, "raw/outfit_items", ["set_name", "category", "item_id", "path",
+                                             "status"])
+    t = t.filter(pc.equal(t["set_name"], data.set_name))
+    out = np.full((data.n_items, size, size, 3), 255, np.uint8)
+    wanted = None if only is None else set(np.asarray(only).tolist())
+    for cat, iid, path, status in zip(*(t[c].to_pylist() for c in
+                                        ("category", "item_id", "path", "status"))):
+        if wanted is not None and data.offsets[cat] + iid not in wanted:
+            continue
+        if status == "present":
+            with Image.open(path) as im:
+                out[data.offsets[cat] + iid] = np.asarray(
+                    im.convert("RGB").resize((size, size), Image.BILINEAR))
+    return out
+
+
+def load_neighbors(run: Run, data: OutfitSet) -> np.ndarray | None:
+    """(n_items, k) global indices of each item's replace candidates, -1 padded."""
+    if not run.is_complete(NEIGHBORS):
+        return None
+    import pyarrow.dataset as pads
+
+    ds = pads.dataset(run.path(NEIGHBORS), filesystem=run.fs, format="parquet",
+                      ignore_prefixes=["_", "."])
+    t = ds.to_table(filter=pc.field("set_name") == data.set_name)
+    if t.num_rows == 0:
+        return None
+    nb = t["neighbors"].combine_chunks()
+    k = nb.type.list_size
+    values = nb.values.to_numpy(zero_copy_only=False).reshape(-1, k)
+    offs = np.array([data.offsets[c] for c in t["category"].to_pylist()])
+    out = np.full((data.n_items, k), -1, np.int64)
+    out[offs + t["item_id"].to_numpy()] = np.where(values >= 0, values + offs[:, None], -1)
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Stage: item features (Ray Data) + replace neighbours (autoencoder)
+# --------------------------------------------------------------------------------------------
+class _ItemFeaturizer:
+    """Ray Data actor: decode images, run the shared frozen trunks, keep a thumbnail for the
+    autoencoder. Built once per actor (the trunks are seeded, so every actor agrees)."""
+
+    def __init__(self, backbones: tuple[str, ...], image_size: int, weights_path: str,
+                 seed: int, ae_size: int):
+        import torch
+
+        from stylehub_ray.models.fndcl import make_trunks
+
+        torch.set_num_threads(max(1, int(os.environ.get("OMP_NUM_THREADS", "1"))))
+        self.trunks = make_trunks(tuple(backbones), seed, weights_path)
+        self.image_size, self.ae_size = image_size, ae_size
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> pa.Table:
+        import torch
+        from PIL import Image
+
+        from stylehub_ray.models.fndcl import preprocess_images, trunk_features
+
+        big, thumbs = [], []
+        for path in batch["path"]:
+            with Image.open(path) as im:
+                rgb = im.convert("RGB")
+                big.append(np.asarray(rgb.resize((self.image_size,) * 2, Image.BILINEAR)))
+                thumbs.append(np.asarray(rgb.resize((self.ae_size,) * 2, Image.BILINEAR)))
+        x = preprocess_images(torch.from_numpy(np.stack(big)), self.image_size)
+        feats = trunk_features(self.trunks, x)
+        out = {k: pa.array(batch[k]) for k in ("set_name", "category", "item_id")}
+        # Fixed-size list columns (not Ray's tensor extension type): plain Parquet that
+        # pyarrow alone reads back.
+        for size, f in feats.items():
+            out[f"feat_{size}"] = _fixed_list(f.numpy().astype(np.float32))
+        out["thumb"] = _fixed_list(np.stack(thumbs).reshape(len(thumbs), -1))
+        return pa.table(out)
+
+
+def _fixed_list(values: np.ndarray) -> pa.Array:
+    """(n, d) -> FixedSizeList column."""
+    return pa.FixedSizeListArray.from_arrays(pa.array(values.ravel()), values.shape[1])
+
+
+def _ingest_fingerprint(run: Run) -> str:
+    entry = run.entry("ingest")
+    if not entry or entry.get("status") != "complete" or not run.is_complete("raw/outfits"):
+        raise FileNotFoundError(f"{run.uri}: no complete Polyvore-U ingest (run `stylehub "
+                                f"ingest SOURCE --run {run.uri}` first)")
+    return entry["fingerprint"]
+
+
+def prepare_fndcl_items(run: Run, cfg: FNDCLItemsConfig, force: bool = False,
+                        log=print) -> dict:
+    """Frozen item features (Ray Data) and replace neighbours of the configured sets."""
+    from stylehub_ray.data.ingest import read_table
+
+    cfg.validate()
+    fp = _ingest_fingerprint(run)
+    step = run.step("fndcl_items", config=asdict(cfg),
+                    inputs={"raw/outfit_items": fp, "raw/outfits": fp},
+                    outputs=[ITEMS, NEIGHBORS], force=force)
+    if step.done:
+        log(f"fndcl_items: {run.uri} is up to date; skipped (--force redoes it)")
+        return step.previous() | {"skipped": True}
+    import ray
+
+    from stylehub_ray.models.autoencoder import encode, fit_autoencoder, nearest_neighbors
+    from stylehub_ray.ray_utils import ensure_ray
+
+    ensure_ray()
+    items = read_table(run, "raw/outfit_items")
+    if cfg.sets:
+        items = items.filter(pc.is_in(items["set_name"], pa.array(list(cfg.sets))))
+    present = items.filter(pc.equal(items["status"], "present"))
+    if present.num_rows == 0:
+        raise ValueError(f"{run.uri}: raw/outfit_items has no present images for sets "
+                         f"{cfg.sets or 'all'}")
+    with step:
+        with step.time("features_s"):
+            ds = ray.data.from_arrow(present.select(["set_name", "category", "item_id", "path"]))
+            ds = ds.repartition(max(1, present.num_rows // 2048))
+            feats = ds.map_batches(
+                _ItemFeaturizer,
+                fn_constructor_args=(tuple(cfg.backbones), cfg.image_size, cfg.weights_path,
+                                     cfg.seed, cfg.ae_size),
+                batch_size=cfg.batch_size, compute=ray.data.ActorPoolStrategy(size=1),
+                num_cpus=1, batch_format="numpy",
+            ).materialize()
+            feats.drop_columns(["thumb"]).write_parquet(step.tmp_uri(ITEMS))
+        with step.time("autoencoder_s"):
+            thumbs_t = feats.select_columns(
+                ["set_name", "category", "item_id", "thumb"]).to_arrow_refs()
+            thumbs_t = pa.concat_tables(ray.get(thumbs_t))
+            s = cfg.ae_size
+            thumbs = thumbs_t["thumb"].combine_chunks().values.to_numpy().astype(
+                np.uint8).reshape(-1, s, s, 3)
+            ae, history = fit_autoencoder(thumbs, latent=cfg.ae_latent, size=s,
+                                          epochs=cfg.ae_epochs, seed=cfg.seed)
+            latent = encode(ae, thumbs)
+            nb_parts = _neighbor_tables(run, thumbs_t, latent, cfg.neighbors,
+                                        nearest_neighbors)
+            import pyarrow.parquet as pq
+
+            path = posixpath.join(step.tmp(NEIGHBORS), "neighbors.parquet")
+            pq.write_table(pa.concat_tables(nb_parts), path, filesystem=run.fs)
+        step.counts = {"items": {"featurized": present.num_rows,
+                                 "missing_images": items.num_rows - present.num_rows}}
+        step.extra["autoencoder_mse"] = [round(h, 5) for h in history]
+    log(f"fndcl_items: {present.num_rows} items featurized ({', '.join(cfg.backbones)}); "
+        f"autoencoder mse {history[0]:.4f} -> {history[-1]:.4f}")
+    return run.entry("fndcl_items")
+
+
+def _neighbor_tables(run: Run, thumbs_t: pa.Table, latent: np.ndarray, k: int,
+                     nearest_neighbors) -> list[pa.Table]:
+    """Per (set, category): each item's k nearest items in the autoencoder's latent space,
+    among the items that appear in the set's training outfits (so a replaced view never
+    brings a validation or test item into training)."""
+    from stylehub_ray.data.ingest import read_table
+
+    outfits = read_table(run, "raw/outfits", ["set_name", "split", "top", "top2", "bottom",
+                                              "shoe"])
+    outfits = outfits.filter(pc.equal(outfits["split"], "train"))
+    sets = thumbs_t["set_name"].to_numpy(zero_copy_only=False)
+    cats = thumbs_t["category"].to_numpy(zero_copy_only=False)
+    ids = thumbs_t["item_id"].to_numpy()
+    parts = []
+    for set_name in sorted(set(sets.tolist())):
+        o = outfits.filter(pc.equal(outfits["set_name"], set_name))
+        train_ids = {
+            "top": np.union1d(o["top"].to_numpy(), o["top2"].to_numpy()),
+            "bottom": np.unique(o["bottom"].to_numpy()),
+            "shoe": np.unique(o["shoe"].to_numpy()),
+        }
+        for cat in CATEGORY_ORDER:
+            sel = np.flatnonzero((sets == set_name) & (cats == cat))
+            if not len(sel):
+                continue
+            cand = np.flatnonzero(np.isin(ids[sel], train_ids[cat]))
+            nb = nearest_neighbors(latent[sel], cand, k)  # positions within sel
+            nb_ids = np.where(nb >= 0, ids[sel][np.maximum(nb, 0)], -1)
+            parts.append(pa.table({
+                "set_name": pa.array([set_name] * len(sel), pa.string()),
+                "category": pa.array([cat] * len(sel), pa.string()),
+                "item_id": pa.array(ids[sel], pa.int32()),
+                "neighbors": pa.FixedSizeListArray.from_arrays(
+                    pa.array(nb_ids.ravel(), pa.int32()), k),
+            }))
+    return parts
+
+
+# --------------------------------------------------------------------------------------------
+# Stage: training (Ray Train)
+# --------------------------------------------------------------------------------------------
+def _model_dir(variant: str) -> str:
+    return f"{MODELS}/{variant}"
+
+
+def load_model(run: Run, variant: str):
+    """(model, spec dict, metadata) of a trained variant, on CPU, in eval mode."""
+    import torch
+
+    from stylehub_ray.models.fndcl import FNDCLModel, ModelSpec
+
+    rel = _model_dir(variant)
+    if not run.is_complete(rel):
+        raise FileNotFoundError(f"{run.uri}/{rel}: no complete model (train it with `stylehub "
+                                f"train fndcl --run {run.uri}`)")
+    with run.fs.open_input_stream(run.path(posixpath.join(rel, "model.pt"))) as f:
+        blob = torch.load(io.BytesIO(f.read()), map_location="cpu", weights_only=False)
+    model = FNDCLModel(ModelSpec(**blob["spec"]))
+    model.load_state_dict(blob["state"])
+    return model.eval(), blob["spec"], blob["meta"]
+
+
+def _plan(run: Run, cfg: TrainFNDCLConfig) -> tuple[str, dict, dict, str]:
+    """(output, resolved config, input fingerprints, teacher variant) of a training step."""
+    cfg.validate()
+    out = _model_dir(cfg.variant())
+    fp = _ingest_fingerprint(run)
+    inputs = {"raw/outfits": fp}
+    if cfg.frozen_features:
+        inputs[ITEMS] = _complete_fingerprint(run, ITEMS, "fndcl_items")
+    if "replace" in cfg.resolved_augmentations() and cfg.loss == "fndcl":
+        inputs[NEIGHBORS] = _complete_fingerprint(run, NEIGHBORS, "fndcl_items")
+    teacher = ""
+    if cfg.loss in ("fnd", "fndcl"):
+        teacher = cfg.teacher_variant()
+        inputs[_model_dir(teacher)] = _complete_fingerprint(run, _model_dir(teacher),
+                                                            f"train_fndcl/{teacher}")
+    return out, resolved_train_config(cfg), inputs, teacher
+
+
+def ray_train_name(cfg: TrainFNDCLConfig, config: dict, inputs: dict) -> str:
+    """The Ray Train run name: the same config and inputs find the same folder, so a crashed
+    step resumes from its last checkpoint (Train V2 restores from the folder's snapshot)."""
+    return f"{cfg.variant()}-{stable_hash(config)}-{stable_hash(inputs)[:8]}"
+
+
+def build_trainer(run: Run, cfg: TrainFNDCLConfig, fail_after_epoch: int | None = None):
+    """(TorchTrainer, run name) for one variant. ``fail_after_epoch`` makes the workers crash
+    after checkpointing that epoch (tests of resume only)."""
+    import ray.train
+    from ray.train.torch import TorchTrainer
+
+    _out, config, inputs, teacher = _plan(run, cfg)
+    name = ray_train_name(cfg, config, inputs)
+    loop_config = {"run": run.uri, "cfg": config, "teacher": teacher,
+                   "fail_after_epoch": fail_after_epoch}
+    trainer = TorchTrainer(
+        _train_loop,
+        train_loop_config=loop_config,
+        scaling_config=ray.train.ScalingConfig(
+            num_workers=cfg.workers, use_gpu=cfg.use_gpu,
+            resources_per_worker={"CPU": cfg.cpus_per_worker},
+        ),
+        run_config=ray.train.RunConfig(
+            name=name, storage_path=run.uri_of(RAY_TRAIN_DIR),
+            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=1),
+        ),
+    )
+    return trainer, name
+
+
+def train_fndcl(run: Run, cfg: TrainFNDCLConfig, force: bool = False, log=print) -> dict:
+    """Train one variant with a Ray TorchTrainer; publish the best epoch (by val AUC on this
+    stage's half of val) as ``models/fndcl/<variant>/model.pt``."""
+    from stylehub_ray.ray_utils import ensure_ray
+
+    variant = cfg.variant()
+    out, config, inputs, teacher = _plan(run, cfg)
+    step = run.step("train_fndcl", variant, config=config, inputs=inputs, outputs=[out],
+                    force=force)
+    if step.done:
+        log(f"train_fndcl/{variant}: up to date; skipped (--force redoes it)")
+        return step.previous() | {"skipped": True}
+    ensure_ray()
+    name = ray_train_name(cfg, config, inputs)
+    if force:
+        run.delete(posixpath.join(RAY_TRAIN_DIR, name))  # --force: no resume
+    trainer, _ = build_trainer(run, cfg)
+    with step:
+        with step.time("fit_s"):
+            result = trainer.fit()
+        if result.checkpoint is None:
+            raise RuntimeError(f"train_fndcl/{variant}: the run reported no checkpoint")
+        import torch
+
+        with result.checkpoint.as_directory() as d:
+            state = torch.load(os.path.join(d, "state.pt"), map_location="cpu",
+                               weights_only=False)
+        blob = {"spec": state["spec"], "state": state["best_state"],
+                "meta": {"variant": variant, "config": config, "teacher": teacher,
+                         "best_epoch": state["best_epoch"], "best": state["best_metrics"],
+                         "history": state["history"], "n_users": state["spec"]["n_users"]}}
+        buf = io.BytesIO()
+        torch.save(blob, buf)
+        _write_at(run, posixpath.join(step.tmp(out), "model.pt"), buf.getvalue())
+        _write_at(run, posixpath.join(step.tmp(out), "history.json"),
+                  json.dumps(blob["meta"], indent=2, default=str).encode())
+        step.counts = {"epochs": {"trained": len(state["history"]),
+                                  "best": state["best_epoch"],
+                                  "resumed_at": state.get("resumed_at", -1)}}
+        step.extra["best_metrics"] = state["best_metrics"]
+        step.extra["ray_train_path"] = result.path
+    run.delete(posixpath.join(RAY_TRAIN_DIR, name))  # complete: nothing left to resume
+    b = state["best_metrics"]
+    log(f"train_fndcl/{variant}: best epoch {state['best_epoch']} val_auc {b['val_auc']:.4f} "
+        f"val_ndcg {b['val_ndcg']:.4f} ({step.timings.get('fit_s', 0):.0f}s)")
+    return run.entry("train_fndcl", variant)
+
+
+def _complete_fingerprint(run: Run, rel: str, producer: str) -> str:
+    if not run.is_complete(rel):
+        raise FileNotFoundError(f"{run.uri}/{rel} is missing or incomplete: run {producer} "
+                                f"first")
+    return run.marker(rel)["fingerprint"]
+
+
+def _write_at(run: Run, path: str, data: bytes) -> None:
+    run.fs.create_dir(posixpath.dirname(path), recursive=True)
+    with run.fs.open_output_stream(path) as f:
+        f.write(data)
+
+
+def _train_loop(config: dict) -> None:
+    """Ray Train worker: FND-CL training with per-epoch checkpoints and resume."""
+    import ray.train
+    import torch
+    import torch.distributed as dist
+
+    from stylehub_ray.eval.fndcl import per_user_auc_ndcg
+    from stylehub_ray.models import fndcl as M
+
+    cfg = TrainFNDCLConfig(**{**config["cfg"], "augmentations": tuple(
+        config["cfg"]["augmentations"])})
+    run = Run(config["run"])
+    ctx = ray.train.get_context()
+    rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    device = ray.train.torch.get_device()
+    torch.set_num_threads(max(1, int(cfg.cpus_per_worker)))
+    torch.manual_seed(cfg.seed)
+
+    data = load_outfit_set(run, cfg.set_name)
+    backbone = cfg.resolved_backbone()
+    if cfg.frozen_features:
+        table = torch.from_numpy(load_item_table(run, data, backbone)).to(device)
+        transform = None
+    else:
+        table = torch.from_numpy(load_item_images(run, data, cfg.image_size)).to(device)
+
+        def transform(rows: torch.Tensor) -> torch.Tensor:
+            return M.preprocess_images(rows.cpu(), cfg.image_size).to(device)
+    neighbors = load_neighbors(run, data)
+    nb_t = torch.from_numpy(neighbors) if neighbors is not None else None
+    spec = M.ModelSpec(n_users=data.n_users, backbone=backbone, dim=cfg.dim, heads=cfg.heads,
+                       hidden=cfg.hidden, frozen_features=cfg.frozen_features)
+    model = M.FNDCLModel(spec).to(device)
+    if cfg.frozen_features:  # standardise with the items of the training outfits only
+        used = np.unique(np.r_[data.get("train", "posi")["outfits"].ravel(),
+                               data.get("train", "nega")["outfits"].ravel()])
+        model.item_encoder.set_feature_stats(table[torch.from_numpy(used[used >= 0])])
+    opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
+                          weight_decay=cfg.weight_decay)
+
+    pos = data.get("train", "posi")
+    neg_sets = [data.get("train", "nega"), data.get("train", "nega_hard")]
+    ratios = [data.ratio("train", "nega"), data.ratio("train", "nega_hard")]
+    neg_offset = len(neg_sets[0]["row"])  # hard negatives follow the random ones
+    n_hard = len(neg_sets[1]["row"])
+    if cfg.hard_negative_share > 0 and n_hard == 0:
+        raise ValueError(f"set {cfg.set_name}: hard_negative_share > 0 but the run has no "
+                         f"tuples_train_nega_hard")
+    all_neg = np.r_[neg_sets[0]["outfits"], neg_sets[1]["outfits"]]
+    pos_users_t = torch.from_numpy(pos["user"])
+    pos_outfits_t = torch.from_numpy(pos["outfits"])
+    all_neg_t = torch.from_numpy(all_neg)
+
+    # FND (Eq. 11-12): the frozen teacher's unit user vectors, r^_i, and its unit vectors of
+    # every training negative; d_ijk is then one dot product per (pair, negative) in a batch.
+    t_users = t_mean = t_neg = None
+    if config["teacher"]:
+        teacher, tspec, _meta = load_model(run, config["teacher"])
+        t_table = torch.from_numpy(load_item_table(run, data, tspec["backbone"]))
+        t_users = teacher.user_matrix()
+        t_pos = teacher.outfit_matrix(t_table, pos_outfits_t)
+        r_pos = (t_users[pos_users_t] * t_pos).sum(1)
+        t_mean = torch.zeros(data.n_users).index_add_(0, pos_users_t, r_pos) / torch.bincount(
+            pos_users_t, minlength=data.n_users).clamp(min=1)  # Eq. 11
+        t_neg = teacher.outfit_matrix(t_table, all_neg_t)
+        del teacher, t_table
+
+    val_users, val_outfits, val_labels = val_half_rows(data, cfg.val_half())
+    val_users_t, val_outfits_t = torch.from_numpy(val_users), torch.from_numpy(val_outfits)
+
+    gen = torch.Generator().manual_seed(cfg.seed * 1000 + rank)
+    start_epoch, history, resumed_at = 0, [], -1
+    best_state, best_metrics, best_epoch = None, {"val_auc": -1.0, "val_ndcg": 0.0}, -1
+    ckpt = ray.train.get_checkpoint()
+    if ckpt:  # resume: same weights, optimizer, RNG and selection state as after the epoch
+        with ckpt.as_directory() as d:
+            st = torch.load(os.path.join(d, "state.pt"), map_location="cpu", weights_only=False)
+        model.load_state_dict(st["state"])
+        opt.load_state_dict(st["optimizer"])
+        gen.set_state(st["generator"][rank] if rank < len(st["generator"]) else
+                      st["generator"][0])
+        start_epoch, history = st["epoch"] + 1, st["history"]
+        resumed_at = start_epoch
+        best_state, best_metrics, best_epoch = (st["best_state"], st["best_metrics"],
+                                                st["best_epoch"])
+
+    n_pos = len(pos["row"])
+    per_worker = n_pos // world
+    steps = max(1, per_worker // cfg.batch_size)
+    augs = cfg.resolved_augmentations()
+    for epoch in range(start_epoch, cfg.epochs):
+        t0 = time.perf_counter()
+        model.train()
+        # One permutation for all workers (same seed), then a disjoint shard each.
+        perm = torch.randperm(n_pos, generator=torch.Generator().manual_seed(
+            cfg.seed * 7919 + epoch))[rank * per_worker:(rank + 1) * per_worker]
+        losses = []
+        for s in range(steps):
+            idx = perm[s * cfg.batch_size:(s + 1) * cfg.batch_size]
+            if len(idx) < 2:
+                continue
+            users = pos_users_t[idx].to(device)
+            # Each pair's own negative: a random block row of its positive, hard with
+            # probability hard_negative_share (4.4); the batch's negatives serve every pair.
+            block = pos["row"][idx.numpy()]
+            hard = (torch.rand(len(idx), generator=gen) < cfg.hard_negative_share).numpy()
+            k = [torch.randint(0, r, (len(idx),), generator=gen).numpy() for r in ratios]
+            # Positions equal file rows unless ingest quarantined lines: clamp, never crash.
+            neg_idx = np.where(
+                hard, neg_offset + np.minimum(block * ratios[1] + k[1], n_hard - 1),
+                np.minimum(block * ratios[0] + k[0], neg_offset - 1))
+            neg_idx_t = torch.from_numpy(neg_idx)
+            o_pos = model.outfits(table, pos_outfits_t[idx].to(device), transform)
+            o_neg = model.outfits(table, all_neg_t[neg_idx_t].to(device), transform)
+            r_pos = model.scores(users, o_pos)  # (B,)
+            r_neg = model.score_matrix(users, o_neg)  # (B, N): every batch negative
+            if cfg.loss == "bpr":
+                loss = M.bpr_loss(r_pos, torch.diagonal(r_neg), cfg.tau_fnd)
+            elif cfg.loss == "npair":
+                loss = M.npair_loss(r_pos, r_neg, cfg.tau_fnd)
+            else:
+                t_scores = t_users[users.cpu()] @ t_neg[neg_idx_t].T  # r^_ijk, (B, N)
+                d = M.fnd_weights(t_scores, t_mean[users.cpu()], cfg.resolved_alpha())
+                loss = M.fnd_loss(r_pos, r_neg, d.to(device), cfg.tau_fnd)
+                if cfg.loss == "fndcl":
+                    v1, v2 = M.augment_pair(pos_outfits_t[idx], augs, nb_t, gen)
+                    z1 = model.projection(model.outfits(table, v1.to(device), transform))
+                    z2 = model.projection(model.outfits(table, v2.to(device), transform))
+                    loss = loss + cfg.lam * M.nt_xent_loss(z1, z2, cfg.tau_cl)  # Eq. 19
+            opt.zero_grad()
+            loss.backward()
+            if world > 1:  # plain data parallelism: average every gradient across workers
+                for p in model.parameters():
+                    if p.grad is None:
+                        p.grad = torch.zeros_like(p)
+                    dist.all_reduce(p.grad)
+                    p.grad /= world
+            opt.step()
+            losses.append(loss.item())
+        model.eval()
+        scores = model.score_outfits(table, val_users_t.to(device), val_outfits_t.to(device),
+                                     transform).cpu().numpy()
+        val = per_user_auc_ndcg(val_users, val_labels, scores)
+        metrics = {"epoch": epoch, "loss": float(np.mean(losses)) if losses else float("nan"),
+                   "val_auc": val["auc"], "val_ndcg": val["ndcg"],
+                   "epoch_s": round(time.perf_counter() - t0, 3)}
+        history.append(metrics)
+        if val["auc"] > best_metrics["val_auc"]:
+            best_metrics = {"val_auc": val["auc"], "val_ndcg": val["ndcg"]}
+            best_epoch = epoch
+            best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+        gens = [gen.get_state()]
+        if rank == 0:
+            with tempfile.TemporaryDirectory() as d:
+                torch.save({"spec": asdict(spec), "state": model.state_dict(),
+                            "optimizer": opt.state_dict(), "generator": gens, "epoch": epoch,
+                            "history": history, "best_state": best_state,
+                            "best_metrics": best_metrics, "best_epoch": best_epoch,
+                            "resumed_at": resumed_at},
+                           os.path.join(d, "state.pt"))
+                ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(d))
+        else:
+            ray.train.report(metrics)  # every worker reports once per epoch (Train V2)
+        if config.get("fail_after_epoch") is not None and epoch >= config["fail_after_epoch"]:
+            raise RuntimeError(f"injected failure after epoch {epoch} (resume test)")

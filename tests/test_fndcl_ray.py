@@ -1,0 +1,112 @@
+"""FND-CL stages end to end on tiny generated outfits, on the session's Ray head: item features
+(Ray Data), teacher and student training (Ray Train, checkpoints, resume), evaluation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from stylehub_ray.config import IngestConfig
+from stylehub_ray.data.ingest import ingest
+from stylehub_ray.data.outfits_generator import generate_outfits
+from stylehub_ray.eval.fndcl import EvaluateFNDCLConfig, evaluate_fndcl
+from stylehub_ray.run import Run
+from stylehub_ray.train.fndcl import (
+    RAY_TRAIN_DIR,
+    FNDCLItemsConfig,
+    TrainFNDCLConfig,
+    build_trainer,
+    load_model,
+    load_neighbors,
+    load_outfit_set,
+    prepare_fndcl_items,
+    train_fndcl,
+    val_half_rows,
+)
+
+QUIET = dict(log=lambda *a: None)
+FAST = dict(epochs=2, batch_size=16, lr=0.05)
+
+
+@pytest.fixture(scope="module")
+def fnd_run(ray_head, tmp_path_factory):
+    src = tmp_path_factory.mktemp("outfits_src")
+    generate_outfits(str(src), scale="tiny", seed=0)
+    run = Run(str(tmp_path_factory.mktemp("outfits_run")))
+    ingest(str(src), run, IngestConfig(), **QUIET)
+    prepare_fndcl_items(run, FNDCLItemsConfig(image_size=64, ae_epochs=2, batch_size=256),
+                        **QUIET)
+    return run
+
+
+def test_items_stage_features_and_neighbours(fnd_run):
+    run = fnd_run
+    entry = run.entry("fndcl_items")
+    assert entry["status"] == "complete"
+    assert entry["counts"]["items"]["featurized"] == 3 * 240 + 3 * 150  # sets 630 and 53
+    data = load_outfit_set(run, "630")
+    from stylehub_ray.train.fndcl import load_item_table
+
+    feats = load_item_table(run, data, "large")
+    assert feats.shape == (720, 4096) and np.abs(feats).sum(1).min() > 0
+    nb = load_neighbors(run, data)
+    assert nb.shape == (720, 5)
+    # Same category only: every neighbour lies in its item's global index range.
+    cat = np.searchsorted([data.offsets["bottom"], data.offsets["shoe"]], np.arange(720),
+                          side="right")
+    nb_cat = np.searchsorted([data.offsets["bottom"], data.offsets["shoe"]], nb, side="right")
+    assert (nb >= 0).all() and (nb_cat == cat[:, None]).all()
+    # The two val halves (4.1.1) split every user's val positives, disjoint and complete.
+    u0, o0, y0 = val_half_rows(data, 0)
+    u1, o1, y1 = val_half_rows(data, 1)
+    assert y0.sum() + y1.sum() == len(data.get("val", "posi")["row"])
+    assert len(y0) + len(y1) == len(data.get("val", "posi")["row"]) + len(
+        data.get("val", "nega")["row"])
+    pos0 = {tuple(x) for x in o0[y0 == 1].tolist()}
+    assert not pos0 & {tuple(x) for x in o1[y1 == 1].tolist()}
+
+
+def test_teacher_student_train_resume_and_evaluate(fnd_run, capsys):
+    run = fnd_run
+    teacher = train_fndcl(run, TrainFNDCLConfig(stage="teacher", loss="npair", **FAST),
+                          **QUIET)
+    assert teacher["counts"]["epochs"]["trained"] == 2
+    assert teacher["best_metrics"]["val_auc"] > 0.6  # learns: random is 0.5
+    assert run.is_complete("models/fndcl/teacher-npair")
+    assert not run.exists(f"{RAY_TRAIN_DIR}/" + "x")  # nothing stale to resume
+    # Skipped when up to date.
+    again = train_fndcl(run, TrainFNDCLConfig(stage="teacher", loss="npair", **FAST), **QUIET)
+    assert again.get("skipped")
+
+    # Student FND-CL: crash after epoch 0, then the stage resumes from that checkpoint.
+    cfg = TrainFNDCLConfig(stage="student", loss="fndcl", **FAST)
+    trainer, _name = build_trainer(run, cfg, fail_after_epoch=0)
+    with pytest.raises(Exception, match="injected failure"):
+        trainer.fit()
+    student = train_fndcl(run, cfg, **QUIET)
+    assert student["counts"]["epochs"]["resumed_at"] == 1
+    assert student["counts"]["epochs"]["trained"] == 2
+    model, spec, meta = load_model(run, "student-fndcl")
+    assert spec["backbone"] == "xs" and meta["teacher"] == "teacher-npair"
+    assert meta["config"]["augmentations"] == ["erase", "replace"]
+    assert meta["config"]["alpha"] == 1.25
+    assert [h["epoch"] for h in meta["history"]] == [0, 1]
+
+    results = evaluate_fndcl(run, EvaluateFNDCLConfig(efficiency_sizes=("xs",),
+                                                      efficiency_repeats=1))
+    out = capsys.readouterr().out
+    assert "AUC" in out and "cold starters" in out and "student-fndcl" in out
+    for variant in ("teacher-npair", "student-fndcl"):
+        r = results[variant]
+        assert 0.55 < r["test"]["auc"] <= 1.0 and 0.0 < r["test"]["ndcg"] <= 1.0
+        assert r["test"]["users"] == 20
+        assert 0.0 < r["test_hard"]["auc"] <= 1.0
+        assert set(r["cold_start"]) == {"1-avg", "1-w-avg", "5-avg", "5-w-avg"}
+        assert r["cold_start"]["1-avg"]["trials"] == 5 * 6  # each of 5 shots, 6 cold users
+        fn = r["false_negatives"]
+        assert fn["planted"] == 23 and fn["negatives"] == 234
+    saved = run.read_json("eval/fndcl/student-fndcl/metrics.json")
+    assert saved["test"]["auc"] == pytest.approx(results["student-fndcl"]["test"]["auc"])
+    eff = results["efficiency"]
+    assert eff[0]["model"] == "XS" and eff[0]["params"] > 2_469_696
+    assert eff[0]["outfits_scored"] == 52 + 520
