@@ -21,9 +21,11 @@ def test_pipeline_runs_every_stage_then_skips_them(ray_head, tiny_hm, tmp_path, 
     steps = Run(str(tmp_path / "run")).manifest()["steps"]
     assert {"ingest", "features", "embed/images", "embed/text", "pairs/text"} <= set(steps)
     assert all(s["status"] == "complete" for s in steps.values())
-    assert len(PipelineConfig().stages) == 5
+    assert PipelineConfig().stages[-1] == "fndcl"
     assert main(["pipeline", str(tiny_hm), "--run", str(tmp_path / "run"), *DEMO]) == 0
-    assert capsys.readouterr().out.count("skipped") == 5
+    again = capsys.readouterr().out
+    # five H&M stages up to date, and FND-CL not for H&M data
+    assert again.count("skipped") == 6 and "fndcl: not for H&M data; skipped" in again
 
 
 def test_offline_imagenet_weights_fail_clearly(ray_head, tiny_run, tmp_path, capsys):
@@ -63,4 +65,4 @@ def test_outfits_pipeline_trains_and_evaluates_fndcl(ray_head, tmp_path, capsys)
     assert {"train_fndcl/teacher-npair", "train_fndcl/student-fndcl",
             "evaluate_fndcl/student-fndcl"} <= set(steps)
     auc = steps["evaluate_fndcl/student-fndcl"]["test"]["auc"]
-    assert 50 < auc <= 100  # percent, as the paper reports it; well above chance here
+    assert 0.5 < auc <= 1.0  # well above chance even after one epoch
