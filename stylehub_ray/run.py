@@ -68,8 +68,10 @@ class Run:
     """A run directory: artifacts addressed by relative paths such as ``raw/articles``."""
 
     def __init__(self, uri: str):
-        self.uri = uri
         self.fs, self.root = resolve_fs(uri)
+        # A local run is addressed by its absolute path: Ray workers (Train workers, actors)
+        # reopen Run(run.uri) from working directories of their own.
+        self.uri = uri if "://" in uri else self.root
         self.fs.create_dir(self.root, recursive=True)
 
     # -- paths -----------------------------------------------------------------

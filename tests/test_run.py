@@ -69,3 +69,11 @@ def test_output_without_marker_is_not_complete(run):
         _write(s, "o", "x")
     run.delete(f"o/{MARKER}")  # e.g. a crash between the move and the marker
     assert not run.step("s", config={}, inputs={}, outputs=["o"]).done
+
+
+def test_local_run_is_addressed_by_absolute_path(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    run = Run("relative/run")
+    assert run.uri == str(tmp_path / "relative" / "run")
+    monkeypatch.chdir("/")
+    assert Run(run.uri).root == run.root  # a worker elsewhere opens the same folder
