@@ -6,8 +6,9 @@ Every stage step writes its outputs under a temporary name, moves them into plac
 config, the fingerprints of its inputs, row counts, timings and the code version. Renames are
 not atomic on object stores, so the marker (never the directory's existence) says an output is
 whole. A step is skipped only when a completed entry has the same config and input fingerprints
-and every output still carries its marker; ``force`` redoes it. A crashed step leaves no marker,
-so the rerun redoes exactly that step.
+and every output still carries its marker; ``force`` redoes it, and since every completed run
+of a step gets a fingerprint of its own, the steps that read its outputs are redone too. A
+crashed step leaves no marker, so the rerun redoes exactly that step.
 """
 
 from __future__ import annotations
@@ -185,10 +186,14 @@ class Step:
     def __post_init__(self) -> None:
         self.key = step_key(self.stage, self.variant)
         self.config_hash = stable_hash(self.config)
-        # The fingerprint of this step's outputs: what downstream steps record as their input.
-        self.fingerprint = stable_hash(
+        # What the step computes from; stable across reruns.
+        self.spec_hash = stable_hash(
             {"step": self.key, "config": self.config_hash, "inputs": self.inputs}
         )
+        # The fingerprint of this step's outputs, what downstream steps record as their input.
+        # Each completed run gets its own (set on success), so a forced rerun of a step makes
+        # every step that read its outputs out of date too.
+        self.fingerprint = self.spec_hash
         self._tmp_root = f"_tmp/{self.key.replace('/', '.')}-{uuid.uuid4().hex[:8]}"
         self._t0 = 0.0
 
@@ -205,7 +210,7 @@ class Step:
         for rel in self.outputs:
             if not self.run.is_complete(rel):
                 return False
-            if self.run.marker(rel).get("fingerprint") != self.fingerprint:
+            if self.run.marker(rel).get("fingerprint") != entry.get("fingerprint"):
                 return False
         return True
 
@@ -242,6 +247,7 @@ class Step:
             self.run._record(self.key, entry)
             self.run.delete(self._tmp_root)
             return
+        self.fingerprint = stable_hash({"spec": self.spec_hash, "run": uuid.uuid4().hex})
         marker = {"step": self.key, "fingerprint": self.fingerprint, "written": _now()}
         for rel in self.outputs:
             self.run.move(posixpath.join(self._tmp_root, rel), rel)

@@ -77,3 +77,20 @@ def test_local_run_is_addressed_by_absolute_path(tmp_path, monkeypatch):
     assert run.uri == str(tmp_path / "relative" / "run")
     monkeypatch.chdir("/")
     assert Run(run.uri).root == run.root  # a worker elsewhere opens the same folder
+
+
+def test_forced_rerun_makes_dependent_steps_out_of_date(run):
+    with run.step("up", config={}, inputs={}, outputs=["u"]) as s:
+        _write(s, "u", "v1")
+
+    def down():
+        return run.step("down", config={}, inputs={"u": run.marker("u")["fingerprint"]},
+                        outputs=["d"])
+
+    with down() as s:
+        _write(s, "d", "from v1")
+    assert down().done
+    assert run.step("up", config={}, inputs={}, outputs=["u"]).done  # unchanged: skipped
+    with run.step("up", config={}, inputs={}, outputs=["u"], force=True) as s:
+        _write(s, "u", "v2")
+    assert not down().done  # its input was recomputed, so it is redone
