@@ -28,3 +28,20 @@ def ensure_ray(num_cpus: int | None = None) -> None:
 
     ctx = DataContext.get_current()
     ctx.enable_progress_bars = os.environ.get("RAY_DATA_DISABLE_PROGRESS_BARS") != "1"
+
+
+_WORKER_CACHE: dict[str, object] = {}
+
+
+def worker_cached(ref, build=None):
+    """A broadcast object (``ray.put``), fetched and optionally built once per worker process
+    and reused by every task that lands there (Ray reuses worker processes). Only the latest
+    object is kept, so a new job's broadcast replaces the previous one."""
+    import ray
+
+    key = ref.hex()
+    if key not in _WORKER_CACHE:
+        _WORKER_CACHE.clear()
+        value = ray.get(ref)
+        _WORKER_CACHE[key] = build(value) if build else value
+    return _WORKER_CACHE[key]

@@ -274,11 +274,6 @@ def _reconcile(table: str, read: int, kept: int, quarantined: int) -> dict:
     return {"read": read, "kept": kept, "quarantined": quarantined}
 
 
-# Per worker process: the lookups of the current ingest, built once and reused by every chunk
-# task that lands on the process (Ray reuses worker processes).
-_VALIDATORS: dict[str, hm_validate.TransactionValidator] = {}
-
-
 def transaction_chunk_task(batch: pa.Table, lookups: list, channels: tuple[int, ...],
                            out_uri: str) -> pa.Table:
     """Ray Data task: parse, validate and write one chunk of transactions, in one pass.
@@ -287,14 +282,12 @@ def transaction_chunk_task(batch: pa.Table, lookups: list, channels: tuple[int, 
     overwrites its own files, so retries never duplicate rows). Returns one report row: records
     read, rows kept, and the rejected rows (Arrow IPC bytes; usually none).
     """
-    import ray
+    from stylehub_ray.ray_utils import worker_cached
 
     chunk, columns = hm_validate.chunk_of(batch)
-    key = lookups[0].hex()
-    if key not in _VALIDATORS:
-        _VALIDATORS.clear()
-        _VALIDATORS[key] = hm_validate.TransactionValidator(ray.get(lookups[0]), channels)
-    validator = _VALIDATORS[key]
+    # The lookups are built once per worker process, not once per chunk.
+    validator = worker_cached(
+        lookups[0], lambda value: hm_validate.TransactionValidator(value, channels))
     data = csv_chunks.read_chunk_bytes(chunk)
     kept = None
     typed = csv_chunks.parse_typed(chunk, columns, validator.FAST_TYPES, data)

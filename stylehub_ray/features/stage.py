@@ -172,20 +172,6 @@ def interactions_task(batch: pa.Table, cut: dict[str, str]) -> pa.Table:
                  .append_column("split", pa.array(split_of(days.to_numpy(), cut))))
 
 
-_CACHE: dict[str, object] = {}
-
-
-def _cached(ref) -> object:
-    """A broadcast object, fetched once per worker process."""
-    import ray
-
-    key = ref.hex()
-    if key not in _CACHE:
-        _CACHE.clear()
-        _CACHE[key] = ray.get(ref)
-    return _CACHE[key]
-
-
 def examples_task(batch: pa.Table, scratch: str, shared: list, cutoff: str, n_articles: int,
                   k: int, seed: int) -> pa.Table | pd.DataFrame:
     """Ray Data task: the training positives of one customer bucket (distinct customer,
@@ -197,7 +183,9 @@ def examples_task(batch: pa.Table, scratch: str, shared: list, cutoff: str, n_ar
     tx = tx[tx["t_dat"].to_numpy() < np.datetime64(cutoff)]
     if len(tx) == 0:
         return pd.DataFrame()
-    ctx = _cached(shared[0])
+    from stylehub_ray.ray_utils import worker_cached
+
+    ctx = worker_cached(shared[0])
     pos = (tx.drop_duplicates(["customer_idx", "article_idx", "t_dat"])
              .sort_values(["customer_idx", "t_dat", "article_idx"], kind="stable")
              .reset_index(drop=True))
