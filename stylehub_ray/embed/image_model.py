@@ -67,6 +67,11 @@ def build_backbone(arch: str, weights: ImageWeights, seed: int = 0):
     if weights.path is not None:
         state = torch.load(weights.path, map_location="cpu", weights_only=True)
         if isinstance(state, dict) and "state_dict" in state:
+            # A SimCLR checkpoint (`train simclr-images`) names its architecture.
+            saved = state.get("arch")
+            if isinstance(saved, str) and saved != arch:
+                raise ValueError(f"{weights.path}: a {saved} checkpoint, but arch={arch!r}; "
+                                 f"pass --set arch={saved}")
             state = state["state_dict"]
         state = {_strip_prefix(k): v for k, v in state.items() if not _is_head(k)}
         missing, unexpected = net.load_state_dict(state, strict=False)

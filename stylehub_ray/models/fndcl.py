@@ -32,6 +32,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from stylehub_ray.models.losses import nt_xent_loss  # noqa: F401  (Eq. 17-18, re-exported)
+
 # Category of each outfit slot: top, second top, bottom, shoe.
 SLOT_CATEGORY = (0, 0, 1, 2)
 N_SLOTS = len(SLOT_CATEGORY)
@@ -378,15 +380,8 @@ def fnd_loss(pos: torch.Tensor, neg: torch.Tensor, d: torch.Tensor, tau: float) 
     return (torch.logsumexp(logits, dim=1) - logits[:, 0]).mean()  # Eq. 14
 
 
-def nt_xent_loss(z1: torch.Tensor, z2: torch.Tensor, tau: float) -> torch.Tensor:
-    """Eq. 17-18: z1, z2 (N, d') projections g(.) of the two views of each outfit."""
-    n = z1.shape[0]
-    z = F.normalize(torch.stack([z1, z2], dim=1).reshape(2 * n, -1), dim=-1)  # views 2n-1, 2n
-    s = z @ z.T / tau  # s_{n,m} / tau_CL, (2N, 2N)
-    s = s.masked_fill(torch.eye(2 * n, dtype=torch.bool, device=z.device), float("-inf"))
-    partner = torch.arange(2 * n, device=z.device) ^ 1  # 0<->1, 2<->3, ...
-    # Eq. 17 per row, Eq. 18 the mean over all 2N (both directions of every pair).
-    return (torch.logsumexp(s, dim=1) - s[torch.arange(2 * n), partner]).mean()
+# Eq. 17-18, the outfit NT-Xent over the projections g(.) of the two views of each outfit, is
+# the contrastive item model's formula too: both use models/losses.py (imported above).
 
 
 # --------------------------------------------------------------------------------------------
