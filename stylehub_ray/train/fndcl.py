@@ -539,14 +539,17 @@ def ray_train_name(cfg: TrainFNDCLConfig, config: dict, inputs: dict) -> str:
     return f"{cfg.variant()}-{stable_hash(config)}-{stable_hash(inputs)[:8]}"
 
 
-def build_trainer(run: Run, cfg: TrainFNDCLConfig, fail_after_epoch: int | None = None):
+def build_trainer(run: Run, cfg: TrainFNDCLConfig, *, fail_after_epoch: int | None = None,
+                  callbacks=(), storage_path: str | None = None, name: str | None = None):
     """(TorchTrainer, run name) for one variant. ``fail_after_epoch`` makes the workers crash
-    after checkpointing that epoch (tests of resume only)."""
+    after checkpointing that epoch (tests of resume only). ``callbacks`` go into the RunConfig
+    (Ray Tune's TuneReportCallback); ``storage_path`` / ``name`` replace the default Ray Train
+    folder ``_ray_train/fndcl/<ray_train_name>`` (a Tune trial keeps its own under ``tune/``)."""
     import ray.train
     from ray.train.torch import TorchTrainer
 
     _out, config, inputs, teacher = _plan(run, cfg)
-    name = ray_train_name(cfg, config, inputs)
+    name = name or ray_train_name(cfg, config, inputs)
     loop_config = {"run": run.uri, "cfg": config, "teacher": teacher,
                    "fail_after_epoch": fail_after_epoch}
     trainer = TorchTrainer(
@@ -557,8 +560,9 @@ def build_trainer(run: Run, cfg: TrainFNDCLConfig, fail_after_epoch: int | None 
             resources_per_worker={"CPU": cfg.cpus_per_worker},
         ),
         run_config=ray.train.RunConfig(
-            name=name, storage_path=run.uri_of(RAY_TRAIN_DIR),
+            name=name, storage_path=storage_path or run.uri_of(RAY_TRAIN_DIR),
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=1),
+            callbacks=list(callbacks),
         ),
     )
     return trainer, name
