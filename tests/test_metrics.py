@@ -136,6 +136,21 @@ def test_truth_larger_than_k():
     assert all_metrics([[10, 1, 2]], [{1, 2, 3, 4, 5}], 3) == pytest.approx(want)
 
 
+def test_paper_ndcg_example():
+    # hybrid-two-tower.txt, "Evaluation Metrics": relevance [1, 0, 1, 0, 1] in the top 5 gives
+    # DCG = 1/log2(2) + 1/log2(4) + 1/log2(6) = 1 + 0.5 + 0.38685 = 1.88685.
+    # The paper's ideal is five relevant items in the top 5: IDCG = 1 + 0.63093 + 0.5 + 0.43068
+    # + 0.38685 = 2.94846, NDCG = 0.63994. With only the 3 recommended items relevant, the
+    # ideal puts 3 hits first: IDCG = 2.13093, NDCG = 0.88546.
+    recs = [[11, 12, 13, 14, 15]]
+    idcg5 = sum(1 / math.log2(i + 1) for i in range(1, 6))
+    assert idcg5 == pytest.approx(2.94846, abs=1e-5)
+    got = ndcg_at_k(recs, [{11, 13, 15, 98, 99}], 5)
+    assert got * idcg5 == pytest.approx(1.88685, abs=1e-5)
+    assert got == pytest.approx(0.63994, abs=1e-5)
+    assert ndcg_at_k(recs, [{11, 13, 15}], 5) == pytest.approx(0.88546, abs=1e-5)
+
+
 def test_only_first_k_ranks_are_read():
     # recs [7, 8, 1], truth {1}. At k=2 the hit at rank 3 is cut off, so everything is 0.
     # At k=3: AP = (1/3) / 1, MRR = 1/3, precision = 1/3.
