@@ -1,0 +1,553 @@
+"""Two-tower retrieval + ranking on Ray Train (`stylehub train two-tower`).
+
+- :func:`build_trainer`: a TorchTrainer whose workers each read their shard of
+  ``features/training_examples`` through Ray Data (``ray.train.get_dataset_shard``; the dataset
+  is materialized first), join the customer and article inputs by index
+  (``stylehub_ray.eval.recommend.build_inputs``, the ``train`` feature set), and train the
+  :class:`~stylehub_ray.models.two_tower.TwoStageRecommender` with DDP (CPU or GPU from the
+  scaling config). Every epoch every worker reports :data:`REPORTED_METRICS`; rank 0 attaches a
+  checkpoint, and a restarted run resumes from ``ray.train.get_checkpoint()``.
+- :func:`train_two_tower`: the stage. The best epoch by validation MAP@12 is published as
+  ``models/two-tower/<variant>/model.pt``; then :func:`build_two_tower_index` writes the FAISS
+  index of the article-tower vectors (``test`` feature set) to ``index/two-tower/``.
+
+Validation each epoch (rank 0, broadcast so every worker reports the same numbers): MAP@12 of
+the full chain (retrieve, drop bought, rank) on a seeded sample of ``val`` customers seen in
+training, with the ``train`` feature set; AUC, precision and recall (threshold 0.5) of the
+ranking model on those customers' ``val`` purchases with 4 uniform negatives each (the
+paper's metrics). The model math lives in ``stylehub_ray.models.two_tower``.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import posixpath
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from stylehub_ray.run import Run, stable_hash
+
+MODEL_NAME = "two-tower"
+MODELS = f"models/{MODEL_NAME}"
+RAY_TRAIN_DIR = f"_ray_train/{MODEL_NAME}"
+EXAMPLES = "features/training_examples"
+# Metrics every epoch reports (Tune and early stopping key on these names).
+REPORTED_METRICS = ("epoch", "loss", "retrieval_loss", "ranking_loss", "auc", "precision",
+                    "recall", "val_map12", "epoch_s")
+
+
+@dataclass
+class TrainTwoTowerConfig:
+    """`stylehub train two-tower`: the hybrid two-tower retrieval + ranking model."""
+
+    variant: str = "default"
+    workers: int = 1
+    use_gpu: bool = False
+    cpus_per_worker: float = 1.0
+    epochs: int = 3
+    seed: int = 0
+    batch_size: int = 2048  # examples per worker step (about 1 in 5 is a positive)
+    lr: float = 1e-3  # Adam, as the paper
+    temperature: float = 0.05  # retrieval softmax temperature over unit-vector dot products
+    ranking_weight: float = 1.0  # total = retrieval + ranking_weight * ranking
+    logq: bool = True  # log-q correction of the in-batch softmax by in-batch popularity
+    text: bool = False  # also feed the text embedding to the article tower
+    id_embeddings: bool = True  # learned customer and article id embeddings
+    id_dim: int = 32
+    cat_dim: int = 8
+    train_days: int = 0  # 0: every training example; N: only the last N days before val
+    val_customers: int = 2000  # val customers sampled for MAP@12 each epoch
+    n_candidates: int = 100  # N retrieved before dropping bought and ranking
+    drop_bought: bool = True
+    shuffle_buffer: int = 0  # Ray Data local shuffle buffer (rows); 0: the examples' order
+    patience: int = 0  # early stopping: epochs without a better val_map12 (0: off)
+    index: str = "flat"  # FAISS index of the article vectors: flat | hnsw | ivf
+
+    def validate(self) -> None:
+        from stylehub_ray.embed.index import KINDS
+
+        if self.workers < 1 or self.epochs < 1 or self.batch_size < 4:
+            raise ValueError("train_two_tower: workers >= 1, epochs >= 1, batch_size >= 4 "
+                             "expected")
+        if self.temperature <= 0 or self.lr <= 0 or self.ranking_weight < 0:
+            raise ValueError(f"train_two_tower: temperature > 0, lr > 0, ranking_weight >= 0 "
+                             f"expected, got {self.temperature}, {self.lr}, "
+                             f"{self.ranking_weight}")
+        if self.val_customers < 1 or self.n_candidates < 1 or self.train_days < 0:
+            raise ValueError("train_two_tower: val_customers >= 1, n_candidates >= 1, "
+                             "train_days >= 0 expected")
+        if self.index not in KINDS:
+            raise ValueError(f"train_two_tower.index must be one of {KINDS}, got "
+                             f"{self.index!r}")
+        if not self.variant or "/" in self.variant:
+            raise ValueError(f"train_two_tower.variant must be a plain name, got "
+                             f"{self.variant!r}")
+
+
+def _model_dir(variant: str) -> str:
+    return f"{MODELS}/{variant}"
+
+
+def _complete_fingerprint(run: Run, rel: str, producer: str) -> str:
+    if not run.is_complete(rel):
+        raise FileNotFoundError(f"{run.uri}/{rel} is missing or incomplete: run `{producer}` "
+                                f"first")
+    return run.marker(rel)["fingerprint"]
+
+
+def _plan(run: Run, cfg: TrainTwoTowerConfig) -> tuple[dict, dict]:
+    """(resolved config, input fingerprints) of a training step."""
+    cfg.validate()
+    feats = f"stylehub features --run {run.uri}"
+    inputs = {EXAMPLES: _complete_fingerprint(run, EXAMPLES, feats),
+              "embeddings/images": _complete_fingerprint(run, "embeddings/images",
+                                                         f"stylehub embed images --run "
+                                                         f"{run.uri}")}
+    if cfg.text:
+        inputs["embeddings/text"] = _complete_fingerprint(
+            run, "embeddings/text", f"stylehub embed text --run {run.uri}")
+    return asdict(cfg), inputs
+
+
+def ray_train_name(cfg: TrainTwoTowerConfig, config: dict, inputs: dict) -> str:
+    """Same config and inputs -> same Ray Train folder, so a crashed step resumes."""
+    return f"{cfg.variant}-{stable_hash(config)}-{stable_hash(inputs)[:8]}"
+
+
+def examples_dataset(run: Run, cfg: TrainTwoTowerConfig):
+    """The training examples as a materialized Ray Dataset of (customer_idx, article_idx,
+    label) (materialized: on 2 CPUs a 2-worker trainer over a lazy dataset hangs)."""
+    from stylehub_ray.data.io import read_parquet
+    from stylehub_ray.eval.recommend import feature_cutoff
+
+    cols = ["customer_idx", "article_idx", "label"] + (["t_dat"] if cfg.train_days else [])
+    ds = read_parquet(run, EXAMPLES, cols)
+    if cfg.train_days:
+        start = np.datetime64(feature_cutoff(run, "train")) - np.timedelta64(cfg.train_days, "D")
+        ds = ds.map_batches(_since, batch_format="pyarrow", batch_size=None,
+                            fn_kwargs={"start": str(start)})
+    return ds.materialize()
+
+
+def _since(batch: pa.Table, start: str) -> pa.Table:
+    keep = pc.greater_equal(batch["t_dat"], pa.scalar(np.datetime64(start, "D").item(),
+                                                      pa.date32()))
+    return batch.filter(keep).drop_columns(["t_dat"])
+
+
+def build_trainer(run: Run, cfg: TrainTwoTowerConfig, *, fail_after_epoch: int | None = None,
+                  callbacks=(), storage_path: str | None = None, name: str | None = None):
+    """(TorchTrainer, run name). ``callbacks`` go into the RunConfig (Tune's report
+    callback); ``storage_path`` / ``name`` override the Ray Train folder
+    (``_ray_train/two-tower/<name>``). ``fail_after_epoch`` makes the workers crash after
+    checkpointing that epoch (resume tests only)."""
+    import ray.train
+    from ray.train.torch import TorchTrainer
+
+    from stylehub_ray.ray_utils import ensure_ray
+
+    config, inputs = _plan(run, cfg)
+    name = name or ray_train_name(cfg, config, inputs)
+    ensure_ray()
+    trainer = TorchTrainer(
+        _train_loop,
+        train_loop_config={"run": run.uri, "cfg": config, "fail_after_epoch": fail_after_epoch},
+        scaling_config=ray.train.ScalingConfig(
+            num_workers=cfg.workers, use_gpu=cfg.use_gpu,
+            resources_per_worker={"CPU": cfg.cpus_per_worker}),
+        run_config=ray.train.RunConfig(
+            name=name, storage_path=storage_path or run.uri_of(RAY_TRAIN_DIR),
+            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=1),
+            callbacks=list(callbacks)),
+        datasets={"train": examples_dataset(run, cfg)},
+    )
+    return trainer, name
+
+
+def train_two_tower(run: Run, cfg: TrainTwoTowerConfig, force: bool = False, log=print) -> dict:
+    """Train with a Ray TorchTrainer; publish the best epoch by val MAP@12 as
+    ``models/two-tower/<variant>/model.pt``; build ``index/two-tower/``."""
+    import torch
+
+    variant = cfg.variant
+    out = _model_dir(variant)
+    config, inputs = _plan(run, cfg)
+    step = run.step("train_two_tower", variant, config=config, inputs=inputs, outputs=[out],
+                    force=force)
+    if step.done:
+        log(f"train_two_tower/{variant}: up to date; skipped (--force redoes it)")
+        entry = step.previous() | {"skipped": True}
+    else:
+        name = ray_train_name(cfg, config, inputs)
+        if force:
+            run.delete(posixpath.join(RAY_TRAIN_DIR, name))  # --force: no resume
+        trainer, _ = build_trainer(run, cfg)
+        with step:
+            with step.time("fit_s"):
+                result = trainer.fit()
+            if result.checkpoint is None:
+                raise RuntimeError(f"train_two_tower/{variant}: the run reported no checkpoint")
+            with result.checkpoint.as_directory() as d:
+                state = torch.load(os.path.join(d, "state.pt"), map_location="cpu",
+                                   weights_only=False)
+            blob = publish_blob(state, variant, config)
+            buf = io.BytesIO()
+            torch.save(blob, buf)
+            _write_at(run, posixpath.join(step.tmp(out), "model.pt"), buf.getvalue())
+            meta = {k: v for k, v in blob["meta"].items() if k != "trained_customers"}
+            _write_at(run, posixpath.join(step.tmp(out), "history.json"),
+                      json.dumps(meta, indent=2, default=str).encode())
+            hist = state["history"]
+            step.counts = {"epochs": {"trained": len(hist), "best": state["best_epoch"],
+                                      "resumed_at": state.get("resumed_at", -1)},
+                           "customers": {"trained": int(np.unpackbits(
+                               state["trained"])[:state["n_customers"]].sum()),
+                               "val_sampled": state.get("val_customers", 0)}}
+            step.extra["best_metrics"] = state["best_metrics"]
+            step.extra["samples_per_s"] = round(float(np.mean(
+                [h["samples_s"] for h in hist])), 1) if hist else 0.0
+            step.extra["ray_train_path"] = result.path
+        run.delete(posixpath.join(RAY_TRAIN_DIR, name))  # complete: nothing left to resume
+        entry = run.entry("train_two_tower", variant)
+        b = state["best_metrics"]
+        log(f"train_two_tower/{variant}: best epoch {state['best_epoch']} val_map12 "
+            f"{b['val_map12']:.4f} auc {b['auc']:.4f} ({step.timings.get('fit_s', 0):.0f}s)")
+    build_two_tower_index(run, variant, cfg.index, force=force, log=log)
+    return entry
+
+
+def publish_blob(state: dict, variant: str, config: dict) -> dict:
+    """The training checkpoint -> the published model (the best epoch's weights)."""
+    return {"spec": state["spec"], "state": state["best_state"],
+            "meta": {"variant": variant, "config": config, "layout": state["layout"],
+                     "best_epoch": state["best_epoch"], "best": state["best_metrics"],
+                     "history": state["history"], "n_customers": state["n_customers"],
+                     "trained_customers": state["trained"]}}
+
+
+def load_two_tower(run: Run, variant: str = "default"):
+    """(model on CPU in eval mode, metadata) of a published variant; ``meta`` holds the
+    config, the input layout, the history and ``trained_customers`` (bool per customer)."""
+    import torch
+
+    from stylehub_ray.models.two_tower import TwoStageRecommender, TwoTowerSpec
+
+    rel = _model_dir(variant)
+    if not run.is_complete(rel):
+        raise FileNotFoundError(f"{run.uri}/{rel}: no complete model (train it with `stylehub "
+                                f"train two-tower --run {run.uri}`)")
+    with run.fs.open_input_stream(run.path(posixpath.join(rel, "model.pt"))) as f:
+        blob = torch.load(io.BytesIO(f.read()), map_location="cpu", weights_only=False)
+    model = TwoStageRecommender(TwoTowerSpec.from_dict(blob["spec"]))
+    model.load_state_dict(blob["state"])
+    meta = dict(blob["meta"])
+    meta["trained_customers"] = np.unpackbits(meta["trained_customers"])[
+        :meta["n_customers"]].astype(bool)
+    return model.eval(), meta
+
+
+def build_two_tower_index(run: Run, variant: str = "default", kind: str = "flat",
+                          feature_set: str = "test", force: bool = False, log=print) -> dict:
+    """FAISS index of the article-tower vectors (``feature_set`` inputs) at
+    ``index/two-tower/`` (``index/two-tower-<variant>/``): faiss.index, ids.parquet
+    (row, article_idx, article_id), index.json."""
+    import pyarrow.parquet as pq
+
+    from stylehub_ray.data.ingest import read_table
+    from stylehub_ray.embed.index import IndexParams, build_index, serialize
+    from stylehub_ray.embed.vectors import write_file
+    from stylehub_ray.eval.recommend import InputLayout, build_inputs, index_name
+
+    model_rel = _model_dir(variant)
+    name = index_name(variant)
+    inputs = {model_rel: _complete_fingerprint(run, model_rel, "stylehub train two-tower"),
+              "features/articles": _complete_fingerprint(run, "features/articles",
+                                                         "stylehub features")}
+    step = run.step("index_two_tower", variant,
+                    config={"kind": kind, "feature_set": feature_set}, inputs=inputs,
+                    outputs=[name], force=force)
+    if step.done:
+        return step.previous() | {"skipped": True}
+    model, meta = load_two_tower(run, variant)
+    _customers, articles = build_inputs(run, feature_set, InputLayout(**meta["layout"]))
+    vectors = model.article_vectors(articles.tensors()).numpy().astype(np.float32)
+    ids = read_table(run, "raw/article_map", ["article_idx", "article_id"]).sort_by(
+        "article_idx")
+    with step:
+        with step.time("index_s"):
+            index = build_index(vectors, IndexParams(kind=kind))
+        tmp = step.tmp(name)
+        write_file(run, posixpath.join(tmp, "faiss.index"), serialize(index))
+        table = pa.table({"row": pa.array(np.arange(len(vectors)), pa.int64()),
+                          "article_idx": ids["article_idx"], "article_id": ids["article_id"]})
+        run.fs.create_dir(tmp, recursive=True)
+        pq.write_table(table, posixpath.join(tmp, "ids.parquet"), filesystem=run.fs)
+        info = {"kind": kind, "dim": int(vectors.shape[1]), "items": len(vectors),
+                "metric": "inner_product", "source": model_rel, "variant": variant,
+                "feature_set": feature_set, "model": inputs[model_rel]}
+        write_file(run, posixpath.join(tmp, "index.json"), json.dumps(info, indent=2).encode())
+        step.counts = {"index": {"items": len(vectors), "dim": int(vectors.shape[1])}}
+    log(f"index_two_tower/{variant}: {len(vectors):,} article vectors ({kind}) at {name}")
+    return run.entry("index_two_tower", variant)
+
+
+def _write_at(run: Run, path: str, data: bytes) -> None:
+    run.fs.create_dir(posixpath.dirname(path), recursive=True)
+    with run.fs.open_output_stream(path) as f:
+        f.write(data)
+
+
+# --------------------------------------------------------------------------------------------
+# Data for the worker: trained customers, validation sample
+# --------------------------------------------------------------------------------------------
+def trained_customers(run: Run, cfg: TrainTwoTowerConfig, n_customers: int) -> np.ndarray:
+    """Bool per customer: has a positive among the training examples used."""
+    import pyarrow.dataset as pads
+
+    from stylehub_ray.eval.recommend import feature_cutoff
+
+    ds = pads.dataset(run.path(EXAMPLES), filesystem=run.fs, format="parquet",
+                      ignore_prefixes=["_", "."])
+    flt = pc.field("label") == 1
+    if cfg.train_days:
+        start = np.datetime64(feature_cutoff(run, "train")) - np.timedelta64(cfg.train_days, "D")
+        flt = flt & (pc.field("t_dat") >= pa.scalar(start.astype("datetime64[D]").item(),
+                                                     pa.date32()))
+    c = ds.to_table(columns=["customer_idx"], filter=flt)["customer_idx"].to_numpy()
+    out = np.zeros(n_customers, bool)
+    out[c] = True
+    return out
+
+
+def validation_data(run: Run, cfg: TrainTwoTowerConfig, trained: np.ndarray, n_articles: int
+                    ) -> dict:
+    """Seeded sample of val customers seen in training: their val truth (for MAP@12) and
+    val examples (their distinct val purchases, label 1, plus 4 uniform negatives each that
+    they did not buy in val, label 0) for AUC / precision / recall."""
+    from stylehub_ray.data.ingest import read_table
+
+    t = read_table(run, "features/interactions", ["customer_idx", "article_idx", "split"])
+    t = t.filter(pc.field("split") == "val")
+    pairs = np.unique(t["customer_idx"].to_numpy().astype(np.int64) * n_articles
+                      + t["article_idx"].to_numpy())
+    c, a = pairs // n_articles, pairs % n_articles
+    keep = trained[c]
+    c, a, pairs = c[keep], a[keep], pairs[keep]
+    rng = np.random.default_rng(cfg.seed)
+    users = np.unique(c)
+    if len(users) > cfg.val_customers:
+        users = np.sort(rng.choice(users, cfg.val_customers, replace=False))
+    sel = np.isin(c, users)
+    c, a, pairs = c[sel], a[sel], pairs[sel]
+    starts = np.searchsorted(c, users)
+    ends = np.searchsorted(c, users, side="right")
+    truth = [a[s:e] for s, e in zip(starts, ends)]
+    neg_c = np.repeat(c, 4)
+    neg_a = rng.integers(0, n_articles, len(neg_c))
+    for _ in range(10):  # redraw the negatives that hit a val purchase
+        bad = np.isin(neg_c * n_articles + neg_a, pairs)
+        if not bad.any():
+            break
+        neg_a[bad] = rng.integers(0, n_articles, int(bad.sum()))
+    ok = ~np.isin(neg_c * n_articles + neg_a, pairs)
+    return {"customers": users, "truth": truth,
+            "ex_customer": np.r_[c, neg_c[ok]], "ex_article": np.r_[a, neg_a[ok]],
+            "ex_label": np.r_[np.ones(len(c), np.int64), np.zeros(int(ok.sum()), np.int64)]}
+
+
+def evaluate_epoch(model, customers, articles, history, trained, val: dict,
+                   cfg: TrainTwoTowerConfig) -> dict:
+    """Validation metrics of the current weights (see the module docstring)."""
+    import torch
+
+    from stylehub_ray.eval.metrics import auc, map_at_k
+    from stylehub_ray.eval.recommend import TwoTowerRecommender
+
+    model.eval()
+    rec = TwoTowerRecommender(model, customers, articles, history, trained,
+                              n_candidates=cfg.n_candidates)
+    out = {"val_map12": float("nan"), "auc": float("nan"), "precision": float("nan"),
+           "recall": float("nan")}
+    if len(val["customers"]):
+        recs = rec.recommend(val["customers"], 12, cfg.drop_bought)[0]
+        out["val_map12"] = float(map_at_k(recs, val["truth"], 12))
+    if len(val["ex_label"]):
+        with torch.no_grad():
+            hc = model.customer_encoder(customers.take(val["ex_customer"]))
+            ha = model.article_encoder(articles.take(val["ex_article"]))
+            p = torch.sigmoid(model.ranking(hc, ha)).numpy()
+        y = val["ex_label"]
+        pred = p >= 0.5
+        tp = float((pred & (y == 1)).sum())
+        out["auc"] = float(auc(y, p))
+        out["precision"] = tp / max(float(pred.sum()), 1.0)
+        out["recall"] = tp / max(float((y == 1).sum()), 1.0)
+    model.train()
+    return out
+
+
+def model_inputs(run: Run, cfg: TrainTwoTowerConfig):
+    """(layout, customer inputs, article inputs, model spec) of the ``train`` feature set."""
+    from stylehub_ray.eval.recommend import build_inputs, input_layout
+    from stylehub_ray.features.preprocess import Preprocessor
+    from stylehub_ray.models.two_tower import TwoTowerSpec
+
+    layout = input_layout(run, cfg.text)
+    customers, articles = build_inputs(run, "train", layout)
+    pre = Preprocessor.load(run)
+    spec = TwoTowerSpec(
+        customer_numeric=customers.num.shape[1],
+        customer_categories=tuple(pre.cardinality(f"customer.{c}")
+                                  for c in layout.customer_categorical),
+        article_numeric=articles.num.shape[1],
+        article_categories=tuple(pre.cardinality(f"article.{c}")
+                                 for c in layout.article_categorical),
+        article_extra=articles.extra.shape[1],
+        customer_ids=layout.n_customers + 1 if cfg.id_embeddings else 0,
+        article_ids=layout.n_articles + 1 if cfg.id_embeddings else 0,
+        id_dim=cfg.id_dim, cat_dim=cfg.cat_dim)
+    return layout, customers, articles, spec
+
+
+def run_epoch(model, batches, c_tab: dict, a_tab: dict, opt, cfg: TrainTwoTowerConfig,
+              device) -> tuple[np.ndarray, int, int]:
+    """One pass over ``batches`` (dicts of numpy ``customer_idx``, ``article_idx``,
+    ``label``): the joint loss, backward, Adam step. Returns (summed loss, retrieval loss,
+    ranking loss), steps, samples. The Ray Train worker and the plain-loop benchmark both run
+    this."""
+    import torch
+
+    from stylehub_ray.models import two_tower as M
+
+    model.train()
+    sums = np.zeros(3)
+    steps = samples = 0
+    for batch in batches:
+        c = torch.from_numpy(batch["customer_idx"].astype(np.int64)).to(device)
+        a = torch.from_numpy(batch["article_idx"].astype(np.int64)).to(device)
+        y = torch.from_numpy(batch["label"].astype(np.float32)).to(device)
+        ci = {k: v[c] for k, v in c_tab.items()}  # the join by index
+        ai = {k: v[a] for k, v in a_tab.items()}
+        u, v, logits = model(ci, ai)
+        pos = y > 0.5
+        if int(pos.sum()) >= 2:
+            r_loss = M.retrieval_loss(u[pos], v[pos], cfg.temperature, a[pos], c[pos],
+                                      cfg.logq)
+        else:  # no in-batch softmax over fewer than two positives
+            r_loss = (u.sum() + v.sum()) * 0.0
+        k_loss = M.ranking_loss(logits, y)
+        loss = M.total_loss(r_loss, k_loss, cfg.ranking_weight)
+        opt.zero_grad()
+        loss.backward()  # under DDP: gradients averaged across workers
+        opt.step()
+        sums += [loss.item(), r_loss.item(), k_loss.item()]
+        steps += 1
+        samples += len(y)
+    return sums, steps, samples
+
+
+# --------------------------------------------------------------------------------------------
+# The Ray Train worker loop
+# --------------------------------------------------------------------------------------------
+def _train_loop(config: dict) -> None:
+    import ray.train
+    import ray.train.torch
+    import torch
+    import torch.distributed as dist
+
+    from stylehub_ray.eval.recommend import load_history
+    from stylehub_ray.models import two_tower as M
+
+    cfg = TrainTwoTowerConfig(**config["cfg"])
+    run = Run(config["run"])
+    ctx = ray.train.get_context()
+    rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    device = ray.train.torch.get_device()
+    torch.set_num_threads(max(1, int(cfg.cpus_per_worker)))
+    torch.manual_seed(cfg.seed)
+
+    layout, customers, articles, spec = model_inputs(run, cfg)
+    model = ray.train.torch.prepare_model(M.TwoStageRecommender(spec))
+    core = model.module if hasattr(model, "module") else model  # unwrapped (DDP)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    c_tab = {k: v.to(device) for k, v in customers.tensors().items()}
+    a_tab = {k: v.to(device) for k, v in articles.tensors().items()}
+
+    trained = trained_customers(run, cfg, layout.n_customers)
+    history_tx = val = None
+    if rank == 0:
+        history_tx = load_history(run, "train", layout.n_customers, layout.n_articles)
+        val = validation_data(run, cfg, trained, layout.n_articles)
+
+    start_epoch, hist, resumed_at = 0, [], -1
+    best_state, best_metrics, best_epoch = None, {"val_map12": -1.0}, -1
+    ckpt = ray.train.get_checkpoint()
+    if ckpt:  # resume: the weights, optimizer and selection state as after the last epoch
+        with ckpt.as_directory() as d:
+            st = torch.load(os.path.join(d, "state.pt"), map_location="cpu", weights_only=False)
+        core.load_state_dict(st["state"])
+        opt.load_state_dict(st["optimizer"])
+        start_epoch, hist = st["epoch"] + 1, st["history"]
+        resumed_at = start_epoch
+        best_state, best_metrics, best_epoch = st["best_state"], st["best_metrics"], st[
+            "best_epoch"]
+
+    shard = ray.train.get_dataset_shard("train")
+    stale = 0
+    for epoch in range(start_epoch, cfg.epochs):
+        t0 = time.perf_counter()
+        batches = shard.iter_batches(
+            batch_size=cfg.batch_size, batch_format="numpy", drop_last=True,
+            local_shuffle_buffer_size=cfg.shuffle_buffer or None,
+            local_shuffle_seed=cfg.seed * 1000 + epoch if cfg.shuffle_buffer else None)
+        sums, steps, samples = run_epoch(model, batches, c_tab, a_tab, opt, cfg, device)
+        train_s = time.perf_counter() - t0
+        metrics = {"epoch": epoch, "loss": sums[0] / max(steps, 1),
+                   "retrieval_loss": sums[1] / max(steps, 1),
+                   "ranking_loss": sums[2] / max(steps, 1)}
+        if rank == 0:
+            metrics.update(evaluate_epoch(core, customers, articles, history_tx, trained, val,
+                                          cfg))
+        if world > 1:  # every worker reports rank 0's validation
+            box = [metrics]
+            dist.broadcast_object_list(box, src=0)
+            metrics = {**box[0], "loss": metrics["loss"],
+                       "retrieval_loss": metrics["retrieval_loss"],
+                       "ranking_loss": metrics["ranking_loss"]}
+        metrics.update(epoch_s=round(time.perf_counter() - t0, 3), train_s=round(train_s, 3),
+                       samples=samples * world,
+                       samples_s=round(samples * world / max(train_s, 1e-9), 1))
+        hist.append(metrics)
+        score = metrics["val_map12"] if metrics["val_map12"] == metrics["val_map12"] else -1.0
+        if score > best_metrics["val_map12"] or best_state is None:
+            best_metrics = {k: metrics[k] for k in ("val_map12", "auc", "precision", "recall")}
+            best_metrics["val_map12"] = score
+            best_epoch = epoch
+            best_state = {k: t.detach().cpu().clone() for k, t in core.state_dict().items()}
+            stale = 0
+        else:
+            stale += 1
+        if rank == 0:
+            with tempfile.TemporaryDirectory() as d:
+                torch.save({"spec": spec.to_dict(), "layout": layout.to_dict(),
+                            "state": core.state_dict(), "optimizer": opt.state_dict(),
+                            "epoch": epoch, "history": hist, "best_state": best_state,
+                            "best_metrics": best_metrics, "best_epoch": best_epoch,
+                            "resumed_at": resumed_at, "trained": np.packbits(trained),
+                            "n_customers": layout.n_customers,
+                            "val_customers": int(len(val["customers"]))},
+                           os.path.join(d, "state.pt"))
+                ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(d))
+        else:
+            ray.train.report(metrics)  # every worker reports once per epoch (Train V2)
+        if config.get("fail_after_epoch") is not None and epoch >= config["fail_after_epoch"]:
+            raise RuntimeError(f"injected failure after epoch {epoch} (resume test)")
+        if cfg.patience and stale >= cfg.patience:
+            break  # early stopping; every worker sees the same broadcast val_map12
