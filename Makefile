@@ -14,8 +14,12 @@ OUTFITS_SETS ?= --set fndcl_items.image_size=96 --set fndcl_items.ae_epochs=2 \
 SCALE  ?= demo
 # No pretrained image weights here: the demo embeds its rendered photos with a random-init
 # ResNet18 at 64 px (ResNet152 from ImageNet weights is the default where weights exist).
+# The contrastive text model and the two-tower train briefly (3 and 2 epochs; the two-tower on
+# the last 120 days of training history).
 DEMO_SETS ?= --set embed_images.model=random --set embed_images.arch=resnet18 \
-             --set embed_images.image_size=64
+             --set embed_images.image_size=64 \
+             --set train_contrastive.epochs=3 --set evaluate_contrastive.simclr=false \
+             --set train_two_tower.epochs=2 --set train_two_tower.train_days=120
 # On a machine without CUDA, torch is pinned to the local CPU wheel (an unpinned torch
 # downloads several GB of CUDA packages); with CUDA the registry's build is used.
 HAS_CUDA := $(shell command -v nvidia-smi >/dev/null 2>&1 && echo 1)
@@ -40,6 +44,7 @@ demo: $(STAMP)
 	$(VENV)/bin/stylehub pipeline $(SRC) --run $(RUN) $(DEMO_SETS)
 	$(VENV)/bin/stylehub generate outfits $(OUTFITS_SRC) --scale $(SCALE)
 	$(VENV)/bin/stylehub pipeline $(OUTFITS_SRC) --run $(OUTFITS_RUN) $(OUTFITS_SETS)
+	$(PY) -m stylehub_ray.serve.demo --run $(RUN) --outfits-run $(OUTFITS_RUN)
 
 test: $(STAMP)
 	$(PY) -m pytest -q

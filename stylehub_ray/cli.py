@@ -65,12 +65,54 @@ def build_parser() -> argparse.ArgumentParser:
     tf.add_argument("--workers", type=int)
     tf.add_argument("--gpus-per-worker", type=float)
     _common(tf)
+    for name, what in (("contrastive", "contrastive item model: --set pairs=text|image|"
+                                       "transactions"),
+                       ("simclr-images", "self-supervised SimCLR image encoder on the photos")):
+        tc = tsub.add_parser(name, help=what)
+        tc.add_argument("--run", required=True)
+        tc.add_argument("--workers", type=int)
+        tc.add_argument("--gpus-per-worker", type=float)
+        _common(tc)
+
+    tt = tsub.add_parser("two-tower", help="two-tower retrieval + ranking (hybrid paper)")
+    tt.add_argument("--run", required=True)
+    tt.add_argument("--workers", type=int)
+    tt.add_argument("--gpus-per-worker", type=float)
+    _common(tt)
+
+    rec = sub.add_parser("recommend", help="two-tower top-K for every customer: submission CSV")
+    rec.add_argument("--run", required=True)
+    rec.add_argument("--out", help="also write the submission CSV here (path or URI)")
+    rec.add_argument("--k", type=int)
+    _common(rec)
+
+    tune = sub.add_parser("tune", help="Ray Tune sweep over a trainer's hyper-parameters: "
+                                       "--set space.<param>=grid:a,b|choice:a,b|uniform:lo,hi"
+                                       "|loguniform:lo,hi|int:lo,hi")
+    tune.add_argument("model", choices=["contrastive", "two-tower", "fndcl"])
+    tune.add_argument("--run", required=True)
+    tune.add_argument("--samples", type=int, help="random search: trials; grid: repeats")
+    _common(tune)
 
     ev = sub.add_parser("evaluate", help="evaluate trained models")
     evsub = ev.add_subparsers(dest="model", required=True)
     ef = evsub.add_parser("fndcl")
     ef.add_argument("--run", required=True)
     _common(ef)
+    ec = evsub.add_parser("contrastive", help="contrastive item model and SimCLR encoders")
+    ec.add_argument("--run", required=True)
+    _common(ec)
+    for name, what in (("two-tower", "the two-tower on the test period, with the oracle"),
+                       ("baselines", "popularity, item-based CF and ALS on the test period")):
+        e = evsub.add_parser(name, help=what)
+        e.add_argument("--run", required=True)
+        _common(e)
+
+    srv = sub.add_parser("serve", help="serve the trained models over HTTP (Ray Serve)")
+    srv.add_argument("--run", required=True, help="the H&M run (two-tower, similar items)")
+    srv.add_argument("--outfits-run", help="a Polyvore-U run with a trained FND-CL model")
+    srv.add_argument("--port", type=int, help="HTTP port (default 8000)")
+    _common(srv)
 
     pipe = sub.add_parser("pipeline", help="every stage that exists, idempotent")
     pipe.add_argument("source")
@@ -89,6 +131,19 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _dispatch(args: argparse.Namespace) -> int:
+    if args.command == "train" and any(s.split("=", 1)[0].strip() == "config"
+                                       for s in args.sets):
+        from stylehub_ray.tune.sweep import expand_config_sets
+
+        # --set config=best[:SWEEP]: the settings of a sweep's best trial, before other --set
+        args.sets = expand_config_sets(args.run, args.model, args.sets)
+    if args.command == "tune":
+        from stylehub_ray.run import Run
+        from stylehub_ray.tune.sweep import load_tune_config, tune_model
+
+        cfg = load_tune_config(args.model, args.config, args.sets, samples=args.samples)
+        tune_model(Run(args.run), cfg, force=args.force)
+        return 0
     if args.command == "generate" and args.dataset == "hm":
         from stylehub_ray.data.hm_generator import generate_hm
 
@@ -155,6 +210,42 @@ def _dispatch(args: argparse.Namespace) -> int:
                             workers=args.workers, use_gpu=None if gpus is None else gpus > 0)
         train_fndcl(run, cfg, force=args.force)
         return 0
+    if args.command == "train" and args.model == "two-tower":
+        from stylehub_ray.run import Run
+        from stylehub_ray.train.two_tower import train_two_tower
+
+        gpus = args.gpus_per_worker
+        cfg = C.load_config(C.stage_config("train_two_tower"), args.config, args.sets,
+                            workers=args.workers, use_gpu=None if gpus is None else gpus > 0)
+        train_two_tower(Run(args.run), cfg, force=args.force)
+        return 0
+    if args.command == "recommend":
+        from stylehub_ray.eval.recommend import recommend
+        from stylehub_ray.run import Run
+
+        cfg = C.load_config(C.stage_config("recommend"), args.config, args.sets, k=args.k)
+        recommend(Run(args.run), cfg, out=args.out, force=args.force)
+        return 0
+    if args.command == "train" and args.model in ("contrastive", "simclr-images"):
+        from stylehub_ray.run import Run
+
+        if args.model == "contrastive":
+            from stylehub_ray.train.contrastive import train_contrastive as stage
+        else:
+            from stylehub_ray.train.simclr_images import train_simclr_images as stage
+        gpus = args.gpus_per_worker
+        name = "train_" + args.model.replace("-", "_")
+        cfg = C.load_config(C.stage_config(name), args.config, args.sets,
+                            workers=args.workers, use_gpu=None if gpus is None else gpus > 0)
+        stage(Run(args.run), cfg, force=args.force)
+        return 0
+    if args.command == "evaluate" and args.model == "contrastive":
+        from stylehub_ray.eval.contrastive import evaluate_contrastive
+        from stylehub_ray.run import Run
+
+        evaluate_contrastive(Run(args.run), C.load_config(
+            C.stage_config("evaluate_contrastive"), args.config, args.sets), force=args.force)
+        return 0
     if args.command == "evaluate" and args.model == "fndcl":
         from stylehub_ray.eval.fndcl import evaluate_fndcl
         from stylehub_ray.run import Run
@@ -162,12 +253,29 @@ def _dispatch(args: argparse.Namespace) -> int:
         evaluate_fndcl(Run(args.run), C.load_config(C.stage_config("evaluate_fndcl"),
                                                     args.config, args.sets), force=args.force)
         return 0
+    if args.command == "evaluate" and args.model in ("two-tower", "baselines"):
+        from stylehub_ray.eval.ranking import evaluate_baselines, evaluate_two_tower
+        from stylehub_ray.run import Run
+
+        name = "evaluate_ranking" if args.model == "two-tower" else "baselines"
+        stage = evaluate_two_tower if args.model == "two-tower" else evaluate_baselines
+        stage(Run(args.run), C.load_config(C.stage_config(name), args.config, args.sets),
+              force=args.force)
+        return 0
+    if args.command == "serve":
+        from stylehub_ray.serve.app import serve_forever, settings_from
+
+        cfg = C.load_config(C.stage_config("serve"), args.config, args.sets, run=args.run,
+                            outfits_run=args.outfits_run, port=args.port)
+        serve_forever(settings_from(C.resolved(cfg)))
+        return 0
     if args.command == "pipeline":
         from stylehub_ray.pipeline import run_pipeline
 
         stage_sets = _split_sets(args.sets)
         names = ("pipeline", "ingest", "features", "embed_images", "embed_text", "pairs",
-                 "fndcl_items", "train_fndcl", "evaluate_fndcl")
+                 "train_contrastive", "evaluate_contrastive", "train_two_tower", "recommend",
+                 "evaluate_ranking", "baselines", "fndcl_items", "train_fndcl", "evaluate_fndcl")
         unknown = set(stage_sets) - set(names)
         if unknown:
             raise ValueError(f"pipeline --set: unknown stage(s) {', '.join(sorted(unknown))}; "

@@ -105,7 +105,7 @@ class PipelineConfig:
     # H&M runs, FND-CL on Polyvore-U runs). embed_images needs weights (imagenet by default):
     # the demo runs it with embed_images.model=random.
     stages: tuple[str, ...] = ("ingest", "features", "embed_images", "embed_text", "pairs_text",
-                               "fndcl")
+                               "contrastive", "two_tower", "recommend", "evaluate", "fndcl")
 
 
 STAGE_CONFIGS: dict[str, type] = {
@@ -120,12 +120,21 @@ STAGE_CONFIGS: dict[str, type] = {
 # stage's own constants (architectures, index kinds); imported on first use, never at import
 # time (their modules import this one). Their section names in a YAML file are the keys.
 LAZY_STAGE_CONFIGS: dict[str, str] = {
+    "serve": "stylehub_ray.serve.settings:ServeConfig",
     "embed_images": "stylehub_ray.embed.images:EmbedImagesConfig",
     "embed_text": "stylehub_ray.embed.text:EmbedTextConfig",
     "pairs": "stylehub_ray.embed.pairs:PairsConfig",
     "fndcl_items": "stylehub_ray.train.fndcl:FNDCLItemsConfig",
     "train_fndcl": "stylehub_ray.train.fndcl:TrainFNDCLConfig",
     "evaluate_fndcl": "stylehub_ray.eval.fndcl:EvaluateFNDCLConfig",
+    "train_contrastive": "stylehub_ray.train.contrastive:TrainContrastiveConfig",
+    "evaluate_contrastive": "stylehub_ray.eval.contrastive:EvaluateContrastiveConfig",
+    "train_simclr_images": "stylehub_ray.train.simclr_images:TrainSimCLRImagesConfig",
+    "evaluate_ranking": "stylehub_ray.eval.ranking:EvaluateRankingConfig",
+    "baselines": "stylehub_ray.eval.ranking:EvaluateBaselinesConfig",
+    "train_two_tower": "stylehub_ray.train.two_tower:TrainTwoTowerConfig",
+    "tune": "stylehub_ray.tune.sweep:TuneSweepConfig",
+    "recommend": "stylehub_ray.eval.recommend:RecommendConfig",
 }
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 from stylehub_ray.data.ingest import ingest
 from stylehub_ray.run import Run
 
-STAGES = ("ingest", "features", "embed_images", "embed_text", "pairs_text", "fndcl")
+STAGES = ("ingest", "features", "embed_images", "embed_text", "pairs_text", "contrastive",
+          "two_tower", "recommend", "evaluate", "fndcl")
 OUTFIT_STAGES = ("ingest", "fndcl")
 
 
@@ -44,8 +45,33 @@ def run_pipeline(source: str, run_uri: str, configs: dict, force: bool = False,
             from stylehub_ray.embed.pairs import mine_pairs
 
             mine_pairs(run, configs["pairs"], "text", force=force, log=log)
+        elif stage == "contrastive":
+            from stylehub_ray.eval.contrastive import contrastive_stage
+
+            contrastive_stage(run, configs["train_contrastive"], configs["evaluate_contrastive"],
+                              force=force, log=log)
+        elif stage == "two_tower":
+            from stylehub_ray.train.two_tower import train_two_tower
+
+            train_two_tower(run, configs["train_two_tower"], force=force, log=log)
+        elif stage == "recommend":
+            from stylehub_ray.eval.recommend import recommend
+
+            recommend(run, configs["recommend"], force=force, log=log)
+        elif stage == "evaluate":
+            _evaluate_ranking(run, configs, force, log)
     log_run_summary(run, log)
     return run.manifest()
+
+
+def _evaluate_ranking(run: Run, configs: dict, force: bool, log) -> None:
+    """The two-tower and the baselines on the test period, with the oracle on generated data,
+    then the table of every model side by side."""
+    from stylehub_ray.eval.ranking import evaluate_baselines, evaluate_two_tower, summarize
+
+    evaluate_two_tower(run, configs["evaluate_ranking"], force=force, log=log)
+    evaluate_baselines(run, configs["baselines"], force=force, log=log)
+    summarize(run, configs["evaluate_ranking"], force=force, log=log)
 
 
 def _fndcl(run: Run, configs: dict, force: bool, log) -> None:
