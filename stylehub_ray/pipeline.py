@@ -65,13 +65,13 @@ def run_pipeline(source: str, run_uri: str, configs: dict, force: bool = False,
 
 
 def _evaluate_ranking(run: Run, configs: dict, force: bool, log) -> None:
-    """The two-tower and the baselines on the test period, with the oracle on generated data,
-    then the table of every model side by side."""
-    from stylehub_ray.eval.ranking import evaluate_baselines, evaluate_two_tower, summarize
+    """The baselines, then the two-tower on the test period, with the oracle on generated data;
+    each stage ends by printing the table of every model evaluated so far, so the last table
+    has them all side by side."""
+    from stylehub_ray.eval.ranking import evaluate_baselines, evaluate_two_tower
 
-    evaluate_two_tower(run, configs["evaluate_ranking"], force=force, log=log)
     evaluate_baselines(run, configs["baselines"], force=force, log=log)
-    summarize(run, configs["evaluate_ranking"], force=force, log=log)
+    evaluate_two_tower(run, configs["evaluate_ranking"], force=force, log=log)
 
 
 def _fndcl(run: Run, configs: dict, force: bool, log) -> None:
