@@ -17,6 +17,9 @@ import pytest
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("RAY_AUTH_MODE", "token")
 os.environ.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "1")
+# The test head's Ray Train controllers poll every 0.2 s, as a local instance's do
+# (stylehub_ray.ray_utils.ensure_ray): Ray's 2 s default doubles the cost of a tiny fit.
+os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.2")
 
 REPO = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
@@ -117,3 +120,47 @@ def wait_for(predicate, timeout: float = 60.0, every: float = 0.5):
 def copy_source(src: Path, dst: Path) -> Path:
     shutil.copytree(src, dst)
     return dst
+
+
+# Shared H&M runs for the Ray-heavy tests (two-tower, recommend, ranking, tune, serve): built
+# once per session. Read-only: a test that writes copies one first (`copy_run`).
+@pytest.fixture(scope="session")
+def hm_features(tiny_run, tmp_path_factory):
+    """The tiny run with features (2 buckets)."""
+    from stylehub_ray.config import FeaturesConfig
+    from stylehub_ray.features.stage import build_features
+
+    run = copy_run(tiny_run, tmp_path_factory.mktemp("hm_features") / "run")
+    build_features(run, FeaturesConfig(buckets=2), log=lambda *a: None)
+    return run
+
+
+@pytest.fixture(scope="session")
+def hm_embedded(hm_features, tmp_path_factory):
+    """hm_features with image embeddings (random-init ResNet18 at 64 px, PCA to 32)."""
+    from stylehub_ray.embed.images import EmbedImagesConfig, embed_images
+
+    run = copy_run(hm_features, tmp_path_factory.mktemp("hm_embedded") / "run")
+    embed_images(run, EmbedImagesConfig(arch="resnet18", model="random", image_size=64,
+                                        pca_dim=32, batch_size=64, actors=1, threads=1),
+                 log=lambda *a: None)
+    return run
+
+
+@pytest.fixture(scope="session")
+def hm_trained(hm_embedded, tmp_path_factory):
+    """hm_embedded with a one-epoch two-tower (default variant) and its index."""
+    from stylehub_ray.train.two_tower import TrainTwoTowerConfig, train_two_tower
+
+    run = copy_run(hm_embedded, tmp_path_factory.mktemp("hm_trained") / "run")
+    train_two_tower(run, TrainTwoTowerConfig(epochs=1, batch_size=512, val_customers=200,
+                                             n_candidates=50), log=lambda *a: None)
+    return run
+
+
+def copy_run(run, dst):
+    """A writable copy of a run at ``dst`` (a path that does not exist yet)."""
+    from stylehub_ray.run import Run
+
+    shutil.copytree(run.root, dst)
+    return Run(str(dst))

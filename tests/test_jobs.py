@@ -16,11 +16,18 @@ from stylehub_ray.run import Run
 def test_ingest_job_submitted_succeeds_and_writes_artifacts(ray_head, tiny_hm, tmp_path):
     run_dir = tmp_path / "job-run"
     ray = str(Path(sys.executable).parent / "ray")
-    out = subprocess.run(
-        [ray, "job", "submit", "--no-wait", "--address", ray_head["dashboard"],
-         "--working-dir", str(REPO), "--submission-id", f"ingest-{tmp_path.name}",
-         "--", "python", "jobs/ingest.py", str(tiny_hm), "--run", str(run_dir)],
-        cwd=REPO, env=ray_head["env"], capture_output=True, text=True, timeout=300)
+    cmd = [ray, "job", "submit", "--no-wait", "--address", ray_head["dashboard"],
+           "--working-dir", str(REPO), "--submission-id", f"ingest-{tmp_path.name}",
+           "--", "python", "jobs/ingest.py", str(tiny_hm), "--run", str(run_dir)]
+
+    def submit():
+        out = subprocess.run(cmd, cwd=REPO, env=ray_head["env"], capture_output=True,
+                             text=True, timeout=300)
+        # The head's job agent can come up after `ray start` returns (seen on a loaded
+        # 2-core machine): Ray answers "No available agent" and asks to try again later.
+        return out if "No available agent" not in out.stderr + out.stdout else None
+
+    out = wait_for(submit, timeout=120, every=3.0)
     assert out.returncode == 0, (out.stdout[-3000:], out.stderr[-3000:])
     client = JobSubmissionClient(ray_head["dashboard"])
     job_id = f"ingest-{tmp_path.name}"

@@ -10,7 +10,7 @@ import pandas as pd
 import pyarrow.compute as pc
 import pytest
 
-from stylehub_ray.config import FeaturesConfig, load_config, stage_config
+from stylehub_ray.config import load_config, stage_config
 from stylehub_ray.data.ingest import read_table
 from stylehub_ray.eval import ranking as R
 from stylehub_ray.eval.baselines import make_baseline
@@ -22,15 +22,9 @@ FAST = {"bootstrap": 50, "als_factors": 8, "als_iterations": 3, "cf_neighbors": 
 
 
 @pytest.fixture(scope="module")
-def feature_run(tiny_run, tmp_path_factory) -> Run:
-    """A copy of the tiny run with features (tests copy it again before writing)."""
-    from stylehub_ray.features.stage import build_features
-
-    dst = tmp_path_factory.mktemp("ranking") / "run"
-    shutil.copytree(tiny_run.root, dst)
-    run = Run(str(dst))
-    build_features(run, FeaturesConfig(buckets=2), **QUIET)
-    return run
+def feature_run(hm_features) -> Run:
+    """The shared tiny run with features (conftest; tests copy it before writing)."""
+    return hm_features
 
 
 def _copy(run: Run, tmp_path, name="run") -> Run:
@@ -161,16 +155,10 @@ def test_cli_evaluate_baselines(feature_run, tmp_path, capsys):
     assert cfg.ks == (5, 10) and cfg.drop_bought == (True,)
 
 
-def test_evaluate_two_tower_with_plots_and_paired_differences(feature_run, tmp_path):
-    from stylehub_ray.embed.images import embed_images
+def test_evaluate_two_tower_with_plots_and_paired_differences(hm_trained, tmp_path):
     from stylehub_ray.eval.recommend import recommend_matrix
-    from stylehub_ray.train.two_tower import train_two_tower
 
-    run = _copy(feature_run, tmp_path)
-    embed_images(run, load_config(stage_config("embed_images"), None, [
-        "model=random", "arch=resnet18", "image_size=32"]), **QUIET)
-    train_two_tower(run, load_config(stage_config("train_two_tower"), None, [
-        "epochs=2", "val_customers=100", "batch_size=1024"]), **QUIET)
+    run = _copy(hm_trained, tmp_path)  # the shared run with a trained two-tower (conftest)
     R.evaluate_baselines(run, R.EvaluateBaselinesConfig(**FAST | {
         "baselines": ("popularity",)}), **QUIET)
     lines: list[str] = []

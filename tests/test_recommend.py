@@ -8,6 +8,7 @@ import csv
 import numpy as np
 import pytest
 import torch
+from conftest import copy_run
 
 from stylehub_ray.eval.recommend import History, SideTable, TwoTowerRecommender
 from stylehub_ray.models import two_tower as M
@@ -134,15 +135,9 @@ def test_history_keys_and_lookup():
 # The stage on Ray Data
 # ------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def rec_run(tiny_run, ray_head, tmp_path_factory):
-    from test_two_tower import prepare_run
-
-    from stylehub_ray.train.two_tower import TrainTwoTowerConfig, train_two_tower
-
-    run = prepare_run(tiny_run, tmp_path_factory.mktemp("rec") / "run")
-    train_two_tower(run, TrainTwoTowerConfig(epochs=1, batch_size=512, val_customers=200,
-                                             n_candidates=50), **QUIET)
-    return run
+def rec_run(hm_trained, tmp_path_factory):
+    """The shared run with a one-epoch two-tower (conftest), copied: recommended into here."""
+    return copy_run(hm_trained, tmp_path_factory.mktemp("rec") / "run")
 
 
 def test_recommend_stage_submission_and_scores(rec_run, tmp_path):

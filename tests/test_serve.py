@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 import requests
 import yaml
-from conftest import REPO, VENV_BIN, wait_for
+from conftest import REPO, VENV_BIN, copy_run, wait_for
 
 from stylehub_ray.run import Run
 
@@ -34,24 +34,13 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def hm_run(tiny_run, tmp_path_factory) -> Run:
-    """tiny_run copied, then features, embeddings and a one-epoch two-tower (tiny settings)."""
-    pytest.importorskip("stylehub_ray.train.two_tower")
-    from stylehub_ray.config import FeaturesConfig
-    from stylehub_ray.embed.images import EmbedImagesConfig, embed_images
+def hm_run(hm_trained, tmp_path_factory) -> Run:
+    """The shared run with a one-epoch two-tower (conftest), copied, with TF-IDF text vectors
+    (the similar-items fallback)."""
     from stylehub_ray.embed.text import EmbedTextConfig, embed_text
-    from stylehub_ray.features.stage import build_features
-    from stylehub_ray.train.two_tower import TrainTwoTowerConfig, train_two_tower
 
-    path = tmp_path_factory.mktemp("serve") / "run"
-    shutil.copytree(tiny_run.root, path)
-    run = Run(str(path))
-    build_features(run, FeaturesConfig(buckets=2), **QUIET)
-    embed_images(run, EmbedImagesConfig(model="random", arch="resnet18", image_size=32,
-                                        actors=1, threads=1), **QUIET)
+    run = copy_run(hm_trained, tmp_path_factory.mktemp("serve") / "run")
     embed_text(run, EmbedTextConfig(encoder="tfidf", actors=1, threads=1), **QUIET)
-    train_two_tower(run, TrainTwoTowerConfig(epochs=1, batch_size=512, cpus_per_worker=0.5,
-                                             val_customers=100), **QUIET)
     return run
 
 

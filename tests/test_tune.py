@@ -282,17 +282,9 @@ def test_contrastive_tau_sweep(tiny_run, tmp_path):
         assert run.exists(f"tune/contrastive/projection_dim-tau/plots/val_recall5_vs_{p}.png")
 
 
-def test_two_tower_temperature_sweep(tiny_run, tmp_path):
-    from stylehub_ray.config import FeaturesConfig
-    from stylehub_ray.embed.images import EmbedImagesConfig, embed_images
-    from stylehub_ray.features.stage import build_features
-
-    shutil.copytree(tiny_run.root, tmp_path / "run")
+def test_two_tower_temperature_sweep(hm_embedded, tmp_path):
+    shutil.copytree(hm_embedded.root, tmp_path / "run")  # features + images (conftest)
     run = Run(str(tmp_path / "run"))
-    build_features(run, FeaturesConfig(buckets=2), **QUIET)
-    embed_images(run, EmbedImagesConfig(arch="resnet18", model="random", image_size=64,
-                                        pca_dim=32, batch_size=64, actors=1, threads=1),
-                 **QUIET)
     cfg = load_tune_config("two-tower", None, [
         "space.temperature=grid:0.05,0.5", "space.ranking_weight=0.5",
         "train_two_tower.epochs=2", "train_two_tower.batch_size=512",

@@ -4,11 +4,11 @@ sharded Ray Data input, DDP, checkpoints and resume, best-epoch publishing, the 
 from __future__ import annotations
 
 import math
-import shutil
 
 import numpy as np
 import pytest
 import torch
+from conftest import copy_run
 
 from stylehub_ray.models import two_tower as M
 
@@ -148,28 +148,13 @@ def test_joint_training_separates_planted_pairs():
 # ------------------------------------------------------------------------------------------
 # The Ray Train stage on the tiny run
 # ------------------------------------------------------------------------------------------
-def prepare_run(tiny_run, root):
-    """A copy of the tiny run with features and (random ResNet18, PCA 32) image embeddings."""
-    from stylehub_ray.config import FeaturesConfig
-    from stylehub_ray.embed.images import EmbedImagesConfig, embed_images
-    from stylehub_ray.features.stage import build_features
-    from stylehub_ray.run import Run
-
-    shutil.copytree(tiny_run.root, root)
-    run = Run(str(root))
-    build_features(run, FeaturesConfig(buckets=2), **QUIET)
-    embed_images(run, EmbedImagesConfig(arch="resnet18", model="random", image_size=64,
-                                        pca_dim=32, batch_size=64, actors=1, threads=1),
-                 **QUIET)
-    return run
-
-
 FAST = dict(epochs=2, batch_size=512, val_customers=300, n_candidates=50)
 
 
 @pytest.fixture(scope="module")
-def tt_run(tiny_run, ray_head, tmp_path_factory):
-    return prepare_run(tiny_run, tmp_path_factory.mktemp("tt") / "run")
+def tt_run(hm_embedded, tmp_path_factory):
+    """The shared run with features and image embeddings (conftest), copied: trained here."""
+    return copy_run(hm_embedded, tmp_path_factory.mktemp("tt") / "run")
 
 
 def test_config_validation_and_missing_inputs(tt_run, tmp_path):
