@@ -15,11 +15,11 @@ SCALE  ?= demo
 # No pretrained image weights here: the demo embeds its rendered photos with a random-init
 # ResNet18 at 64 px (ResNet152 from ImageNet weights is the default where weights exist).
 # The contrastive text model and the two-tower train briefly (3 and 2 epochs; the two-tower on
-# the last 120 days of training history).
+# the features' default label window, the 91 days before val).
 DEMO_SETS ?= --set embed_images.model=random --set embed_images.arch=resnet18 \
              --set embed_images.image_size=64 \
              --set train_contrastive.epochs=3 --set evaluate_contrastive.simclr=false \
-             --set train_two_tower.epochs=2 --set train_two_tower.train_days=120
+             --set train_two_tower.epochs=2
 # On a machine without CUDA, torch is pinned to the local CPU wheel (an unpinned torch
 # downloads several GB of CUDA packages); with CUDA the registry's build is used.
 HAS_CUDA := $(shell command -v nvidia-smi >/dev/null 2>&1 && echo 1)

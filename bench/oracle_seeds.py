@@ -10,6 +10,7 @@ on the same purchases), and writes ``bench/results/oracle_seeds.json``.
     .venv/bin/python bench/oracle_seeds.py                      # demo scale, seeds 0 1 2
     .venv/bin/python bench/oracle_seeds.py --scale tiny --seeds 0 1 2
     .venv/bin/python bench/oracle_seeds.py --set train_two_tower.epochs=4
+    .venv/bin/python bench/oracle_seeds.py --set features.label_days=91
 
 The generator is never changed to move these numbers; its parameters are fixed by realism.
 """
@@ -66,7 +67,8 @@ def one_seed(seed: int, args: argparse.Namespace, sets: dict[str, list[str]]) ->
     # Every step below skips when its outputs are up to date: a rerun only redoes what changed.
     generate_hm(src, GenerateHMConfig(scale=args.scale, seed=seed, images=True), log=quiet)
     ingest(src, run, IngestConfig(), log=quiet)
-    build_features(run, FeaturesConfig(), log=quiet)
+    build_features(run, load_config(FeaturesConfig, None, sets.get("features", [])),
+                   log=quiet)
     embed_images(run, load_config(stage_config("embed_images"), None, EMBED_SETS), log=quiet)
     times["data_s"] = time.perf_counter() - t0
     t0 = time.perf_counter()
@@ -131,7 +133,8 @@ def main() -> None:
     p.add_argument("--bootstrap", type=int, default=1000)
     p.add_argument("--set", dest="sets", action="append", default=[],
                    metavar="STAGE.KEY=VALUE",
-                   help="train_two_tower.*, baselines.* or evaluate_ranking.* overrides")
+                   help="features.*, train_two_tower.*, baselines.* or evaluate_ranking.* "
+                        "overrides")
     p.add_argument("--fresh", action="store_true", help="delete the work folder first")
     p.add_argument("--verbose", action="store_true")
     args = p.parse_args()

@@ -59,7 +59,9 @@ def hand_run(ray_head, tmp_path_factory):
     _write_source(root / "src", HAND_TX)
     run = Run(str(root / "run"))
     ingest(str(root / "src"), run, IngestConfig(), **QUIET)
-    build_features(run, FeaturesConfig(buckets=2), **QUIET)
+    # Every purchase before val is a training example here (the hand counts below); the
+    # label window is tested on its own.
+    build_features(run, FeaturesConfig(buckets=2, label_days=0), **QUIET)
     return run
 
 
@@ -166,6 +168,37 @@ def test_interactions_and_examples(hand_run):
         assert row.article_idx not in bought[row.customer_idx]
     # The customer's features ride along on each negative.
     assert set(ex[ex["customer_idx"] == 0]["tx_count"]) == {3}
+
+
+def test_label_window_joins_point_in_time_features(hand_run, tmp_path):
+    """label_days=14: positives from 2020-08-26 to the val cutoff only, with a third feature
+    set as of 2020-08-26 that does not count them; negatives still avoid every purchase
+    before val."""
+    dst = tmp_path / "run"
+    shutil.copytree(hand_run.root, dst)
+    run = Run(str(dst))
+    build_features(run, FeaturesConfig(buckets=2, label_days=14), force=True, **QUIET)
+    cut = run.entry("features")["cutoffs"]
+    assert (cut["fit_start"], cut["val_start"]) == ("2020-08-26", "2020-09-09")
+    ex = read_table(run, "features/training_examples").to_pandas()
+    pos = ex[ex["label"] == 1]
+    # Only (b, article 0, 09-01) falls in the window; a's purchases are older.
+    assert list(zip(pos["customer_idx"], pos["article_idx"], pos["t_dat"])) == [
+        (1, 0, date(2020, 9, 1))]
+    neg = ex[ex["label"] == 0]
+    assert len(neg) == 4 and not neg["article_idx"].isin([0]).any()
+    assert set(ex["tx_count"]) == {0}  # b as of 08-26: no purchase yet (point in time)
+    fit_c = load_features(run, "customers", "fit")
+    assert _row(fit_c, "customer_idx", 1)["tx_count"] == 0
+    assert _row(fit_c, "customer_idx", 0)["tx_count"] == 3  # a's 01-10 and 08-20 purchases
+    fit_a = load_features(run, "articles", "fit")
+    assert _row(fit_a, "article_idx", 0)["sales_count"] == 2  # a's two units, not b's
+    pd.testing.assert_frame_equal(load_features(run, "customers", "train"),
+                                  load_features(hand_run, "customers", "train"))
+    with pytest.raises(SplitError, match="label_days=300"):
+        build_features(run, FeaturesConfig(buckets=2, label_days=300), force=True, **QUIET)
+    with pytest.raises(ValueError, match="label_days must be >= 0"):
+        FeaturesConfig(label_days=-1).validate()
 
 
 def test_no_feature_reads_past_the_cutoff(hand_run, tmp_path):

@@ -31,7 +31,7 @@ from stylehub_ray.run import Run
 
 MODEL_NAME = "two-tower"
 OUT_DIR = "recommendations/two-tower"
-FEATURE_SETS = ("train", "test")
+FEATURE_SETS = ("train", "test", "fit")  # fit: only with features.label_days > 0
 POPULARITY_DAYS = 7  # popularity fallback: sales in the last week before the cutoff
 N_CANDIDATES = 100  # N retrieved per customer before dropping bought and ranking (default)
 
@@ -208,7 +208,11 @@ def feature_cutoff(run: Run, feature_set: str) -> str:
     if not entry or "cutoffs" not in entry:
         raise FileNotFoundError(f"{run.uri}: the manifest has no features cutoffs; run "
                                 f"`stylehub features --run {run.uri}` first")
-    return entry["cutoffs"]["val_start" if feature_set == "train" else "test_start"]
+    key = {"train": "val_start", "test": "test_start", "fit": "fit_start"}[feature_set]
+    if key not in entry["cutoffs"]:
+        raise FileNotFoundError(f"{run.uri}: no `{feature_set}` feature set (built by "
+                                f"`stylehub features --set label_days=N`)")
+    return entry["cutoffs"][key]
 
 
 # --------------------------------------------------------------------------------------------

@@ -6,7 +6,11 @@ Split first, so nothing from an evaluation period leaks into training features:
 - ``ratio`` (the paper): dates in order, continuous periods holding 70% / 15% / 15% of the rows
   (a day is never cut in two).
 Two feature sets are built: ``train`` (as of the start of ``val``: for training examples and
-for scoring ``val``) and ``test`` (as of the start of ``test``: for scoring ``test``).
+for scoring ``val``) and ``test`` (as of the start of ``test``: for scoring ``test``). With
+``label_days`` > 0 a third, ``fit``, is built as of ``label_days`` before ``val`` (cutoff
+``fit_start``), and the training positives are the purchases from then to ``val`` only: the
+model then learns from features that do not yet count the purchase it is asked to predict, as
+it will be asked on ``val`` and ``test`` (new articles without sales history included).
 
 Customer and article features are exact: rows are routed to ``buckets`` groups by
 ``customer_idx % buckets`` (``article_idx % buckets``) and each Ray Data group computes the
@@ -173,9 +177,10 @@ def interactions_task(batch: pa.Table, cut: dict[str, str]) -> pa.Table:
 
 
 def examples_task(batch: pa.Table, scratch: str, shared: list, cutoff: str, n_articles: int,
-                  k: int, seed: int) -> pa.Table | pd.DataFrame:
+                  k: int, seed: int, label_start: str | None = None) -> pa.Table | pd.DataFrame:
     """Ray Data task: the training positives of one customer bucket (distinct customer,
-    article, day before ``cutoff``) plus k sampled negatives each, shuffled."""
+    article, day before ``cutoff``; with ``label_start``, on or after it only) plus k sampled
+    negatives each (articles the customer did not buy before ``cutoff``), shuffled."""
     bucket = _bucket_of(batch)
     tx = read_bucket(scratch, "by_customer", bucket)
     if len(tx) == 0:
@@ -186,12 +191,17 @@ def examples_task(batch: pa.Table, scratch: str, shared: list, cutoff: str, n_ar
     from stylehub_ray.ray_utils import worker_cached
 
     ctx = worker_cached(shared[0])
+    bought = np.unique(tx["customer_idx"].to_numpy(np.int64) * n_articles
+                       + tx["article_idx"].to_numpy(np.int64))
+    if label_start is not None:
+        tx = tx[tx["t_dat"].to_numpy() >= np.datetime64(label_start)]
+        if len(tx) == 0:
+            return pd.DataFrame()
     pos = (tx.drop_duplicates(["customer_idx", "article_idx", "t_dat"])
              .sort_values(["customer_idx", "t_dat", "article_idx"], kind="stable")
              .reset_index(drop=True))
     rng = np.random.default_rng([seed, bucket])
     cust = pos["customer_idx"].to_numpy(np.int64)
-    bought = np.unique(cust * n_articles + pos["article_idx"].to_numpy(np.int64))
     owner, neg_article = agg.sample_negatives(cust, bought, n_articles, k, rng,
                                               ctx["popularity"])
     rows = pd.DataFrame({
@@ -249,6 +259,8 @@ def build_features(run: Run, cfg: FeaturesConfig, force: bool = False, log=print
                 day_counts.index = [d if isinstance(d, date) else pd.Timestamp(d).date()
                                     for d in day_counts.index]
             cut = compute_split(day_counts, cfg)
+            if cfg.label_days:
+                cut["fit_start"] = fit_start(cut, cfg.label_days)
             step.extra["cutoffs"] = cut
             step.counts = _build(run, step, cfg, cut, day_counts, tx, buckets, scratch,
                                  customers, articles)
@@ -269,6 +281,9 @@ def _build(run: Run, step, cfg: FeaturesConfig, cut: dict, day_counts: pd.Series
     for name in ("train", "val", "test"):
         counts["split_rows"][name] = int(day_counts.to_numpy()[period == name].sum())
     feature_sets = {"train": cut["val_start"], "test": cut["test_start"]}
+    if cut.get("fit_start"):
+        feature_sets["fit"] = cut["fit_start"]
+    examples_set = "fit" if "fit" in feature_sets else "train"
     frames: dict[str, dict[str, pd.DataFrame]] = {"customer": {}, "article": {}}
     with step.time("aggregates_s"):
         for kind, table, attrs in (("customer", customers,
@@ -300,9 +315,9 @@ def _build(run: Run, step, cfg: FeaturesConfig, cut: dict, day_counts: pd.Series
     with step.time("negatives_s"):
         popularity = None
         if cfg.negative_sampling == "popularity":
-            popularity = frames["article"]["train"].sort_values("article_idx")[
+            popularity = frames["article"][examples_set].sort_values("article_idx")[
                 "sales_count"].to_numpy(np.float64)
-        train_c = frames["customer"]["train"].sort_values("customer_idx")
+        train_c = frames["customer"][examples_set].sort_values("customer_idx")
         shared = ray.put({"customers": train_c[
             ["customer_idx", *agg.CUSTOMER_NUMERIC, "main_channel", *CUSTOMER_ATTRIBUTES]]
             .reset_index(drop=True), "popularity": popularity})
@@ -310,7 +325,8 @@ def _build(run: Run, step, cfg: FeaturesConfig, cut: dict, day_counts: pd.Series
         buckets.map_batches(
             examples_task, batch_size=1, batch_format="pyarrow",
             fn_kwargs={"scratch": scratch, "shared": [shared], "cutoff": cut["val_start"],
-                       "n_articles": n_articles, "k": cfg.negatives, "seed": cfg.seed},
+                       "n_articles": n_articles, "k": cfg.negatives, "seed": cfg.seed,
+                       "label_start": cut.get("fit_start")},
         ).write_parquet(step.tmp_uri("features/training_examples"))
         positives, negatives = _label_counts(run, step.tmp("features/training_examples"))
         # A customer who bought (nearly) every article can leave a positive short.
@@ -329,6 +345,16 @@ def _build(run: Run, step, cfg: FeaturesConfig, cut: dict, day_counts: pd.Series
             f.write(pre.to_json().encode())
 
     return counts
+
+
+def fit_start(cut: dict, label_days: int) -> str:
+    """The ``fit`` feature set's cutoff: ``label_days`` before ``val``, after the first day."""
+    start = date.fromisoformat(str(cut["val_start"])) - timedelta(days=label_days)
+    if start <= date.fromisoformat(str(cut["train_start"])):
+        raise SplitError(f"features.label_days={label_days}: the label window would start "
+                         f"{start}, not after the data's first day {cut['train_start']}; use "
+                         f"fewer days")
+    return start.isoformat()
 
 
 def _label_counts(run: Run, path: str) -> tuple[int, int]:
@@ -357,7 +383,9 @@ def log_features(entry: dict, log=print) -> None:
     cut = entry.get("cutoffs", {})
     c = entry.get("counts", {})
     log(f"split {entry['config']['split']}: train {cut.get('train_start')} .. "
-        f"val {cut.get('val_start')} .. test {cut.get('test_start')} .. {cut.get('test_end')}")
+        f"val {cut.get('val_start')} .. test {cut.get('test_start')} .. {cut.get('test_end')}"
+        + (f"; training labels from {cut['fit_start']} (features as of then)"
+           if cut.get("fit_start") else ""))
     rows = c.get("split_rows", {})
     log("rows: " + ", ".join(f"{k} {v:,}" for k, v in rows.items()))
     ex = c.get("training_examples", {})

@@ -3,7 +3,8 @@
 - :func:`build_trainer`: a TorchTrainer whose workers each read their shard of
   ``features/training_examples`` through Ray Data (``ray.train.get_dataset_shard``; the dataset
   is materialized first), join the customer and article inputs by index
-  (``stylehub_ray.eval.recommend.build_inputs``, the ``train`` feature set), and train the
+  (``stylehub_ray.eval.recommend.build_inputs``: the ``fit`` feature set where the features
+  stage built a point-in-time label window, else ``train``), and train the
   :class:`~stylehub_ray.models.two_tower.TwoStageRecommender` with DDP (CPU or GPU from the
   scaling config). Every epoch every worker reports :data:`REPORTED_METRICS`; rank 0 attaches a
   checkpoint, and a restarted run resumes from ``ray.train.get_checkpoint()``.
@@ -416,6 +417,18 @@ def model_inputs(run: Run, cfg: TrainTwoTowerConfig):
     return layout, customers, articles, spec
 
 
+def training_feature_set(run: Run) -> str:
+    """The feature set the training examples join: ``fit`` where the features stage built a
+    point-in-time label window (``features.label_days``), else ``train``."""
+    from stylehub_ray.eval.recommend import feature_cutoff
+
+    try:
+        feature_cutoff(run, "fit")
+    except FileNotFoundError:
+        return "train"
+    return "fit"
+
+
 def run_epoch(model, batches, c_tab: dict, a_tab: dict, opt, cfg: TrainTwoTowerConfig,
               device) -> tuple[np.ndarray, int, int]:
     """One pass over ``batches`` (dicts of numpy ``customer_idx``, ``article_idx``,
@@ -477,8 +490,15 @@ def _train_loop(config: dict) -> None:
     model = ray.train.torch.prepare_model(M.TwoStageRecommender(spec))
     core = model.module if hasattr(model, "module") else model  # unwrapped (DDP)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    c_tab = {k: v.to(device) for k, v in customers.tensors().items()}
-    a_tab = {k: v.to(device) for k, v in articles.tensors().items()}
+    # The examples join the feature set of their own time (point in time: `fit`, where the
+    # features stage built one); validation scores `val` with the `train` set, as of `val`.
+    fit_c, fit_a = customers, articles
+    if training_feature_set(run) != "train":
+        from stylehub_ray.eval.recommend import build_inputs
+
+        fit_c, fit_a = build_inputs(run, training_feature_set(run), layout)
+    c_tab = {k: v.to(device) for k, v in fit_c.tensors().items()}
+    a_tab = {k: v.to(device) for k, v in fit_a.tensors().items()}
 
     trained = trained_customers(run, cfg, layout.n_customers)
     history_tx = val = None
