@@ -47,6 +47,10 @@ TRIVIAL_APP_NAME = "stylehub-trivial"
 # Small CPU shares so the whole graph fits a laptop or a 4-CPU test head; serve_config.yaml
 # sets the production values per deployment.
 SMALL = {"num_cpus": 0.1}
+# A new run (a redeploy with new args) replaces every replica: start each replacement before
+# stopping the replica it replaces (Ray's default stops first, so a one-replica deployment
+# has no replica for a moment and requests in that moment fail).
+SURGE = 100
 
 
 def _settings(settings: dict) -> ServeConfig:
@@ -92,7 +96,7 @@ class _PartHolder:
         return self.part.info()
 
 
-@serve.deployment(ray_actor_options=SMALL, max_ongoing_requests=64)
+@serve.deployment(ray_actor_options=SMALL, max_surge_percent=SURGE, max_ongoing_requests=64)
 class CustomerEncoder(_PartHolder):
     """Feature lookup and preprocessing from the run, the customer tower; cold-start vectors."""
 
@@ -108,7 +112,7 @@ class CustomerEncoder(_PartHolder):
         return self._get().cold_vector(purchased_idx, strategy)
 
 
-@serve.deployment(ray_actor_options=SMALL, max_ongoing_requests=64)
+@serve.deployment(ray_actor_options=SMALL, max_surge_percent=SURGE, max_ongoing_requests=64)
 class Retriever(_PartHolder):
     """The FAISS index of the article-tower vectors, loaded once per replica."""
 
@@ -121,7 +125,7 @@ class Retriever(_PartHolder):
         return self._get().retrieve(vector, n)
 
 
-@serve.deployment(ray_actor_options=SMALL, max_ongoing_requests=64)
+@serve.deployment(ray_actor_options=SMALL, max_surge_percent=SURGE, max_ongoing_requests=64)
 class Ranker(_PartHolder):
     """The ranking model; concurrent requests are scored together (@serve.batch)."""
 
@@ -137,7 +141,7 @@ class Ranker(_PartHolder):
         return self._get().rank_many(requests)
 
 
-@serve.deployment(ray_actor_options=SMALL, max_ongoing_requests=64)
+@serve.deployment(ray_actor_options=SMALL, max_surge_percent=SURGE, max_ongoing_requests=64)
 class BoughtFilter(_PartHolder):
     """Purchase history from the run's Parquet (what to drop) and the popularity fallback."""
 
@@ -153,7 +157,7 @@ class BoughtFilter(_PartHolder):
         return self._get().popular(k)
 
 
-@serve.deployment(ray_actor_options=SMALL, max_ongoing_requests=32)
+@serve.deployment(ray_actor_options=SMALL, max_surge_percent=SURGE, max_ongoing_requests=32)
 class SimilarItems(_PartHolder):
     part_cls = core.SimilarPart
 
@@ -164,7 +168,7 @@ class SimilarItems(_PartHolder):
         return self._get().similar(article_idx, k)
 
 
-@serve.deployment(ray_actor_options=SMALL, max_ongoing_requests=8)
+@serve.deployment(ray_actor_options=SMALL, max_surge_percent=SURGE, max_ongoing_requests=8)
 class ImageSearch(_PartHolder):
     part_cls = core.ImageSearchPart
 
@@ -175,7 +179,7 @@ class ImageSearch(_PartHolder):
         return self._get().similar(data, k)
 
 
-@serve.deployment(ray_actor_options=SMALL, max_ongoing_requests=16)
+@serve.deployment(ray_actor_options=SMALL, max_surge_percent=SURGE, max_ongoing_requests=16)
 class OutfitScorer(_PartHolder):
     part_cls, needs = core.OutfitPart, "outfits_run"
 
@@ -234,7 +238,7 @@ def _http_error(exc: Exception) -> HTTPException:
     return HTTPException(503, str(exc))
 
 
-@serve.deployment(ray_actor_options=SMALL, max_ongoing_requests=100)
+@serve.deployment(ray_actor_options=SMALL, max_surge_percent=SURGE, max_ongoing_requests=100)
 @serve.ingress(api)
 class Ingress:
     def __init__(self, encoder, retriever, ranker, history, similar, images, outfits,
