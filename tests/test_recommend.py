@@ -205,3 +205,25 @@ def test_recommend_cli_k(rec_run, tmp_path):
     lines = out.read_text().splitlines()
     assert len(lines) == 1001 and all(len(x.split(",")[1].split()) == 5 for x in lines[1:])
     assert main(["recommend", "--run", rec_run.uri, "--set", "feature_set=nope"]) == 2
+
+
+def test_serving_parts_load_only_what_they_use(rec_run):
+    """history=False / index=False leave the purchase history and the FAISS index out (the
+    serving deployments that never use them); what remains answers as the full recommender;
+    the history alone is the full recommender's."""
+    from stylehub_ray.eval.recommend import load_model_history
+
+    full = TwoTowerRecommender.load(rec_run)
+    bare = TwoTowerRecommender.load(rec_run, history=False, index=False)
+    assert bare.history is None and bare.index is None
+    c = np.flatnonzero(full.known(np.arange(50)))[:5]
+    np.testing.assert_allclose(bare.encode_customers(c), full.encode_customers(c), atol=1e-6)
+    cand = full.retrieve(full.encode_customers(c), 20)[0]
+    np.testing.assert_allclose(bare.rank(c, cand), full.rank(c, cand), atol=1e-6)
+    with pytest.raises(RuntimeError, match="without its index"):
+        bare.retrieve(bare.encode_customers(c), 5)
+    with pytest.raises(RuntimeError, match="without its purchase history"):
+        bare.bought(c)
+    h = load_model_history(rec_run)
+    assert [b.tolist() for b in h.bought(c)] == [b.tolist() for b in full.bought(c)]
+    assert h.popular.tolist() == full.history.popular.tolist()

@@ -260,6 +260,17 @@ class History:
         return hit & (articles >= 0)
 
 
+def load_model_history(run: Run, variant: str = "default", feature_set: str = "test"
+                       ) -> History:
+    """The purchase history a published model's recommender uses, without the model's inputs
+    (the bought filter's serving part needs nothing else)."""
+    from stylehub_ray.train.two_tower import load_two_tower
+
+    _model, meta = load_two_tower(run, variant)
+    layout = InputLayout(**meta["layout"])
+    return load_history(run, feature_set, layout.n_customers, layout.n_articles)
+
+
 def load_history(run: Run, feature_set: str, n_customers: int, n_articles: int) -> History:
     """Purchases before the feature set's cutoff (``features/interactions``)."""
     from stylehub_ray.data.ingest import read_table
@@ -285,9 +296,10 @@ class TwoTowerRecommender:
     article_idx); ``n_articles``; ``n_candidates`` (N retrieved per customer).
     """
 
-    def __init__(self, model, customers: SideTable, articles: SideTable, history: History,
-                 trained: np.ndarray, index=None, index_rows: np.ndarray | None = None,
-                 n_candidates: int = 100, meta: dict | None = None):
+    def __init__(self, model, customers: SideTable, articles: SideTable,
+                 history: History | None, trained: np.ndarray, index=None,
+                 index_rows: np.ndarray | None = None, n_candidates: int = 100,
+                 meta: dict | None = None, build_index: bool = True):
         import torch
 
         self.model = model.eval()
@@ -300,36 +312,42 @@ class TwoTowerRecommender:
             a = articles.tensors()
             self.article_vectors = model.article_vectors(a).numpy().astype(np.float32)
             self._article_branch = model.article_branch(a)  # (n_articles, 32), for rank()
-        if index is None:
-            from stylehub_ray.embed.index import IndexParams, build_index
+        if index is None and build_index:
+            from stylehub_ray.embed.index import IndexParams
+            from stylehub_ray.embed.index import build_index as _build
 
-            index = build_index(self.article_vectors, IndexParams(kind="flat"))
+            index = _build(self.article_vectors, IndexParams(kind="flat"))
             index_rows = np.arange(self.n_articles, dtype=np.int64)
-        self.index = index
-        self.index_rows = np.asarray(index_rows, np.int64)  # FAISS row -> article_idx
+        self.index = index  # None: loaded without it (a serving part that never retrieves)
+        self.index_rows = (np.asarray(index_rows, np.int64) if index_rows is not None
+                           else np.zeros(0, np.int64))  # FAISS row -> article_idx
 
     # -- construction ------------------------------------------------------------------------
     @classmethod
     def load(cls, run: Run, variant: str = "default", feature_set: str = "test",
-             n_candidates: int | None = None) -> TwoTowerRecommender:
+             n_candidates: int | None = None, history: bool = True, index: bool = True
+             ) -> TwoTowerRecommender:
         """From a run: the published model, the inputs of ``feature_set``, the purchase
         history before its cutoff, and the FAISS index (``index/two-tower/``) when it was
-        built from the same model and feature set (else an exact in-memory one)."""
+        built from the same model and feature set (else an exact in-memory one).
+        ``history=False`` / ``index=False`` leave those out (a serving part that needs
+        neither: at full scale the history alone is 31M purchases)."""
         from stylehub_ray.train.two_tower import load_two_tower
 
         model, meta = load_two_tower(run, variant)
         layout = InputLayout(**meta["layout"])
         customers, articles = build_inputs(run, feature_set, layout)
-        history = load_history(run, feature_set, layout.n_customers, layout.n_articles)
-        index, rows = None, None
+        bought = (load_history(run, feature_set, layout.n_customers, layout.n_articles)
+                  if history else None)
+        want_index, index, rows = index, None, None
         name = index_name(variant)
-        if run.is_complete(name):
+        if want_index and run.is_complete(name):
             info = run.read_json(posixpath.join(name, "index.json"))
             model_fp = run.marker(f"models/{MODEL_NAME}/{variant}")["fingerprint"]
             if info.get("feature_set") == feature_set and info.get("model") == model_fp:
                 index, rows = read_index(run, name)
-        return cls(model, customers, articles, history, meta["trained_customers"], index,
-                   rows, n_candidates or N_CANDIDATES, meta)
+        return cls(model, customers, articles, bought, meta["trained_customers"], index,
+                   rows, n_candidates or N_CANDIDATES, meta, build_index=want_index)
 
     # -- the pieces --------------------------------------------------------------------------
     def known(self, customer_idx: np.ndarray) -> np.ndarray:
@@ -354,6 +372,8 @@ class TwoTowerRecommender:
 
     def retrieve(self, vectors: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
         """Top ``n`` articles by dot product: (article_idx int64 (m, n), scores float32)."""
+        if self.index is None:
+            raise RuntimeError("this recommender was loaded without its index (index=False)")
         x = np.ascontiguousarray(vectors, np.float32)
         n = min(int(n), self.n_articles)
         if len(x) == 0:
@@ -364,7 +384,13 @@ class TwoTowerRecommender:
 
     def bought(self, customer_idx: np.ndarray) -> list[np.ndarray]:
         """Articles each customer bought before the feature set's cutoff."""
-        return self.history.bought(customer_idx)
+        return self._history().bought(customer_idx)
+
+    def _history(self) -> History:
+        if self.history is None:
+            raise RuntimeError("this recommender was loaded without its purchase history "
+                               "(history=False)")
+        return self.history
 
     def rank(self, customer_idx: np.ndarray, candidates: np.ndarray) -> np.ndarray:
         """Ranking-model probabilities (m, n) float32; -inf where a candidate is -1."""
@@ -381,7 +407,7 @@ class TwoTowerRecommender:
 
     def popular(self, k: int) -> np.ndarray:
         """The popularity fallback: the ``k`` most sold articles of the last week."""
-        return self.history.popular[:k].copy()
+        return self._history().popular[:k].copy()
 
     # -- the whole chain ---------------------------------------------------------------------
     def recommend(self, customer_idx: np.ndarray, k: int, drop_bought: bool = True

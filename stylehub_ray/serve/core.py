@@ -154,15 +154,17 @@ class CustomerMap:
 # ------------------------------------------------------------------------------------------
 # Two-tower parts (one per deployment)
 # ------------------------------------------------------------------------------------------
-def load_recommender(run: Run, cfg: ServeConfig):
+def load_recommender(run: Run, cfg: ServeConfig, history: bool = True, index: bool = True):
     """The two-tower recommender of ``run`` (contract: ``eval.recommend``), or
-    :class:`Unavailable` saying what is missing."""
+    :class:`Unavailable` saying what is missing. A part leaves out the purchase history and
+    the FAISS index where it does not use them (``history`` / ``index`` False)."""
     try:
         from stylehub_ray.eval.recommend import TwoTowerRecommender
     except ImportError as exc:
         raise Unavailable(f"two-tower recommender not installed: {exc}") from exc
     try:
-        return TwoTowerRecommender.load(run, variant=cfg.variant, feature_set=cfg.feature_set)
+        return TwoTowerRecommender.load(run, variant=cfg.variant, feature_set=cfg.feature_set,
+                                        history=history, index=index)
     except FileNotFoundError as exc:
         raise Unavailable(f"{run.uri}: no trained two-tower model ({exc}); train it with "
                           f"`stylehub train two-tower --run {run.uri}`") from exc
@@ -210,7 +212,7 @@ class EncoderPart:
     def __init__(self, run: Run, cfg: ServeConfig):
         self.run, self.cfg = run, cfg
         self.customers = CustomerMap.load(run)
-        self.rec = load_recommender(run, cfg)
+        self.rec = load_recommender(run, cfg, history=False, index=False)
         self.article_vectors = np.asarray(self.rec.article_vectors, np.float32)
         trained = np.sort(self.customers.idx[self.rec.known(self.customers.idx)])
         self.row_of = np.full(int(self.customers.idx.max()) + 1 if len(trained) else 0, -1,
@@ -261,7 +263,7 @@ class RetrieverPart:
 
     def __init__(self, run: Run, cfg: ServeConfig):
         self.run = run
-        self.rec = load_recommender(run, cfg)
+        self.rec = load_recommender(run, cfg, history=False)
 
     def retrieve(self, vector: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
         n = min(int(n), int(self.rec.n_articles))
@@ -278,7 +280,7 @@ class RankerPart:
 
     def __init__(self, run: Run, cfg: ServeConfig):
         self.run = run
-        self.rec = load_recommender(run, cfg)
+        self.rec = load_recommender(run, cfg, history=False, index=False)
 
     def rank_many(self, requests: list[tuple[int, np.ndarray]]) -> list[np.ndarray]:
         """Scores of each (customer_idx, candidates) request; one model call per distinct
@@ -307,22 +309,25 @@ class HistoryPart:
     """Bought filter (purchase history before the feature set's cutoff) and popularity."""
 
     def __init__(self, run: Run, cfg: ServeConfig):
+        from stylehub_ray.eval.recommend import load_model_history
+
         self.run = run
-        self.rec = load_recommender(run, cfg)
+        try:  # the history only: no model inputs, no index
+            self.history = load_model_history(run, cfg.variant, cfg.feature_set)
+        except FileNotFoundError as exc:
+            raise Unavailable(f"{run.uri}: no trained two-tower model ({exc}); train it with "
+                              f"`stylehub train two-tower --run {run.uri}`") from exc
 
     def bought(self, customer_idx: int | None) -> np.ndarray:
         if customer_idx is None:
             return np.zeros(0, np.int64)
-        return np.asarray(self.rec.bought(np.array([customer_idx], np.int64))[0], np.int64)
+        return np.asarray(self.history.bought(np.array([customer_idx], np.int64))[0],
+                          np.int64)
 
     def popular(self, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """The fallback's articles and scores: their share of the last week's sales where
-        the recommender keeps it, else 1 / rank."""
-        idx = np.asarray(self.rec.popular(int(k)), np.int64)
-        share = getattr(getattr(self.rec, "history", None), "popular_score", None)
-        if share is not None and len(share) >= len(idx):
-            return idx, np.asarray(share[:len(idx)], np.float32)
-        return idx, 1.0 / (1.0 + np.arange(len(idx), dtype=np.float32))
+        """The fallback's articles and their share of the last week's sales."""
+        idx = np.asarray(self.history.popular[:int(k)], np.int64)
+        return idx, np.asarray(self.history.popular_score[:len(idx)], np.float32)
 
     def info(self) -> dict:
         return {"part": "history", **run_info(self.run)}
