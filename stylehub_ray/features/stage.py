@@ -5,10 +5,11 @@ Split first, so nothing from an evaluation period leaks into training features:
   the 7 days before, ``train`` everything earlier;
 - ``ratio`` (the paper): dates in order, continuous periods holding 70% / 15% / 15% of the rows
   (a day is never cut in two).
-Two feature sets are built: ``train`` (as of the start of ``val``: for training examples and
-for scoring ``val``) and ``test`` (as of the start of ``test``: for scoring ``test``). With
-``label_days`` > 0 a third, ``fit``, is built as of ``label_days`` before ``val`` (cutoff
-``fit_start``), and the training positives are the purchases from then to ``val`` only: the
+Two feature sets are always built: ``train`` (as of the start of ``val``: for scoring ``val``,
+and for the training examples when ``label_days`` = 0) and ``test`` (as of the start of
+``test``: for scoring ``test``). With ``label_days`` > 0 (the default, 91) a third, ``fit``, is
+built as of ``label_days`` before ``val`` (cutoff ``fit_start``), and the training positives
+are the purchases from then to ``val`` only, joined with it: the
 model then learns from features that do not yet count the purchase it is asked to predict, as
 it will be asked on ``val`` and ``test`` (new articles without sales history included).
 
