@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import io
 import shutil
-import socket
 import subprocess
 import threading
 import time
@@ -19,18 +18,12 @@ import numpy as np
 import pytest
 import requests
 import yaml
-from conftest import REPO, VENV_BIN, copy_run, wait_for
+from conftest import REPO, VENV_BIN, _free_port, copy_run, wait_for
 
 from stylehub_ray.run import Run
 
 QUIET = dict(log=lambda *a: None)
 UPLOAD_LIMIT_MB = 0.05  # /similar-image limit in these tests: 52,428 bytes
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
