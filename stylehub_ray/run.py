@@ -93,6 +93,14 @@ class Run:
         """True when the artifact carries its completion marker."""
         return self.exists(posixpath.join(rel, MARKER))
 
+    def require(self, rel: str, command: str) -> str:
+        """The fingerprint of a completed input ``rel``; a clear error naming the command that
+        makes it when it is missing or incomplete. Every stage asks its inputs this way."""
+        if not self.is_complete(rel):
+            raise FileNotFoundError(f"{self.uri_of(rel)} is missing or incomplete: run "
+                                    f"`{command}` first")
+        return self.marker(rel)["fingerprint"]
+
     def marker(self, rel: str) -> dict:
         with self.fs.open_input_stream(self.path(posixpath.join(rel, MARKER))) as f:
             return json.loads(f.read().decode())
@@ -108,7 +116,10 @@ class Run:
     def write_bytes(self, rel: str, data: bytes) -> None:
         """Write one object whole: a temporary file then a rename locally (atomic there), a
         single PUT on object stores (atomic there)."""
-        target = self.path(rel)
+        self.write_at(self.path(rel), data)
+
+    def write_at(self, target: str, data: bytes) -> None:
+        """:meth:`write_bytes` to a path in the run's filesystem (a step's temporary output)."""
         self.fs.create_dir(posixpath.dirname(target), recursive=True)
         if isinstance(self.fs, pafs.LocalFileSystem):
             tmp = f"{target}.tmp-{uuid.uuid4().hex[:8]}"
@@ -225,6 +236,14 @@ class Step:
     def tmp_uri(self, rel: str) -> str:
         assert rel in self.outputs, f"{rel} is not an output of step {self.key}"
         return self.run.uri_of(posixpath.join(self._tmp_root, rel))
+
+    def write_bytes(self, output: str, name: str, data: bytes) -> None:
+        """Write file ``name`` into output ``output`` while the step runs."""
+        self.run.write_at(posixpath.join(self.tmp(output), name), data)
+
+    def write_json(self, output: str, name: str, obj: Any) -> None:
+        text = json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n"
+        self.write_bytes(output, name, text.encode())
 
     def time(self, name: str) -> _Timer:
         return _Timer(self.timings, name)

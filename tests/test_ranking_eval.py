@@ -150,7 +150,7 @@ def test_cli_evaluate_baselines(feature_run, tmp_path, capsys):
     assert main(["evaluate", "baselines", "--run", run.uri, "--set", "baselines=knn"]) == 2
     assert "unknown baseline 'knn'" in capsys.readouterr().err
     assert main(["evaluate", "two-tower", "--run", run.uri]) == 2
-    assert "models/two-tower/default: not there or incomplete" in capsys.readouterr().err
+    assert "models/two-tower/default is missing or incomplete" in capsys.readouterr().err
     cfg = load_config(stage_config("evaluate_ranking"), None, ["ks=5,10", "drop_bought=true"])
     assert cfg.ks == (5, 10) and cfg.drop_bought == (True,)
 

@@ -94,3 +94,17 @@ def test_forced_rerun_makes_dependent_steps_out_of_date(run):
     with run.step("up", config={}, inputs={}, outputs=["u"], force=True) as s:
         _write(s, "u", "v2")
     assert not down().done  # its input was recomputed, so it is redone
+
+
+def test_require_returns_the_fingerprint_or_names_the_command(run):
+    with pytest.raises(FileNotFoundError, match=r"out/a is missing or incomplete: run "
+                                                r"`stylehub make-a` first"):
+        run.require("out/a", "stylehub make-a")
+    step = run.step("s", config={}, inputs={}, outputs=["out/a"])
+    with step:
+        step.write_bytes("out/a", "blob.bin", b"\x00\x01")
+        step.write_json("out/a", "meta.json", {"k": [1, 2]})
+    assert run.require("out/a", "stylehub make-a") == step.fingerprint
+    with run.fs.open_input_stream(run.path("out/a/blob.bin")) as f:
+        assert f.read() == b"\x00\x01"
+    assert run.read_json("out/a/meta.json") == {"k": [1, 2]}

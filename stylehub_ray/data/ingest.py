@@ -177,7 +177,7 @@ def _assign_idx(kept: pa.Table, key: str, idx: str, schema: pa.Schema) -> pa.Tab
     return kept.select(schema.names).cast(schema)
 
 
-def _write(table: pa.Table, run: Run, path: str, name: str = "part-0.parquet") -> None:
+def _write_parquet(table: pa.Table, run: Run, path: str, name: str = "part-0.parquet") -> None:
     run.fs.create_dir(path, recursive=True)
     pq.write_table(table, posixpath.join(path, name), filesystem=run.fs)
 
@@ -236,10 +236,11 @@ def ingest_hm(source: str, run: Run, cfg: IngestConfig, force: bool = False, log
                                                         "customer_idx", schemas.CUSTOMERS)
             counts["customers"] = _reconcile("customers", read, customers.num_rows,
                                              q_customers.num_rows)
-        _write(articles, run, step.tmp("raw/articles"))
-        _write(customers, run, step.tmp("raw/customers"))
-        _write(articles.select(["article_id", "article_idx"]), run, step.tmp("raw/article_map"))
-        _write(customers.select(["customer_id", "customer_idx"]), run,
+        _write_parquet(articles, run, step.tmp("raw/articles"))
+        _write_parquet(customers, run, step.tmp("raw/customers"))
+        _write_parquet(articles.select(["article_id", "article_idx"]), run,
+                       step.tmp("raw/article_map"))
+        _write_parquet(customers.select(["customer_id", "customer_idx"]), run,
                step.tmp("raw/customer_map"))
 
         with step.time("transactions_s"):
@@ -251,11 +252,11 @@ def ingest_hm(source: str, run: Run, cfg: IngestConfig, force: bool = False, log
         qdir = step.tmp("raw/quarantine")
         for name, q in (("articles", q_articles), ("customers", q_customers),
                         ("transactions", q_tx)):
-            _write(q, run, posixpath.join(qdir, name))
+            _write_parquet(q, run, posixpath.join(qdir, name))
 
         with step.time("images_s"):
             images, orphans = _images(source, articles, cfg)
-            _write(images, run, step.tmp("raw/images"))
+            _write_parquet(images, run, step.tmp("raw/images"))
         status = images.column("status").to_pylist()
         counts["images"] = {s: status.count(s) for s in ("present", "missing", "unreadable")}
         counts["images"]["files_without_article"] = orphans

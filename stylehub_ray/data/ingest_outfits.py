@@ -18,7 +18,7 @@ OUTPUTS = ["raw/outfits", "raw/outfit_items", "raw/quarantine"]
 
 def ingest_polyvore(source: str, run: Run, cfg: IngestConfig, force: bool = False,
                     log=print) -> dict:
-    from stylehub_ray.data.ingest import _copy_tree, _write, log_summary
+    from stylehub_ray.data.ingest import _copy_tree, _write_parquet, log_summary
 
     if "://" in source:
         raise ValueError(f"{source}: Polyvore-U sources are read from a local folder for now")
@@ -35,9 +35,10 @@ def ingest_polyvore(source: str, run: Run, cfg: IngestConfig, force: bool = Fals
     with step:
         with step.time("read_s"):
             tables = polyvore.read_polyvore(source)
-        _write(tables.outfits, run, step.tmp("raw/outfits"))
-        _write(tables.items, run, step.tmp("raw/outfit_items"))
-        _write(tables.quarantine, run, os.path.join(step.tmp("raw/quarantine"), "outfits"))
+        _write_parquet(tables.outfits, run, step.tmp("raw/outfits"))
+        _write_parquet(tables.items, run, step.tmp("raw/outfit_items"))
+        _write_parquet(tables.quarantine, run,
+                       os.path.join(step.tmp("raw/quarantine"), "outfits"))
         counts: dict[str, dict] = {}
         totals = {kind: {"read": 0, "kept": 0, "quarantined": 0}
                   for kind in ("outfit_rows", "item_rows")}

@@ -247,10 +247,10 @@ def embed_images(run: Run, cfg: EmbedImagesConfig, force: bool = False, log=prin
         explained = float(pca["explained_variance_ratio"].sum())
         buf = io.BytesIO()
         np.savez(buf, **pca)
-        V.write_file(run, posixpath.join(step.tmp(PCA_OUT), "pca.npz"), buf.getvalue())
+        run.write_at(posixpath.join(step.tmp(PCA_OUT), "pca.npz"), buf.getvalue())
         meta = {"arch": cfg.arch, "model": weights.label, "dim_in": dim, "dim_out": pca_dim,
                 "sample": int(len(sample)), "explained_variance": round(explained, 4)}
-        V.write_file(run, posixpath.join(step.tmp(PCA_OUT), "pca.json"),
+        run.write_at(posixpath.join(step.tmp(PCA_OUT), "pca.json"),
                      (json.dumps(meta, indent=2) + "\n").encode())
         status = _count_status(run, step.tmp(OUT))
         step.counts = {"images": {"rows": images.num_rows, **status,

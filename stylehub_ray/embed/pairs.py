@@ -133,14 +133,14 @@ def _knn(run: Run, cfg: PairsConfig, kind: str, step) -> pa.Table:
     idx = emb.column("article_idx").to_numpy()
     ids = emb.column("article_id").to_numpy()
     folder = step.tmp(f"index/{kind}")
-    V.write_file(run, posixpath.join(folder, "faiss.index"), I.serialize(index))
+    run.write_at(posixpath.join(folder, "faiss.index"), I.serialize(index))
     V.write_table(run, folder, pa.table({
         "row": pa.array(np.arange(n), pa.int32()), "article_idx": pa.array(idx, pa.int32()),
         "article_id": pa.array(ids, pa.int64())}), name="ids.parquet")
     meta = {"kind": kind, "source": SOURCES[kind], "index": cfg.index,
             "metric": "inner_product", "normalised": True, "n": n, "dim": int(x.shape[1]),
             "params": vars(cfg.index_params())}
-    V.write_file(run, posixpath.join(folder, "index.json"),
+    run.write_at(posixpath.join(folder, "index.json"),
                  (json.dumps(meta, indent=2) + "\n").encode())
     pos = p["label"] == 1
     step.counts["index"] = {"items": n, "dim": int(x.shape[1])}

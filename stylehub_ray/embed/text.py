@@ -146,14 +146,14 @@ def embed_text(run: Run, cfg: EmbedTextConfig, force: bool = False, log=print) -
                 "combine": "concatenate unit vectors / sqrt(parts)"
                 if cfg.encoder == "tfidf+bert" else None}
         if tfidf is not None:
-            V.write_file(run, posixpath.join(step.tmp(ENCODER_OUT), "tfidf.json"),
+            run.write_at(posixpath.join(step.tmp(ENCODER_OUT), "tfidf.json"),
                          json.dumps(tfidf.to_json()).encode())
         sample = read_table(run, step.tmp(OUT).removeprefix(run.root + "/"),
                             ["text", "embedding"])
         dim = sample.schema.field("embedding").type.list_size
         dims["bert"] = dim - dims["tfidf"]
         meta["dim"] = dim
-        V.write_file(run, posixpath.join(step.tmp(ENCODER_OUT), "encoder.json"),
+        run.write_at(posixpath.join(step.tmp(ENCODER_OUT), "encoder.json"),
                      (json.dumps(meta, indent=2) + "\n").encode())
         empty = _count_empty(sample)
         step.counts = {"text": {"articles": articles.num_rows, "embedded": sample.num_rows,

@@ -46,13 +46,6 @@ def write_table(run: Run, folder: str, table: pa.Table, name: str = "part-0.parq
     pq.write_table(table, posixpath.join(folder, name), filesystem=run.fs)
 
 
-def write_file(run: Run, path: str, data: bytes) -> None:
-    """Raw bytes to a path of the run's filesystem (inside a step's temporary output)."""
-    run.fs.create_dir(posixpath.dirname(path), recursive=True)
-    with run.fs.open_output_stream(path) as f:
-        f.write(data)
-
-
 def read_file(run: Run, rel: str) -> bytes:
     with run.fs.open_input_stream(run.path(rel)) as f:
         return f.read()

@@ -333,7 +333,6 @@ def write_plots(run: Run, folder: str, variant: str, history: list[dict], traine
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from stylehub_ray.embed.vectors import write_file
 
     written = []
 
@@ -343,7 +342,7 @@ def write_plots(run: Run, folder: str, variant: str, history: list[dict], traine
         buf = io.BytesIO()
         fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
         plt.close(fig)
-        write_file(run, posixpath.join(folder, name), buf.getvalue())
+        run.write_at(posixpath.join(folder, name), buf.getvalue())
         written.append(name)
 
     epochs = [h["epoch"] for h in history]

@@ -159,11 +159,6 @@ class TestSet:
         return np.array([len(t) for t in self.truth], np.int64)
 
 
-def _require(run: Run, rel: str, command: str) -> None:
-    if not run.is_complete(rel):
-        raise FileNotFoundError(f"{run.uri}/{rel}: not there or incomplete; run "
-                                f"`{command} --run {run.uri}` first")
-
 
 def _cutoffs(run: Run) -> dict:
     entry = run.entry("features") or {}
@@ -190,7 +185,7 @@ def _catalogue(run: Run) -> tuple[int, int]:
 
     sizes = []
     for rel, col in (("raw/customer_map", "customer_idx"), ("raw/article_map", "article_idx")):
-        _require(run, rel, "stylehub ingest SOURCE")
+        run.require(rel, f"stylehub ingest SOURCE --run {run.uri}")
         sizes.append(read_table(run, rel, [col]).num_rows)
     return sizes[0], sizes[1]
 
@@ -198,7 +193,7 @@ def _catalogue(run: Run) -> tuple[int, int]:
 def load_test_set(run: Run) -> TestSet:
     """The test truth: every customer who bought in the ``test`` split, with the distinct
     articles they bought there."""
-    _require(run, INTERACTIONS, "stylehub features")
+    run.require(INTERACTIONS, f"stylehub features --run {run.uri}")
     cut = _cutoffs(run)
     n_customers, n_articles = _catalogue(run)
     test = _read_split(run, ("test",))
@@ -218,7 +213,7 @@ def load_test_set(run: Run) -> TestSet:
 def load_training_interactions(run: Run) -> Interactions:
     """Every interaction before ``test_start`` (``train`` + ``val``): what the baselines fit
     on for the test period, the information of the two-tower's ``test`` feature set."""
-    _require(run, INTERACTIONS, "stylehub features")
+    run.require(INTERACTIONS, f"stylehub features --run {run.uri}")
     cut = _cutoffs(run)
     n_customers, n_articles = _catalogue(run)
     df = _read_split(run, ("train", "val"))
@@ -375,7 +370,7 @@ def evaluate_baselines(run: Run, cfg: EvaluateBaselinesConfig, force: bool = Fal
     ``test_start`` and score it on the test period (``eval/baselines/<name>/``), then refresh
     and print the summary."""
     cfg.validate()
-    _require(run, INTERACTIONS, "stylehub features")
+    run.require(INTERACTIONS, f"stylehub features --run {run.uri}")
     test = load_test_set(run)
     oracle = oracle_scores(run, cfg, test, force=force, log=log)
     data: Interactions | None = None
@@ -427,8 +422,8 @@ def evaluate_two_tower(run: Run, cfg: EvaluateRankingConfig, force: bool = False
 
     cfg.validate()
     model_rel = f"{TWO_TOWER_MODELS}/{cfg.variant}"
-    _require(run, model_rel, "stylehub train two-tower")
-    _require(run, index_name(cfg.variant), "stylehub train two-tower")
+    run.require(model_rel, f"stylehub train two-tower --run {run.uri}")
+    run.require(index_name(cfg.variant), f"stylehub train two-tower --run {run.uri}")
     test = load_test_set(run)
     oracle = oracle_scores(run, cfg, test, force=force, log=log)
     out = f"{TWO_TOWER_DIR}/{cfg.variant}"

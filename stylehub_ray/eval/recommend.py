@@ -94,20 +94,15 @@ class SideTable:
                 "ids": torch.from_numpy(self.ids), "extra": torch.from_numpy(self.extra)}
 
 
-def _require(run: Run, rel: str, producer: str) -> None:
-    if not run.is_complete(rel):
-        raise FileNotFoundError(f"{run.uri}/{rel} is missing or incomplete: run `{producer}` "
-                                f"first")
-
 
 def input_layout(run: Run, text: bool) -> InputLayout:
     """The layout a new model trains with: every fitted column of preprocess.json."""
     from stylehub_ray.features.preprocess import Preprocessor
 
-    _require(run, "features/preprocess", f"stylehub features --run {run.uri}")
-    _require(run, "embeddings/images", f"stylehub embed images --run {run.uri}")
+    run.require("features/preprocess", f"stylehub features --run {run.uri}")
+    run.require("embeddings/images", f"stylehub embed images --run {run.uri}")
     if text:
-        _require(run, "embeddings/text", f"stylehub embed text --run {run.uri}")
+        run.require("embeddings/text", f"stylehub embed text --run {run.uri}")
     pre = Preprocessor.load(run)
 
     def cols(d: dict, side: str) -> list[str]:
@@ -159,7 +154,7 @@ def build_inputs(run: Run, feature_set: str, layout: InputLayout
 
     if feature_set not in FEATURE_SETS:
         raise ValueError(f"feature_set must be one of {FEATURE_SETS}, got {feature_set!r}")
-    _require(run, "features/customers", f"stylehub features --run {run.uri}")
+    run.require("features/customers", f"stylehub features --run {run.uri}")
     pre = Preprocessor.load(run)
     sides = []
     for side, n, num_cols, cat_cols in (
@@ -275,7 +270,7 @@ def load_history(run: Run, feature_set: str, n_customers: int, n_articles: int) 
     """Purchases before the feature set's cutoff (``features/interactions``)."""
     from stylehub_ray.data.ingest import read_table
 
-    _require(run, "features/interactions", f"stylehub features --run {run.uri}")
+    run.require("features/interactions", f"stylehub features --run {run.uri}")
     cutoff = np.datetime64(feature_cutoff(run, feature_set))
     t = read_table(run, "features/interactions", ["t_dat", "customer_idx", "article_idx"])
     t = t.filter(pc.field("t_dat") < pa.scalar(cutoff.astype("datetime64[D]").item(),
@@ -574,7 +569,7 @@ def recommend(run: Run, cfg: RecommendConfig, out: str | None = None, force: boo
 
     cfg.validate()
     model_rel = f"models/{MODEL_NAME}/{cfg.variant}"
-    _require(run, model_rel, f"stylehub train two-tower --run {run.uri}")
+    run.require(model_rel, f"stylehub train two-tower --run {run.uri}")
     inputs = {rel: run.marker(rel)["fingerprint"] for rel in
               (model_rel, "raw/customers", "features/customers", "features/interactions")}
     if run.is_complete(index_name(cfg.variant)):
@@ -627,7 +622,7 @@ def _write_outputs(run: Run, folder: str, customers: pa.Table, articles: pa.Tabl
                    cfg: RecommendConfig) -> dict:
     import pyarrow.parquet as pq
 
-    from stylehub_ray.embed.vectors import to_fixed_list, write_file
+    from stylehub_ray.embed.vectors import to_fixed_list
 
     arts = res["article_idx"]
     ids = articles["article_id"].to_numpy()
@@ -636,7 +631,7 @@ def _write_outputs(run: Run, folder: str, customers: pa.Table, articles: pa.Tabl
     prediction = [" ".join(x for x in row if x) for row in text.tolist()]
     csv = pd.DataFrame({"customer_id": customers["customer_id"].to_numpy(zero_copy_only=False),
                         "prediction": prediction}).to_csv(index=False)
-    write_file(run, posixpath.join(folder, "submission.csv"), csv.encode())
+    run.write_at(posixpath.join(folder, "submission.csv"), csv.encode())
     article_id = np.where(arts >= 0, ids[np.maximum(arts, 0)], -1)
     table = pa.table({
         "customer_idx": res["customer_idx"].astype(np.int32),
@@ -674,5 +669,5 @@ def read_scores(run: Run, variant: str = "default") -> pa.Table:
     from stylehub_ray.data.ingest import read_table
 
     rel = f"{OUT_DIR}/{variant}"
-    _require(run, rel, f"stylehub recommend --run {run.uri}")
+    run.require(rel, f"stylehub recommend --run {run.uri}")
     return read_table(run, posixpath.join(rel, "scores"))

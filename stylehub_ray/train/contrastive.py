@@ -258,19 +258,13 @@ def list_variants(run: Run) -> list[str]:
                   and run.is_complete(model_dir(posixpath.basename(i.path))))
 
 
-def _complete_fingerprint(run: Run, rel: str, producer: str) -> str:
-    if not run.is_complete(rel):
-        raise FileNotFoundError(f"{run.uri_of(rel)} is missing or incomplete: run `stylehub "
-                                f"{producer} --run {run.uri}` first")
-    return run.marker(rel)["fingerprint"]
-
 
 def _plan(run: Run, cfg: TrainContrastiveConfig) -> tuple[dict, dict]:
     cfg.validate()
-    inputs = {f"pairs/{cfg.pairs}": _complete_fingerprint(run, f"pairs/{cfg.pairs}",
-                                                          f"pairs {cfg.pairs}")}
+    inputs = {f"pairs/{cfg.pairs}": run.require(f"pairs/{cfg.pairs}",
+                                                f"stylehub pairs {cfg.pairs} --run {run.uri}")}
     for rel in input_sources(cfg.resolved_inputs()):
-        inputs[rel] = _complete_fingerprint(run, rel, "embed " + rel.split("/")[1])
+        inputs[rel] = run.require(rel, f"stylehub embed {rel.split('/')[1]} --run {run.uri}")
     return resolved_config(cfg), inputs
 
 
@@ -346,8 +340,8 @@ def train_contrastive(run: Run, cfg: TrainContrastiveConfig, force: bool = False
         blob = {"spec": state["spec"], "state": state["best_state"], "meta": meta}
         buf = io.BytesIO()
         torch.save(blob, buf)
-        _write(run, posixpath.join(step.tmp(model_dir(variant)), "model.pt"), buf.getvalue())
-        _write(run, posixpath.join(step.tmp(model_dir(variant)), "history.json"),
+        run.write_at(posixpath.join(step.tmp(model_dir(variant)), "model.pt"), buf.getvalue())
+        run.write_at(posixpath.join(step.tmp(model_dir(variant)), "history.json"),
                json.dumps(meta, indent=2, default=str).encode())
         with step.time("publish_s"):
             n_indexed = _publish_embeddings(run, step, variant, blob)
@@ -388,7 +382,7 @@ def _publish_embeddings(run: Run, step, variant: str, blob: dict) -> int:
     rows = np.flatnonzero(items.has_vector)
     index = I.build_index(emb[rows], I.IndexParams("flat"))
     folder = step.tmp(index_dir(variant))
-    V.write_file(run, posixpath.join(folder, "faiss.index"), I.serialize(index))
+    run.write_at(posixpath.join(folder, "faiss.index"), I.serialize(index))
     V.write_table(run, folder, pa.table({
         "row": pa.array(np.arange(len(rows)), pa.int32()),
         "article_idx": pa.array(rows, pa.int32()),
@@ -396,15 +390,10 @@ def _publish_embeddings(run: Run, step, variant: str, blob: dict) -> int:
     meta = {"kind": f"contrastive-{variant}", "source": embeddings_dir(variant),
             "index": "flat", "metric": "inner_product", "normalised": True, "n": len(rows),
             "dim": int(emb.shape[1]), "inputs": items.inputs}
-    V.write_file(run, posixpath.join(folder, "index.json"),
+    run.write_at(posixpath.join(folder, "index.json"),
                  (json.dumps(meta, indent=2) + "\n").encode())
     return len(rows)
 
-
-def _write(run: Run, path: str, data: bytes) -> None:
-    run.fs.create_dir(posixpath.dirname(path), recursive=True)
-    with run.fs.open_output_stream(path) as f:
-        f.write(data)
 
 
 # --------------------------------------------------------------------------------------------

@@ -522,14 +522,14 @@ def _plan(run: Run, cfg: TrainFNDCLConfig) -> tuple[str, dict, dict, str]:
     fp = _ingest_fingerprint(run)
     inputs = {"raw/outfits": fp}
     if cfg.frozen_features:
-        inputs[ITEMS] = _complete_fingerprint(run, ITEMS, "fndcl_items")
+        inputs[ITEMS] = run.require(ITEMS, f"stylehub train fndcl --run {run.uri}")
     if "replace" in cfg.resolved_augmentations() and cfg.loss == "fndcl":
-        inputs[NEIGHBORS] = _complete_fingerprint(run, NEIGHBORS, "fndcl_items")
+        inputs[NEIGHBORS] = run.require(NEIGHBORS, f"stylehub train fndcl --run {run.uri}")
     teacher = ""
     if cfg.loss in ("fnd", "fndcl"):
         teacher = cfg.teacher_variant()
-        inputs[_model_dir(teacher)] = _complete_fingerprint(run, _model_dir(teacher),
-                                                            f"train_fndcl/{teacher}")
+        inputs[_model_dir(teacher)] = run.require(
+            _model_dir(teacher), f"stylehub train fndcl --run {run.uri} --set stage=teacher")
     return out, resolved_train_config(cfg), inputs, teacher
 
 
@@ -601,8 +601,8 @@ def train_fndcl(run: Run, cfg: TrainFNDCLConfig, force: bool = False, log=print)
                          "history": state["history"], "n_users": state["spec"]["n_users"]}}
         buf = io.BytesIO()
         torch.save(blob, buf)
-        _write_at(run, posixpath.join(step.tmp(out), "model.pt"), buf.getvalue())
-        _write_at(run, posixpath.join(step.tmp(out), "history.json"),
+        run.write_at(posixpath.join(step.tmp(out), "model.pt"), buf.getvalue())
+        run.write_at(posixpath.join(step.tmp(out), "history.json"),
                   json.dumps(blob["meta"], indent=2, default=str).encode())
         step.counts = {"epochs": {"trained": len(state["history"]),
                                   "best": state["best_epoch"],
@@ -616,17 +616,6 @@ def train_fndcl(run: Run, cfg: TrainFNDCLConfig, force: bool = False, log=print)
     return run.entry("train_fndcl", variant)
 
 
-def _complete_fingerprint(run: Run, rel: str, producer: str) -> str:
-    if not run.is_complete(rel):
-        raise FileNotFoundError(f"{run.uri}/{rel} is missing or incomplete: run {producer} "
-                                f"first")
-    return run.marker(rel)["fingerprint"]
-
-
-def _write_at(run: Run, path: str, data: bytes) -> None:
-    run.fs.create_dir(posixpath.dirname(path), recursive=True)
-    with run.fs.open_output_stream(path) as f:
-        f.write(data)
 
 
 def _train_loop(config: dict) -> None:

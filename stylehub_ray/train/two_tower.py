@@ -96,24 +96,17 @@ def _model_dir(variant: str) -> str:
     return f"{MODELS}/{variant}"
 
 
-def _complete_fingerprint(run: Run, rel: str, producer: str) -> str:
-    if not run.is_complete(rel):
-        raise FileNotFoundError(f"{run.uri}/{rel} is missing or incomplete: run `{producer}` "
-                                f"first")
-    return run.marker(rel)["fingerprint"]
-
 
 def _plan(run: Run, cfg: TrainTwoTowerConfig) -> tuple[dict, dict]:
     """(resolved config, input fingerprints) of a training step."""
     cfg.validate()
     feats = f"stylehub features --run {run.uri}"
-    inputs = {EXAMPLES: _complete_fingerprint(run, EXAMPLES, feats),
-              "embeddings/images": _complete_fingerprint(run, "embeddings/images",
-                                                         f"stylehub embed images --run "
-                                                         f"{run.uri}")}
+    inputs = {EXAMPLES: run.require(EXAMPLES, feats),
+              "embeddings/images": run.require("embeddings/images",
+                                               f"stylehub embed images --run {run.uri}")}
     if cfg.text:
-        inputs["embeddings/text"] = _complete_fingerprint(
-            run, "embeddings/text", f"stylehub embed text --run {run.uri}")
+        inputs["embeddings/text"] = run.require("embeddings/text",
+                                                f"stylehub embed text --run {run.uri}")
     return asdict(cfg), inputs
 
 
@@ -201,9 +194,9 @@ def train_two_tower(run: Run, cfg: TrainTwoTowerConfig, force: bool = False, log
             blob = publish_blob(state, variant, config)
             buf = io.BytesIO()
             torch.save(blob, buf)
-            _write_at(run, posixpath.join(step.tmp(out), "model.pt"), buf.getvalue())
+            run.write_at(posixpath.join(step.tmp(out), "model.pt"), buf.getvalue())
             meta = {k: v for k, v in blob["meta"].items() if k != "trained_customers"}
-            _write_at(run, posixpath.join(step.tmp(out), "history.json"),
+            run.write_at(posixpath.join(step.tmp(out), "history.json"),
                       json.dumps(meta, indent=2, default=str).encode())
             hist = state["history"]
             step.counts = {"epochs": {"trained": len(hist), "best": state["best_epoch"],
@@ -263,14 +256,13 @@ def build_two_tower_index(run: Run, variant: str = "default", kind: str = "flat"
 
     from stylehub_ray.data.ingest import read_table
     from stylehub_ray.embed.index import IndexParams, build_index, serialize
-    from stylehub_ray.embed.vectors import write_file
     from stylehub_ray.eval.recommend import InputLayout, build_inputs, index_name
 
     model_rel = _model_dir(variant)
     name = index_name(variant)
-    inputs = {model_rel: _complete_fingerprint(run, model_rel, "stylehub train two-tower"),
-              "features/articles": _complete_fingerprint(run, "features/articles",
-                                                         "stylehub features")}
+    inputs = {model_rel: run.require(model_rel, f"stylehub train two-tower --run {run.uri}"),
+              "features/articles": run.require("features/articles",
+                                               f"stylehub features --run {run.uri}")}
     step = run.step("index_two_tower", variant,
                     config={"kind": kind, "feature_set": feature_set}, inputs=inputs,
                     outputs=[name], force=force)
@@ -285,7 +277,7 @@ def build_two_tower_index(run: Run, variant: str = "default", kind: str = "flat"
         with step.time("index_s"):
             index = build_index(vectors, IndexParams(kind=kind))
         tmp = step.tmp(name)
-        write_file(run, posixpath.join(tmp, "faiss.index"), serialize(index))
+        run.write_at(posixpath.join(tmp, "faiss.index"), serialize(index))
         table = pa.table({"row": pa.array(np.arange(len(vectors)), pa.int64()),
                           "article_idx": ids["article_idx"], "article_id": ids["article_id"]})
         run.fs.create_dir(tmp, recursive=True)
@@ -293,16 +285,11 @@ def build_two_tower_index(run: Run, variant: str = "default", kind: str = "flat"
         info = {"kind": kind, "dim": int(vectors.shape[1]), "items": len(vectors),
                 "metric": "inner_product", "source": model_rel, "variant": variant,
                 "feature_set": feature_set, "model": inputs[model_rel]}
-        write_file(run, posixpath.join(tmp, "index.json"), json.dumps(info, indent=2).encode())
+        run.write_at(posixpath.join(tmp, "index.json"), json.dumps(info, indent=2).encode())
         step.counts = {"index": {"items": len(vectors), "dim": int(vectors.shape[1])}}
     log(f"index_two_tower/{variant}: {len(vectors):,} article vectors ({kind}) at {name}")
     return run.entry("index_two_tower", variant)
 
-
-def _write_at(run: Run, path: str, data: bytes) -> None:
-    run.fs.create_dir(posixpath.dirname(path), recursive=True)
-    with run.fs.open_output_stream(path) as f:
-        f.write(data)
 
 
 # --------------------------------------------------------------------------------------------

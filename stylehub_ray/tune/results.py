@@ -119,9 +119,9 @@ def write_results(run: Run, folder: str, plan, trials: pd.DataFrame,
     filesystem); return the best config record (None when no trial finished an epoch)."""
     from stylehub_ray.tune.sweep import make_trainer_config, trial_values
 
-    _write(run, f"{folder}/trials.parquet", _parquet(trials))
-    _write(run, f"{folder}/trials.csv", trials.to_csv(index=False).encode())
-    _write(run, f"{folder}/history.parquet", _parquet(history))
+    run.write_at(f"{folder}/trials.parquet", _parquet(trials))
+    run.write_at(f"{folder}/trials.csv", trials.to_csv(index=False).encode())
+    run.write_at(f"{folder}/history.parquet", _parquet(history))
     model = plan.entry.name
     for p in plan.swept:
         if p.name == FAIL_PARAM:
@@ -130,7 +130,7 @@ def write_results(run: Run, folder: str, plan, trials: pd.DataFrame,
         if p.name == "batch_size" and "lr" in trials.columns:
             title += " (lr scaled linearly)"
         png = metric_vs_param(trials, p, metric_column(plan), plan.mode, title)
-        _write(run, f"{folder}/plots/{plan.metric}_vs_{p.name}.png", png)
+        run.write_at(f"{folder}/plots/{plan.metric}_vs_{p.name}.png", png)
     best = best_trial(trials, metric_column(plan), plan.mode)
     if best is None:
         return None
@@ -146,7 +146,7 @@ def write_results(run: Run, folder: str, plan, trials: pd.DataFrame,
               "value": float(best[metric_column(plan)]), "trial_id": str(best["trial_id"]),
               "epoch": int(best["best_epoch"]), "params": params, "config": config,
               "written": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-    _write(run, f"{folder}/best_config.json",
+    run.write_at(f"{folder}/best_config.json",
            (json.dumps(record, indent=2, sort_keys=True) + "\n").encode())
     return record
 
@@ -184,8 +184,3 @@ def _parquet(df: pd.DataFrame) -> bytes:
     pq.write_table(pa.Table.from_pandas(df, preserve_index=False), buf)
     return buf.getvalue()
 
-
-def _write(run: Run, path: str, data: bytes) -> None:
-    run.fs.create_dir(posixpath.dirname(path), recursive=True)
-    with run.fs.open_output_stream(path) as f:
-        f.write(data)
