@@ -135,6 +135,47 @@ def test_scores_are_cosines_eq9():
         assert torch.allclose(model.score_outfits(table, users, outfits, chunk=1), r, atol=1e-6)
 
 
+def test_training_loss_of_one_forward_matches_the_pieces():
+    """forward + training_loss give each loss exactly as the pieces compose it (Eq. 10,
+    13-14, 17-19), and the distillation weights are Eq. 11-12 of the teacher's scores."""
+    model, teacher = _model(n_users=4), _model(n_users=4)
+    with torch.no_grad():
+        teacher.users.weight.mul_(-1.0)  # a teacher that differs from the student
+    table = _rand(12, M.FEATURE_DIMS["xs"], seed=11)
+    users = torch.tensor([0, 1, 3])
+    pos = torch.tensor([[1, 2, 3, 4], [5, -1, 6, 7], [8, 9, 10, 11]])
+    negatives = torch.tensor([[2, 3, 4, 5], [6, -1, 7, 8], [0, 9, 1, 10], [4, 5, 6, 7]])
+    neg_idx = torch.tensor([3, 0, 2])
+    views = (torch.tensor([[1, -1, 3, 4], [5, -1, 6, -1], [8, 9, -1, 11]]),
+             torch.tensor([[-1, 2, 3, 4], [5, -1, -1, 7], [8, -1, 10, 11]]))
+    dist = M.Distillation.from_teacher(teacher, table, torch.tensor([0, 1, 3, 3]),
+                                       torch.cat([pos, pos[2:]]), negatives, n_users=4)
+    d = dist.weights(users, neg_idx, alpha=1.25)
+    with torch.no_grad():
+        t_users = teacher.user_matrix()
+        t_neg = teacher.outfit_matrix(table, negatives[neg_idx])
+        t_pos = teacher.outfit_matrix(table, pos)
+        mean = (t_users[users] * t_pos).sum(1)  # each user has one positive (3: two alike)
+    assert torch.allclose(d, 1.25 * (mean[:, None] - t_users[users] @ t_neg.T), atol=1e-5)
+
+    out = model(table, users, pos, negatives[neg_idx], views)
+    r_pos = model.scores(users, model.outfits(table, pos))
+    r_neg = model.score_matrix(users, model.outfits(table, negatives[neg_idx]))
+    z1 = model.projection(model.outfits(table, views[0]))
+    z2 = model.projection(model.outfits(table, views[1]))
+    want = {"bpr": M.bpr_loss(r_pos, torch.diagonal(r_neg), 0.1),
+            "npair": M.npair_loss(r_pos, r_neg, 0.1),
+            "fnd": M.fnd_loss(r_pos, r_neg, d, 0.1),
+            "fndcl": M.fnd_loss(r_pos, r_neg, d, 0.1) + 0.2 * M.nt_xent_loss(z1, z2, 0.2)}
+    for kind, expected in want.items():
+        got = M.training_loss(out, kind, 0.1, d, tau_cl=0.2, lam=0.2)
+        assert got.item() == pytest.approx(expected.item(), rel=1e-6), kind
+    with pytest.raises(ValueError, match="needs the teacher"):
+        M.training_loss(out, "fnd", 0.1)
+    with pytest.raises(ValueError, match="two views"):
+        M.training_loss(model(table, users, pos, negatives[neg_idx]), "fndcl", 0.1, d)
+
+
 # --------------------------------------------------------------------------- augmentations
 def test_erase_drops_exactly_one_item():
     outfits = torch.tensor([[1, 2, 3, 4], [5, -1, 6, 7]] * 20)

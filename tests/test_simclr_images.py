@@ -12,8 +12,10 @@ import torch
 
 from stylehub_ray.embed.image_model import build_backbone
 from stylehub_ray.embed.weights import resolve_image_weights
+from stylehub_ray.models.artifacts import Artifact, write_artifact
 from stylehub_ray.models.simclr_images import (
     SimCLRImages,
+    SimCLRImagesSpec,
     make_augment,
     normalise,
     simclr_loss,
@@ -39,16 +41,19 @@ def test_two_views_differ_and_are_normalised():
 
 
 def test_checkpoint_loads_as_embedding_backbone(tmp_path):
-    model = SimCLRImages("resnet18", projection_hidden=32, projection_dim=8, seed=0)
+    spec = SimCLRImagesSpec("resnet18", image_size=32, projection_hidden=32, projection_dim=8)
+    model = SimCLRImages(spec)
     with torch.no_grad():  # make it differ from the random init it started from
         model.backbone.conv1.weight.mul_(2.0)
     model.train()
     x = torch.randn(4, 3, 32, 32)
     loss = simclr_loss(model, x, x + 0.1 * torch.randn_like(x), 0.5)
     assert loss.item() > 0
-    path = tmp_path / "model.pt"
-    torch.save({"state_dict": model.state_dict(), "arch": "resnet18", "image_size": 32,
-                "kind": "simclr"}, path)
+    # Published as `train simclr-images` does: model.pt (the state dict) beside spec.json.
+    run = Run(str(tmp_path / "run"))
+    write_artifact(run, run.path("models/simclr_images/v"),
+                   Artifact("simclr_images", spec, model.state_dict(), {"variant": "v"}))
+    path = tmp_path / "run/models/simclr_images/v/model.pt"
     weights = resolve_image_weights(f"simclr:{path}", "resnet18")
     net = build_backbone("resnet18", weights)
     assert torch.equal(net.conv1.weight, model.backbone.conv1.weight)

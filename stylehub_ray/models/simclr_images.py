@@ -15,6 +15,8 @@ dropping the head (:func:`stylehub_ray.embed.image_model.build_backbone`).
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass
+
 import numpy as np
 import torch
 from torch import nn
@@ -24,20 +26,39 @@ from stylehub_ray.embed.weights import ImageWeights
 from stylehub_ray.models.losses import nt_xent_loss
 
 
+@dataclass
+class SimCLRImagesSpec:
+    """Everything needed to rebuild the network (saved beside its weights, ``spec.json``;
+    `embed images --model simclr:PATH` reads ``arch`` from it)."""
+
+    arch: str = "resnet18"
+    image_size: int = 64  # the side of the photos it was trained on
+    projection_hidden: int = 512
+    projection_dim: int = 128
+    seed: int = 0  # the backbone's random init (the random-init encoder it is compared with)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> SimCLRImagesSpec:
+        return cls(**d)
+
+
 class SimCLRImages(nn.Module):
     """``z = g(f(x))``: backbone ``f`` (images -> pooled features) and projection ``g``."""
 
-    def __init__(self, arch: str = "resnet18", projection_hidden: int = 512,
-                 projection_dim: int = 128, seed: int = 0):
+    def __init__(self, spec: SimCLRImagesSpec):
         super().__init__()
+        self.spec = spec
         # The same seeded random init `embed images --model random` builds: SimCLR starts from
         # exactly the random-init encoder it is compared against.
-        self.backbone = build_backbone(arch, ImageWeights("random"), seed)
-        self.arch = arch
-        d = FEATURE_DIM[arch]
+        self.backbone = build_backbone(spec.arch, ImageWeights("random"), spec.seed)
+        self.arch = spec.arch
+        d = FEATURE_DIM[spec.arch]
         self.projection = nn.Sequential(  # g: 2.2, a non-linear MLP head
-            nn.Linear(d, projection_hidden), nn.BatchNorm1d(projection_hidden),
-            nn.ReLU(inplace=True), nn.Linear(projection_hidden, projection_dim))
+            nn.Linear(d, spec.projection_hidden), nn.BatchNorm1d(spec.projection_hidden),
+            nn.ReLU(inplace=True), nn.Linear(spec.projection_hidden, spec.projection_dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, 3, S, S) normalised images -> (B, projection_dim)."""

@@ -497,7 +497,7 @@ def _train_loop(config: dict) -> None:
             best_state = {k: v.detach().cpu().clone() for k, v in core.state_dict().items()}
         if rank == 0:
             with tempfile.TemporaryDirectory() as d:
-                torch.save({"spec": spec.as_dict(), "state": core.state_dict(),
+                torch.save({"spec": spec.to_dict(), "state": core.state_dict(),
                             "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
                             "epoch": epoch, "history": history, "best_state": best_state,
                             "best_metrics": best_metrics, "best_epoch": best_epoch,

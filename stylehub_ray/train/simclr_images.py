@@ -103,11 +103,13 @@ def load_simclr_images(run: Run, variant: str):
     """(SimCLRImages on CPU in eval mode, metadata)."""
     import torch
 
-    from stylehub_ray.models.simclr_images import SimCLRImages
+    from stylehub_ray.models.simclr_images import SimCLRImages, SimCLRImagesSpec
 
     meta = load_simclr_meta(run, variant)
     c = meta["config"]
-    model = SimCLRImages(c["arch"], c["projection_hidden"], c["projection_dim"], c["seed"])
+    model = SimCLRImages(SimCLRImagesSpec(arch=c["arch"], image_size=c["image_size"],
+                                          projection_hidden=c["projection_hidden"],
+                                          projection_dim=c["projection_dim"], seed=c["seed"]))
     with run.fs.open_input_stream(run.path(posixpath.join(model_dir(variant), "model.pt"))) as f:
         blob = torch.load(io.BytesIO(f.read()), map_location="cpu", weights_only=True)
     model.load_state_dict(blob["state_dict"])
@@ -245,6 +247,7 @@ def _train_loop(config: dict) -> None:
 
     from stylehub_ray.models.simclr_images import (
         SimCLRImages,
+        SimCLRImagesSpec,
         make_augment,
         simclr_loss,
         two_views,
@@ -256,7 +259,9 @@ def _train_loop(config: dict) -> None:
     device = ray.train.torch.get_device()
     torch.set_num_threads(max(1, int(cfg.cpus_per_worker)))
     torch.manual_seed(cfg.seed)
-    core = SimCLRImages(cfg.arch, cfg.projection_hidden, cfg.projection_dim, cfg.seed)
+    core = SimCLRImages(SimCLRImagesSpec(arch=cfg.arch, image_size=cfg.image_size,
+                                         projection_hidden=cfg.projection_hidden,
+                                         projection_dim=cfg.projection_dim, seed=cfg.seed))
     model = ray.train.torch.prepare_model(core)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs)
