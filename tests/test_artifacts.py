@@ -1,10 +1,11 @@
 """The model contract and artifact format (no Ray): tensors load weights-only, every model's
 spec round-trips and its published folder loads back, the training checkpoint converts to the
-published model."""
+published model, and the loop picks the first best epoch."""
 
 from __future__ import annotations
 
 import json
+import math
 import pickle
 
 import numpy as np
@@ -14,6 +15,7 @@ import torch
 from stylehub_ray.models import artifacts as A
 from stylehub_ray.run import Run
 from stylehub_ray.tensor_io import load_tensors, save_tensors, tensor_bytes
+from stylehub_ray.train.loop import Progress, Recipe
 
 
 class _Code:
@@ -102,3 +104,23 @@ def test_checkpoint_converts_to_the_published_model(tmp_path):
     np.testing.assert_array_equal(art.arrays["trained"], [1, 0, 1])
     with pytest.raises(ValueError, match="not of the best epoch"):
         A.from_checkpoint("contrastive", folders[1], folders[1], {})
+
+
+def test_the_first_of_tied_epochs_is_best_and_nan_never_is():
+    class R(Recipe):
+        select_by = "m"
+
+    recipe, p = R("run", None), Progress()
+    ranks = [p.record(recipe, {"epoch": e, "m": m})
+             for e, m in enumerate([math.nan, 0.2, 0.5, 0.5, math.nan, 0.7, 0.1])]
+    # Every new best gets the next rank; the checkpoint with the top rank is epoch 5.
+    assert ranks == [1, 2, 3, 0, 0, 4, 0] and p.best_epoch == 5
+    assert p.best_metrics == {"epoch": 5, "m": 0.7} and len(p.history) == 7
+
+    class Last(Recipe):
+        pass
+
+    q = Progress()
+    assert [q.record(Last("run", None), {"epoch": e}) for e in range(3)] == [1, 2, 3]
+    again = Progress.resumed(json.loads(json.dumps(p.to_dict({}))))
+    assert (again.epoch, again.resumed_at, again.best_epoch, again.improvements) == (6, 7, 5, 4)

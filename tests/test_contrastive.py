@@ -208,11 +208,11 @@ def test_item_inputs_null_images_are_zeros_plus_flag(con_run):
 def test_train_resume_evaluate_and_similar_items(con_run, capsys):
     from stylehub_ray.embed.similar import SimilarItems, similar_items
     from stylehub_ray.eval.contrastive import EvaluateContrastiveConfig, evaluate_contrastive
+    from stylehub_ray.models.artifacts import load_model
     from stylehub_ray.train.contrastive import (
         REPORTED_METRICS,
         TrainContrastiveConfig,
         build_trainer,
-        load_contrastive,
         train_contrastive,
     )
 
@@ -226,7 +226,7 @@ def test_train_resume_evaluate_and_similar_items(con_run, capsys):
     entry = train_contrastive(run, cfg, **QUIET)
     assert entry["counts"]["epochs"] == {"trained": 2, "best": entry["counts"]["epochs"]["best"],
                                          "resumed_at": 1}
-    model, meta = load_contrastive(run, "text")
+    model, _spec, meta = load_model(run, "contrastive", "text")
     assert not model.training and meta["inputs"] == "text"
     assert [h["epoch"] for h in meta["history"]] == [0, 1]
     assert all(set(REPORTED_METRICS) <= set(h) for h in meta["history"])

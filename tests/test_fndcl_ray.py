@@ -10,13 +10,13 @@ from stylehub_ray.config import IngestConfig
 from stylehub_ray.data.ingest import ingest
 from stylehub_ray.data.outfits_generator import generate_outfits
 from stylehub_ray.eval.fndcl import EvaluateFNDCLConfig, evaluate_fndcl
+from stylehub_ray.models.artifacts import load_model
 from stylehub_ray.run import Run
 from stylehub_ray.train.fndcl import (
     RAY_TRAIN_DIR,
     FNDCLItemsConfig,
     TrainFNDCLConfig,
     build_trainer,
-    load_model,
     load_neighbors,
     load_outfit_set,
     prepare_fndcl_items,
@@ -86,8 +86,8 @@ def test_teacher_student_train_resume_and_evaluate(fnd_run, capsys):
     student = train_fndcl(run, cfg, **QUIET)
     assert student["counts"]["epochs"]["resumed_at"] == 1
     assert student["counts"]["epochs"]["trained"] == 2
-    model, spec, meta = load_model(run, "student-fndcl")
-    assert spec["backbone"] == "xs" and meta["teacher"] == "teacher-npair"
+    model, spec, meta = load_model(run, "fndcl", "student-fndcl")
+    assert spec.backbone == "xs" and meta["teacher"] == "teacher-npair"
     assert meta["config"]["augmentations"] == ["erase", "replace"]
     assert meta["config"]["alpha"] == 1.25
     assert [h["epoch"] for h in meta["history"]] == [0, 1]
@@ -110,3 +110,17 @@ def test_teacher_student_train_resume_and_evaluate(fnd_run, capsys):
     eff = results["efficiency"]
     assert eff[0]["model"] == "XS" and eff[0]["params"] > 2_469_696
     assert eff[0]["outfits_scored"] == 52 + 520
+
+
+def test_two_workers_keep_equal_weights(fnd_run, tmp_path):
+    """Two workers under DDP (prepare_model; N-pair leaves the CL projection unused, so
+    find_unused_parameters): every epoch reports the spread of the workers' parameter sums,
+    and it stays 0 (without gradient sync each worker would follow its own shard)."""
+    from stylehub_ray.train.loop import WEIGHTS_SPREAD
+
+    cfg = TrainFNDCLConfig(stage="teacher", loss="npair", tag="ddp", workers=2,
+                           cpus_per_worker=0.5, **FAST)
+    trainer, _ = build_trainer(fnd_run, cfg, storage_path=str(tmp_path), name="ddp")
+    result = trainer.fit()
+    assert result.metrics["epoch"] == 1 and result.metrics[WEIGHTS_SPREAD] == 0.0
+    assert np.isfinite(result.metrics["loss"]) and result.metrics["val_auc"] > 0.5

@@ -166,9 +166,9 @@ def test_recommend_stage_submission_and_scores(rec_run, tmp_path):
         assert len(ids) == 12 and len(set(ids)) == 12
         assert all(len(i) == 10 and i in valid_ids for i in ids)
     counts = entry["counts"]["customers"]
-    from stylehub_ray.train.two_tower import load_two_tower
+    from stylehub_ray.models.artifacts import load_meta
 
-    _model, meta = load_two_tower(run)
+    meta = load_meta(run, "two-tower", "default")
     unseen = int((~meta["trained_customers"]).sum())
     assert counts == {"total": 1000, "model": 1000 - unseen, "popularity": unseen}
 

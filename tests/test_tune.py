@@ -229,14 +229,14 @@ def test_fndcl_alpha_sweep_failing_trials_and_best_config(fnd_run):
 
 
 def test_fractional_gpu_share_rebuilds_the_trainer(fnd_run, tmp_path):
-    """Two trials per GPU: the trainer's TorchTrainer, rebuilt with half a GPU per worker
-    (nothing runs: this machine has no GPU)."""
+    """Two trials per GPU: the trainer's TorchTrainer, built through the same builder with
+    half a GPU per worker (nothing runs: this machine has no GPU)."""
     from stylehub_ray.train.fndcl import TrainFNDCLConfig, build_trainer
-    from stylehub_ray.tune.sweep import _share_gpus
 
-    trainer, name = build_trainer(fnd_run, TrainFNDCLConfig(use_gpu=True, cpus_per_worker=0.5),
-                                  storage_path=str(tmp_path), name="trial_1")
-    shared = _share_gpus(trainer, 0.5)
+    cfg = TrainFNDCLConfig(use_gpu=True, cpus_per_worker=0.5)
+    trainer, name = build_trainer(fnd_run, cfg, storage_path=str(tmp_path), name="trial_1")
+    shared, _ = build_trainer(fnd_run, cfg, storage_path=str(tmp_path), name="trial_1",
+                              gpus_per_worker=0.5)
     assert name == "trial_1" and shared.run_config.name == "trial_1"
     assert shared.run_config.storage_path == str(tmp_path)
     assert shared.scaling_config.use_gpu

@@ -181,11 +181,11 @@ def test_train_resume_publish_and_index(tt_run):
     from stylehub_ray.embed.index import deserialize
     from stylehub_ray.embed.vectors import read_file
     from stylehub_ray.eval.recommend import TwoTowerRecommender, read_index
+    from stylehub_ray.models.artifacts import load_model
     from stylehub_ray.train.two_tower import (
         REPORTED_METRICS,
         TrainTwoTowerConfig,
         build_trainer,
-        load_two_tower,
         train_two_tower,
     )
 
@@ -200,7 +200,7 @@ def test_train_resume_publish_and_index(tt_run):
     assert entry["counts"]["epochs"] == {"trained": 2, "best": entry["counts"]["epochs"]["best"],
                                          "resumed_at": 1}
     assert not run.exists(f"_ray_train/two-tower/{name}")  # complete: nothing left to resume
-    model, meta = load_two_tower(run, "default")
+    model, _spec, meta = load_model(run, "two-tower", "default")
     assert not model.training
     assert [h["epoch"] for h in meta["history"]] == [0, 1]
     for h in meta["history"]:
@@ -235,12 +235,13 @@ def test_train_resume_publish_and_index(tt_run):
 def test_two_workers_ddp(tt_run):
     """Two workers (0.5 CPU each) on Ray Data shards: same reported metrics on both, a
     published model, and each worker saw half of the examples."""
-    from stylehub_ray.train.two_tower import TrainTwoTowerConfig, load_two_tower, train_two_tower
+    from stylehub_ray.models.artifacts import load_model
+    from stylehub_ray.train.two_tower import TrainTwoTowerConfig, train_two_tower
 
     cfg = TrainTwoTowerConfig(variant="ddp", workers=2, cpus_per_worker=0.5, epochs=1,
                               batch_size=256, val_customers=200, n_candidates=30)
     entry = train_two_tower(tt_run, cfg, **QUIET)
-    model, meta = load_two_tower(tt_run, "ddp")
+    model, _spec, meta = load_model(tt_run, "two-tower", "ddp")
     h = meta["history"][0]
     ex = tt_run.entry("features")["counts"]["training_examples"]
     total = ex["positives"] + ex["negatives"]

@@ -106,11 +106,11 @@ class SimilarItems:
         if self.inputs == "image":
             import torch
 
-            from stylehub_ray.train.contrastive import load_contrastive
+            from stylehub_ray.models.artifacts import load_model
 
             model = self._image.get("model")
             if model is None:
-                model, _meta = load_contrastive(self.run, self.variant)
+                model, _spec, _meta = load_model(self.run, "contrastive", self.variant)
                 self._image["model"] = model
             x = np.concatenate([vec, [1.0]]).astype(np.float32)[None]  # has_image = 1
             emb = l2_normalize(model.embed_all(torch.from_numpy(x)).numpy())

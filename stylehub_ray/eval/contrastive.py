@@ -299,9 +299,10 @@ def evaluate_variant(run: Run, variant: str, cfg: EvaluateContrastiveConfig,
     import torch
 
     from stylehub_ray.embed.pairs import read_pairs
-    from stylehub_ray.train.contrastive import load_contrastive, load_item_inputs
+    from stylehub_ray.models.artifacts import load_model
+    from stylehub_ray.train.contrastive import load_item_inputs
 
-    model, meta = load_contrastive(run, variant)
+    model, _spec, meta = load_model(run, "contrastive", variant)
     pairs_kind = meta["config"]["pairs"]
     items = load_item_inputs(run, meta["inputs"])
     emb = model.embed_all(torch.from_numpy(items.x)).numpy()
@@ -404,9 +405,10 @@ def write_plots(run: Run, folder: str, variant: str, history: list[dict], traine
 def evaluate_simclr_variant(run: Run, variant: str, cfg: EvaluateContrastiveConfig) -> dict:
     """Neighbour agreement of the SimCLR backbone's pooled features against the same
     architecture at random init, over the catalog photos."""
-    from stylehub_ray.train.simclr_images import embed_catalog, load_simclr_meta
+    from stylehub_ray.models.artifacts import load_meta
+    from stylehub_ray.train.simclr_images import embed_catalog
 
-    meta = load_simclr_meta(run, variant)
+    meta = load_meta(run, "simclr_images", variant)
     labels = article_labels(run, meta["n_items"], AGREEMENT_COLUMNS)
     out = {"variant": variant, "arch": meta["config"]["arch"],
            "image_size": meta["config"]["image_size"], "epochs": len(meta["history"]),
@@ -425,15 +427,14 @@ def evaluate_simclr_variant(run: Run, variant: str, cfg: EvaluateContrastiveConf
 def evaluate_contrastive(run: Run, cfg: EvaluateContrastiveConfig, force: bool = False,
                          log=print) -> dict:
     """Evaluate every trained variant (one manifest step each) and print the table."""
+    from stylehub_ray.models.artifacts import list_variants, load_meta
     from stylehub_ray.train import contrastive as T
 
     cfg.validate()
-    variants = list(cfg.variants) or T.list_variants(run)
+    variants = list(cfg.variants) or list_variants(run, "contrastive")
     simclr = []
     if cfg.simclr:
-        from stylehub_ray.train.simclr_images import list_variants as simclr_variants
-
-        simclr = list(cfg.simclr_variants) or simclr_variants(run)
+        simclr = list(cfg.simclr_variants) or list_variants(run, "simclr_images")
     if not variants and not simclr:
         raise FileNotFoundError(f"{run.uri}: no trained contrastive variant under {T.MODELS}/ "
                                 f"(run `stylehub train contrastive --run {run.uri}` first)")
@@ -443,7 +444,7 @@ def evaluate_contrastive(run: Run, cfg: EvaluateContrastiveConfig, force: bool =
         rel = T.model_dir(variant)
         if not run.is_complete(rel):
             raise FileNotFoundError(f"{run.uri_of(rel)}: not trained")
-        _model, meta = T.load_contrastive(run, variant)
+        meta = load_meta(run, "contrastive", variant)
         inputs = {rel: run.marker(rel)["fingerprint"]}
         for dep in (f"pairs/{meta['config']['pairs']}", "raw/transactions", "raw/articles"):
             inputs[dep] = run.marker(dep)["fingerprint"]

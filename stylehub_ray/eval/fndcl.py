@@ -125,20 +125,16 @@ class ColdStartScorer:
         the cold-start set paired with the variant's training set, e.g. 53 for 630)."""
         import torch
 
-        from stylehub_ray.train.fndcl import (
-            COLD_SET,
-            load_item_table,
-            load_model,
-            load_outfit_set,
-        )
+        from stylehub_ray.models.artifacts import load_model
+        from stylehub_ray.train.fndcl import COLD_SET, load_item_table, load_outfit_set
 
-        model, spec, meta = load_model(run, variant)
-        if not spec["frozen_features"]:
+        model, spec, meta = load_model(run, "fndcl", variant)
+        if not spec.frozen_features:
             raise ValueError(f"{variant}: end-to-end models take images; build the scorer with "
                              f"an image table and transform instead")
         trained = meta["config"]["set_name"]
         data = load_outfit_set(run, set_name or COLD_SET.get(trained, trained))
-        table = torch.from_numpy(load_item_table(run, data, spec["backbone"]))
+        table = torch.from_numpy(load_item_table(run, data, spec.backbone))
         return cls(model, table, data.offsets)
 
     def outfit_rows(self, outfits: list[dict]) -> np.ndarray:
@@ -242,25 +238,25 @@ def evaluate_variant(run: Run, variant: str, cfg: EvaluateFNDCLConfig) -> dict:
     """Every measure of one trained variant (see the module docstring)."""
     import torch
 
+    from stylehub_ray.models.artifacts import load_model
     from stylehub_ray.train.fndcl import (
         COLD_SET,
         load_item_images,
         load_item_table,
-        load_model,
         load_outfit_set,
     )
 
-    model, spec, meta = load_model(run, variant)
+    model, spec, meta = load_model(run, "fndcl", variant)
     set_name = meta["config"]["set_name"]
     data = load_outfit_set(run, set_name)
     transform = None
 
     def table_of(d):
-        if spec["frozen_features"]:
-            return torch.from_numpy(load_item_table(run, d, spec["backbone"]))
+        if spec.frozen_features:
+            return torch.from_numpy(load_item_table(run, d, spec.backbone))
         return torch.from_numpy(load_item_images(run, d, meta["config"]["image_size"]))
 
-    if not spec["frozen_features"]:
+    if not spec.frozen_features:
         from stylehub_ray.models.fndcl import preprocess_images
 
         size = meta["config"]["image_size"]

@@ -654,10 +654,9 @@ def two_tower_history(run: Run, variant: str) -> list[dict]:
     if run.exists(rel):
         history = run.read_json(rel)
         return history["history"] if isinstance(history, dict) else history
-    from stylehub_ray.train.two_tower import load_two_tower
+    from stylehub_ray.models.artifacts import load_meta
 
-    _, meta = load_two_tower(run, variant)
-    return list(meta.get("history", []))
+    return list(load_meta(run, "two-tower", variant).get("history", []))
 
 
 def curves_png(history: list[dict]) -> bytes:

@@ -259,10 +259,9 @@ def load_model_history(run: Run, variant: str = "default", feature_set: str = "t
                        ) -> History:
     """The purchase history a published model's recommender uses, without the model's inputs
     (the bought filter's serving part needs nothing else)."""
-    from stylehub_ray.train.two_tower import load_two_tower
+    from stylehub_ray.models.artifacts import load_meta
 
-    _model, meta = load_two_tower(run, variant)
-    layout = InputLayout(**meta["layout"])
+    layout = InputLayout(**load_meta(run, MODEL_NAME, variant)["layout"])
     return load_history(run, feature_set, layout.n_customers, layout.n_articles)
 
 
@@ -327,9 +326,9 @@ class TwoTowerRecommender:
         built from the same model and feature set (else an exact in-memory one).
         ``history=False`` / ``index=False`` leave those out (a serving part that needs
         neither: at full scale the history alone is 31M purchases)."""
-        from stylehub_ray.train.two_tower import load_two_tower
+        from stylehub_ray.models.artifacts import load_model
 
-        model, meta = load_two_tower(run, variant)
+        model, _spec, meta = load_model(run, MODEL_NAME, variant)
         layout = InputLayout(**meta["layout"])
         customers, articles = build_inputs(run, feature_set, layout)
         bought = (load_history(run, feature_set, layout.n_customers, layout.n_articles)

@@ -652,13 +652,13 @@ class OutfitPart:
     user from the outfits they liked (3.5, avg / w-avg, Eq. 20-24)."""
 
     def __init__(self, run: Run, cfg: ServeConfig):
-        from stylehub_ray.train.fndcl import load_model
+        from stylehub_ray.models.artifacts import load_meta, load_spec
 
         self.run, self.cfg = run, cfg
         self.variant = pick_outfit_variant(run, cfg.outfit_variant)
-        _, spec, meta = load_model(run, self.variant)
+        meta = load_meta(run, "fndcl", self.variant)
         self.set_name = str(meta["config"]["set_name"])
-        self.n_users = int(spec["n_users"])
+        self.n_users = int(load_spec(run, "fndcl", self.variant).n_users)
         self.scorers: dict = {}
         self._scorer(self.set_name)
 

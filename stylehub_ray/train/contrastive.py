@@ -18,29 +18,30 @@ apart; image-only models rank only the items that have a photo.
 Validation: the train split's pairs whose canonical (smaller) anchor is one of ``val_share``
 of the items (seeded) are held out of training. Every epoch every worker reports
 ``REPORTED_METRICS``; the best epoch by ``select_by`` is published as
-``models/contrastive/<variant>/model.pt``, with the item embeddings in
-``embeddings/contrastive/<variant>`` and their FAISS index in ``index/contrastive-<variant>``
-(what :mod:`stylehub_ray.embed.similar` serves). DDP through ``ray.train.torch.prepare_model``;
-the global batch is split across the workers and each worker's NT-Xent uses its own part.
+``models/contrastive/<variant>/`` (:mod:`stylehub_ray.models.artifacts`), with the item
+embeddings in ``embeddings/contrastive/<variant>`` and their FAISS index in
+``index/contrastive-<variant>`` (what :mod:`stylehub_ray.embed.similar` serves). The Ray Train
+loop is :mod:`stylehub_ray.train.loop`; :class:`ContrastiveRecipe` is this model's part of it
+(DDP; the global batch is split across the workers and each worker's NT-Xent uses its own
+part).
 """
 
 from __future__ import annotations
 
-import io
 import json
-import os
 import posixpath
-import tempfile
-import time
 from dataclasses import asdict, dataclass
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from stylehub_ray.run import Run, stable_hash
+from stylehub_ray.models.artifacts import FORMAT, write_artifact
+from stylehub_ray.run import Run
+from stylehub_ray.train import loop as L
 
-MODELS = "models/contrastive"
+MODEL = "contrastive"
+MODELS = f"models/{MODEL}"
 EMBEDDINGS = "embeddings/contrastive"
 RAY_TRAIN_DIR = "_ray_train/contrastive"
 PAIR_KINDS = ("text", "image", "transactions")
@@ -109,8 +110,10 @@ class TrainContrastiveConfig:
 
 
 def resolved_config(cfg: TrainContrastiveConfig) -> dict:
+    """The config as the manifest and the model record it (with the artifact format, so a
+    model saved in an older format is retrained rather than loaded)."""
     out = asdict(cfg)
-    out.update(inputs=cfg.resolved_inputs(), hidden=list(cfg.hidden))
+    out.update(inputs=cfg.resolved_inputs(), hidden=list(cfg.hidden), artifact_format=FORMAT)
     return out
 
 
@@ -229,36 +232,8 @@ def split_pairs(run: Run, cfg: TrainContrastiveConfig, n_items: int) -> dict[str
 
 
 # --------------------------------------------------------------------------------------------
-# Trained model
+# The stage
 # --------------------------------------------------------------------------------------------
-def load_contrastive(run: Run, variant: str = "text"):
-    """(model on CPU in eval mode, metadata) of a trained variant."""
-    import torch
-
-    from stylehub_ray.models.contrastive import ContrastiveSpec, SimCLR
-
-    rel = model_dir(variant)
-    if not run.is_complete(rel):
-        raise FileNotFoundError(f"{run.uri_of(rel)}: no complete model (train it with "
-                                f"`stylehub train contrastive --run {run.uri} --set "
-                                f"pairs=...`)")
-    with run.fs.open_input_stream(run.path(posixpath.join(rel, "model.pt"))) as f:
-        blob = torch.load(io.BytesIO(f.read()), map_location="cpu", weights_only=False)
-    model = SimCLR(ContrastiveSpec.from_dict(blob["spec"]))
-    model.load_state_dict(blob["state"])
-    return model.eval(), blob["meta"]
-
-
-def list_variants(run: Run) -> list[str]:
-    import pyarrow.fs as pafs
-
-    infos = run.fs.get_file_info(pafs.FileSelector(run.path(MODELS), allow_not_found=True))
-    return sorted(posixpath.basename(i.path) for i in infos
-                  if i.type == pafs.FileType.Directory
-                  and run.is_complete(model_dir(posixpath.basename(i.path))))
-
-
-
 def _plan(run: Run, cfg: TrainContrastiveConfig) -> tuple[dict, dict]:
     cfg.validate()
     inputs = {f"pairs/{cfg.pairs}": run.require(f"pairs/{cfg.pairs}",
@@ -268,51 +243,31 @@ def _plan(run: Run, cfg: TrainContrastiveConfig) -> tuple[dict, dict]:
     return resolved_config(cfg), inputs
 
 
-def ray_train_name(cfg: TrainContrastiveConfig, config: dict, inputs: dict) -> str:
-    """The same config and inputs find the same Ray Train folder, so a crashed step resumes."""
-    return f"{cfg.variant()}-{stable_hash(config)}-{stable_hash(inputs)[:8]}"
-
-
-def build_trainer(run: Run, cfg: TrainContrastiveConfig, *, fail_after_epoch: int | None = None,
-                  callbacks=(), storage_path: str | None = None, name: str | None = None):
-    """(TorchTrainer, run name) for one variant. ``fail_after_epoch`` makes the workers crash
-    after checkpointing that epoch (resume tests only); ``callbacks``, ``storage_path`` and
-    ``name`` are for Ray Tune (each trial's folder under the run's ``tune/``)."""
+def build_trainer(run: Run, cfg: TrainContrastiveConfig, *, name: str | None = None,
+                  storage_path: str | None = None, **options):
+    """(TorchTrainer, run name) for one variant (:func:`stylehub_ray.train.loop.build_trainer`
+    takes ``options``: ``fail_after_epoch``, ``callbacks``, ``gpus_per_worker``; ``name`` and
+    ``storage_path`` replace the Ray Train folder ``_ray_train/contrastive/<name>``)."""
     import ray.data
-    import ray.train
-    from ray.train.torch import TorchTrainer
 
+    from stylehub_ray.data.ingest import read_table
     from stylehub_ray.ray_utils import ensure_ray
 
     config, inputs = _plan(run, cfg)
-    name = name or ray_train_name(cfg, config, inputs)
+    name = name or L.ray_train_name(cfg.variant(), config, inputs)
     ensure_ray()
-    from stylehub_ray.data.ingest import read_table
-
     n_items = read_table(run, input_sources(cfg.resolved_inputs())[0], ["article_idx"]).num_rows
     train = split_pairs(run, cfg, n_items)["train"]
-    # Materialized: on 2 CPUs a TorchTrainer over a dataset with work left can hang.
-    dataset = ray.data.from_arrow(train).materialize()
-    trainer = TorchTrainer(
-        _train_loop,
-        train_loop_config={"run": run.uri, "cfg": config, "fail_after_epoch": fail_after_epoch},
-        scaling_config=ray.train.ScalingConfig(
-            num_workers=cfg.workers, use_gpu=cfg.use_gpu,
-            resources_per_worker={"CPU": cfg.cpus_per_worker}),
-        run_config=ray.train.RunConfig(
-            name=name, storage_path=storage_path or run.uri_of(RAY_TRAIN_DIR),
-            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=1),
-            callbacks=list(callbacks)),
-        datasets={"train": dataset},
-    )
+    trainer = L.build_trainer(
+        ContrastiveRecipe(run.uri, cfg), name=name,
+        storage_path=storage_path or run.uri_of(RAY_TRAIN_DIR),
+        datasets={"train": ray.data.from_arrow(train).materialize()}, **options)
     return trainer, name
 
 
 def train_contrastive(run: Run, cfg: TrainContrastiveConfig, force: bool = False,
                       log=print) -> dict:
     """Train one variant; publish its best epoch, the item embeddings and their FAISS index."""
-    import torch
-
     variant = cfg.variant()
     config, inputs = _plan(run, cfg)
     outputs = [model_dir(variant), embeddings_dir(variant), index_dir(variant)]
@@ -321,45 +276,34 @@ def train_contrastive(run: Run, cfg: TrainContrastiveConfig, force: bool = False
     if step.done:
         log(f"train_contrastive/{variant}: up to date; skipped (--force redoes it)")
         return step.previous() | {"skipped": True}
-    name = ray_train_name(cfg, config, inputs)
+    name = L.ray_train_name(variant, config, inputs)
     if force:
         run.delete(posixpath.join(RAY_TRAIN_DIR, name))  # --force: no resume
     trainer, _ = build_trainer(run, cfg)
     with step:
         with step.time("fit_s"):
-            result = trainer.fit()
-        if result.checkpoint is None:
-            raise RuntimeError(f"train_contrastive/{variant}: the run reported no checkpoint")
-        with result.checkpoint.as_directory() as d:
-            state = torch.load(os.path.join(d, "state.pt"), map_location="cpu",
-                               weights_only=False)
-        meta = {"variant": variant, "config": config, "inputs": cfg.resolved_inputs(),
-                "best_epoch": state["best_epoch"], "best": state["best_metrics"],
-                "history": state["history"], "select_by": cfg.select_by,
-                "pairs": {"train": state["n_train_pairs"]}}
-        blob = {"spec": state["spec"], "state": state["best_state"], "meta": meta}
-        buf = io.BytesIO()
-        torch.save(blob, buf)
-        run.write_at(posixpath.join(step.tmp(model_dir(variant)), "model.pt"), buf.getvalue())
-        run.write_at(posixpath.join(step.tmp(model_dir(variant)), "history.json"),
-               json.dumps(meta, indent=2, default=str).encode())
+            art, path = L.fit(trainer, MODEL, {
+                "variant": variant, "config": config, "inputs": cfg.resolved_inputs(),
+                "select_by": cfg.select_by})
+        write_artifact(run, step.tmp(model_dir(variant)), art)
         with step.time("publish_s"):
-            n_indexed = _publish_embeddings(run, step, variant, blob)
-        step.counts = {"epochs": {"trained": len(state["history"]), "best": state["best_epoch"],
-                                  "resumed_at": state.get("resumed_at", -1)},
+            n_indexed = _publish_embeddings(run, step, variant, art.build(), art.meta)
+        meta = art.meta
+        step.counts = {"epochs": {"trained": len(meta["history"]), "best": meta["best_epoch"],
+                                  "resumed_at": meta["resumed_at"]},
                        "items": {"embedded": n_indexed},
-                       "pairs": {"train": state["n_train_pairs"]}}
-        step.extra["best_metrics"] = state["best_metrics"]
-        step.extra["ray_train_path"] = result.path
+                       "pairs": meta["pairs"]}
+        step.extra["best_metrics"] = meta["best"]
+        step.extra["ray_train_path"] = path
     run.delete(posixpath.join(RAY_TRAIN_DIR, name))  # complete: nothing left to resume
-    b = state["best_metrics"]
-    log(f"train_contrastive/{variant}: best epoch {state['best_epoch']} loss {b['loss']:.4f} "
+    b = meta["best"]
+    log(f"train_contrastive/{variant}: best epoch {meta['best_epoch']} loss {b['loss']:.4f} "
         f"val distance pos {b['val_pos_dist']:.3f} neg {b['val_neg_dist']:.3f} recall@5 "
         f"{b['val_recall5']:.3f} ({step.timings.get('fit_s', 0):.0f}s)")
     return run.entry("train_contrastive", variant)
 
 
-def _publish_embeddings(run: Run, step, variant: str, blob: dict) -> int:
+def _publish_embeddings(run: Run, step, variant: str, model, meta: dict) -> int:
     """Item embeddings (unit rows) and a flat FAISS inner-product index over the items that
     have an input vector."""
     import torch
@@ -367,11 +311,8 @@ def _publish_embeddings(run: Run, step, variant: str, blob: dict) -> int:
     from stylehub_ray.embed import index as I
     from stylehub_ray.embed import vectors as V
     from stylehub_ray.embed.text_model import l2_normalize
-    from stylehub_ray.models.contrastive import ContrastiveSpec, SimCLR
 
-    items = load_item_inputs(run, blob["meta"]["inputs"])
-    model = SimCLR(ContrastiveSpec.from_dict(blob["spec"]))
-    model.load_state_dict(blob["state"])
+    items = load_item_inputs(run, meta["inputs"])
     emb = l2_normalize(model.embed_all(torch.from_numpy(items.x)).numpy())
     idx = np.arange(items.n_items)
     V.write_table(run, step.tmp(embeddings_dir(variant)), pa.table({
@@ -411,106 +352,91 @@ def _read_shard(shard) -> dict[str, np.ndarray]:
     return {c: v[order].astype(np.int64) for c, v in out.items()}
 
 
-def _train_loop(config: dict) -> None:
-    """Ray Train worker: NT-Xent over positive pairs, per-epoch checkpoints and resume."""
-    import ray.train
-    import ray.train.torch
-    import torch
-    import torch.distributed as dist
+class ContrastiveRecipe(L.Recipe):
+    """The contrastive model's part of the Ray Train loop (no Ray here): NT-Xent over the
+    worker's positive pairs, a seeded permutation per epoch, validation on held-out pairs."""
 
-    from stylehub_ray.eval.contrastive import pair_measures
-    from stylehub_ray.models.contrastive import ContrastiveSpec, SimCLR, pair_loss
+    model = MODEL
+    cfg: TrainContrastiveConfig
 
-    cfg = TrainContrastiveConfig(**{**config["cfg"], "hidden": tuple(config["cfg"]["hidden"])})
-    run = Run(config["run"])
-    ctx = ray.train.get_context()
-    rank, world = ctx.get_world_rank(), ctx.get_world_size()
-    device = ray.train.torch.get_device()
-    torch.set_num_threads(max(1, int(cfg.cpus_per_worker)))
-    torch.manual_seed(cfg.seed)
+    @property
+    def select_by(self) -> str:
+        return self.cfg.select_by
 
-    items = load_item_inputs(run, cfg.resolved_inputs())
-    x = torch.from_numpy(items.x).to(device)
-    val = split_pairs(run, cfg, items.n_items)["val"]
-    shard = _read_shard(ray.train.get_dataset_shard("train"))
-    anchors_t = torch.from_numpy(shard["anchor_idx"])
-    others_t = torch.from_numpy(shard["other_idx"])
+    def setup(self, worker: L.Worker):
+        import torch
+        import torch.distributed as dist
 
-    spec = ContrastiveSpec(input_dim=items.x.shape[1], hidden=cfg.hidden,
-                           embed_dim=cfg.embed_dim, projection_hidden=cfg.projection_hidden,
-                           projection_dim=cfg.projection_dim, dropout=cfg.dropout)
-    core = SimCLR(spec)
-    core.set_input_stats(torch.from_numpy(items.x[items.has_vector]))
-    model = ray.train.torch.prepare_model(core)  # to the device; DDP when world > 1
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs)  # 4.4
+        from stylehub_ray.models.contrastive import ContrastiveSpec, SimCLR
 
-    start_epoch, history, resumed_at = 0, [], -1
-    best_state, best_metrics, best_epoch = None, None, -1
-    ckpt = ray.train.get_checkpoint()
-    if ckpt:  # resume: the same weights, optimizer and schedule as after the epoch
-        with ckpt.as_directory() as d:
-            st = torch.load(os.path.join(d, "state.pt"), map_location="cpu", weights_only=False)
-        core.load_state_dict(st["state"])
-        opt.load_state_dict(st["optimizer"])
-        sched.load_state_dict(st["scheduler"])
-        start_epoch, history = st["epoch"] + 1, st["history"]
-        resumed_at = start_epoch
-        best_state, best_metrics, best_epoch = st["best_state"], st["best_metrics"], \
-            st["best_epoch"]
+        cfg, run = self.cfg, Run(self.run)
+        self.worker = worker
+        self.items = load_item_inputs(run, cfg.resolved_inputs())
+        self.x = torch.from_numpy(self.items.x).to(worker.device)
+        self.val = split_pairs(run, cfg, self.items.n_items)["val"]
+        shard = _read_shard(worker.shard)
+        self.anchors = torch.from_numpy(shard["anchor_idx"])
+        self.others = torch.from_numpy(shard["other_idx"])
+        self._spec = ContrastiveSpec(
+            input_dim=self.items.x.shape[1], hidden=cfg.hidden, embed_dim=cfg.embed_dim,
+            projection_hidden=cfg.projection_hidden, projection_dim=cfg.projection_dim,
+            dropout=cfg.dropout)
+        core = SimCLR(self._spec)
+        core.set_input_stats(torch.from_numpy(self.items.x[self.items.has_vector]))
+        self.per_worker = cfg.batch_size // worker.world
+        steps = torch.tensor(len(self.anchors) // self.per_worker)
+        if worker.world > 1:  # DDP needs the same number of steps on every worker
+            dist.all_reduce(steps, op=dist.ReduceOp.MIN)
+        self.steps = int(steps)
+        if self.steps < 1:
+            raise ValueError(f"train_contrastive/{cfg.variant()}: {len(self.anchors)} training "
+                             f"pairs on worker {worker.rank}, fewer than one batch of "
+                             f"{self.per_worker}")
+        return core
 
-    per_worker = cfg.batch_size // world
-    steps = torch.tensor(len(anchors_t) // per_worker)
-    if world > 1:  # DDP needs the same number of steps on every worker
-        dist.all_reduce(steps, op=dist.ReduceOp.MIN)
-    steps = int(steps)
-    if steps < 1:
-        raise ValueError(f"train_contrastive/{cfg.variant()}: {len(anchors_t)} training pairs "
-                         f"on worker {rank}, fewer than one batch of {per_worker}")
-    for epoch in range(start_epoch, cfg.epochs):
-        t0 = time.perf_counter()
+    def spec(self):
+        return self._spec
+
+    def optimizer(self, model):
+        import torch
+
+        return torch.optim.Adam(model.parameters(), lr=self.cfg.lr,
+                                weight_decay=self.cfg.weight_decay)
+
+    def scheduler(self, optimizer):
+        import torch
+
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=self.cfg.epochs)  # 4.4
+
+    def train_epoch(self, model, optimizer, epoch: int) -> dict:
+        import torch
+
+        from stylehub_ray.models.contrastive import pair_loss
+
+        cfg, device = self.cfg, self.worker.device
         model.train()
-        perm = torch.randperm(len(anchors_t), generator=torch.Generator().manual_seed(
-            cfg.seed * 1_000_003 + epoch * 1009 + rank))
+        perm = torch.randperm(len(self.anchors), generator=torch.Generator().manual_seed(
+            cfg.seed * 1_000_003 + epoch * 1009 + self.worker.rank))
         losses = []
-        for s in range(steps):
-            idx = perm[s * per_worker:(s + 1) * per_worker]  # drop_last: full batches only
-            a, b = anchors_t[idx].to(device), others_t[idx].to(device)
+        for s in range(self.steps):
+            idx = perm[s * self.per_worker:(s + 1) * self.per_worker]  # drop_last: full batches
+            a, b = self.anchors[idx].to(device), self.others[idx].to(device)
             ids = (a, b) if cfg.mask_duplicates else (None, None)
-            loss = pair_loss(model, x[a], x[b], cfg.tau, *ids)  # 4.5, Eq. L_batch
-            opt.zero_grad()
+            loss = pair_loss(model, self.x[a], self.x[b], cfg.tau, *ids)  # 4.5, Eq. L_batch
+            optimizer.zero_grad()
             loss.backward()
-            opt.step()
+            optimizer.step()
             losses.append(loss.item())
-        sched.step()
-        emb = core.embed_all(x).cpu().numpy()
-        m = pair_measures(emb, val, items.has_vector, ks=(5,), max_anchors=cfg.val_anchors,
-                          seed=cfg.seed)
-        metrics = {"epoch": epoch, "loss": float(np.mean(losses)),
-                   "val_pos_dist": m["pos_dist"], "val_neg_dist": m["neg_dist"],
-                   "val_separation": m["separation"], "val_recall5": m["recall@5"],
-                   "epoch_s": round(time.perf_counter() - t0, 3)}
-        history.append(metrics)
-        score = _selection_score(metrics, cfg.select_by)
-        if best_metrics is None or score > _selection_score(best_metrics, cfg.select_by):
-            best_metrics, best_epoch = dict(metrics), epoch
-            best_state = {k: v.detach().cpu().clone() for k, v in core.state_dict().items()}
-        if rank == 0:
-            with tempfile.TemporaryDirectory() as d:
-                torch.save({"spec": spec.to_dict(), "state": core.state_dict(),
-                            "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                            "epoch": epoch, "history": history, "best_state": best_state,
-                            "best_metrics": best_metrics, "best_epoch": best_epoch,
-                            "resumed_at": resumed_at,
-                            "n_train_pairs": int(len(anchors_t)) * world},
-                           os.path.join(d, "state.pt"))
-                ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(d))
-        else:
-            ray.train.report(metrics)  # every worker reports once per epoch (Train V2)
-        if config.get("fail_after_epoch") is not None and epoch >= config["fail_after_epoch"]:
-            raise RuntimeError(f"injected failure after epoch {epoch} (resume test)")
+        return {"loss": float(np.mean(losses))}
 
+    def validate(self, model, epoch: int) -> dict:
+        from stylehub_ray.eval.contrastive import pair_measures
 
-def _selection_score(metrics: dict, key: str) -> float:
-    v = metrics.get(key)
-    return float("-inf") if v is None or not np.isfinite(v) else float(v)
+        emb = model.embed_all(self.x).cpu().numpy()
+        m = pair_measures(emb, self.val, self.items.has_vector, ks=(5,),
+                          max_anchors=self.cfg.val_anchors, seed=self.cfg.seed)
+        return {"val_pos_dist": m["pos_dist"], "val_neg_dist": m["neg_dist"],
+                "val_separation": m["separation"], "val_recall5": m["recall@5"]}
+
+    def facts(self) -> dict:
+        return {"pairs": {"train": int(len(self.anchors)) * self.worker.world}}

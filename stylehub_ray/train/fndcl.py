@@ -9,33 +9,34 @@ Stages, each a ``(run, cfg, force, log) -> dict`` function recorded through ``ru
   (``features/fndcl/neighbors``).
 - :func:`train_fndcl`: a TorchTrainer over one Polyvore-U set; ``stage`` teacher / student,
   ``loss`` bpr / npair / fnd / fndcl; the variant ``<stage>-<loss>[-<tag>]`` lands in
-  ``models/fndcl/<variant>/``. Checkpoints every epoch through ``ray.train.report`` and resumes
-  from ``ray.train.get_checkpoint()`` after a crash (the Ray Train folder is kept under
-  ``_ray_train/fndcl/`` until the step completes). The student reads the frozen teacher's
-  ``model.pt``.
+  ``models/fndcl/<variant>/``. The one Ray Train loop (:mod:`stylehub_ray.train.loop`)
+  checkpoints every epoch and resumes after a crash (the Ray Train folder is kept under
+  ``_ray_train/fndcl/`` until the step completes); :class:`FNDCLRecipe` is this model's part:
+  the batches (negatives, augmented views) and validation. The student reads the frozen
+  teacher's published model.
 
-The model math lives in ``stylehub_ray.models.fndcl``; this module moves data and runs loops.
+The model math (forward, losses, the teacher's distillation weights) lives in
+``stylehub_ray.models.fndcl``; this module moves data.
 """
 
 from __future__ import annotations
 
-import io
-import json
 import os
 import posixpath
-import tempfile
-import time
 from dataclasses import asdict, dataclass
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from stylehub_ray.run import Run, stable_hash
+from stylehub_ray.models.artifacts import FORMAT, load_model, write_artifact
+from stylehub_ray.run import Run
+from stylehub_ray.train import loop as L
 
 ITEMS = "features/fndcl/items"
 NEIGHBORS = "features/fndcl/neighbors"
-MODELS = "models/fndcl"
+MODEL = "fndcl"
+MODELS = f"models/{MODEL}"
 RAY_TRAIN_DIR = "_ray_train/fndcl"
 STAGES = ("teacher", "student")
 LOSSES = ("bpr", "npair", "fnd", "fndcl")
@@ -163,11 +164,13 @@ class TrainFNDCLConfig:
 
 
 def resolved_train_config(cfg: TrainFNDCLConfig) -> dict:
-    """The config as the manifest records it, set-dependent defaults filled in."""
+    """The config as the manifest records it, set-dependent defaults filled in (and the
+    artifact format: a model saved in an older format is retrained, not loaded)."""
     out = asdict(cfg)
     out.update(alpha=cfg.resolved_alpha(), augmentations=list(cfg.resolved_augmentations()),
                backbone=cfg.resolved_backbone(),
-               teacher=cfg.teacher_variant() if cfg.loss in ("fnd", "fndcl") else "")
+               teacher=cfg.teacher_variant() if cfg.loss in ("fnd", "fndcl") else "",
+               artifact_format=FORMAT)
     return out
 
 
@@ -498,23 +501,6 @@ def _model_dir(variant: str) -> str:
     return f"{MODELS}/{variant}"
 
 
-def load_model(run: Run, variant: str):
-    """(model, spec dict, metadata) of a trained variant, on CPU, in eval mode."""
-    import torch
-
-    from stylehub_ray.models.fndcl import FNDCLModel, ModelSpec
-
-    rel = _model_dir(variant)
-    if not run.is_complete(rel):
-        raise FileNotFoundError(f"{run.uri}/{rel}: no complete model (train it with `stylehub "
-                                f"train fndcl --run {run.uri}`)")
-    with run.fs.open_input_stream(run.path(posixpath.join(rel, "model.pt"))) as f:
-        blob = torch.load(io.BytesIO(f.read()), map_location="cpu", weights_only=False)
-    model = FNDCLModel(ModelSpec(**blob["spec"]))
-    model.load_state_dict(blob["state"])
-    return model.eval(), blob["spec"], blob["meta"]
-
-
 def _plan(run: Run, cfg: TrainFNDCLConfig) -> tuple[str, dict, dict, str]:
     """(output, resolved config, input fingerprints, teacher variant) of a training step."""
     cfg.validate()
@@ -533,46 +519,23 @@ def _plan(run: Run, cfg: TrainFNDCLConfig) -> tuple[str, dict, dict, str]:
     return out, resolved_train_config(cfg), inputs, teacher
 
 
-def ray_train_name(cfg: TrainFNDCLConfig, config: dict, inputs: dict) -> str:
-    """The Ray Train run name: the same config and inputs find the same folder, so a crashed
-    step resumes from its last checkpoint (Train V2 restores from the folder's snapshot)."""
-    return f"{cfg.variant()}-{stable_hash(config)}-{stable_hash(inputs)[:8]}"
-
-
-def build_trainer(run: Run, cfg: TrainFNDCLConfig, *, fail_after_epoch: int | None = None,
-                  callbacks=(), storage_path: str | None = None, name: str | None = None):
-    """(TorchTrainer, run name) for one variant. ``fail_after_epoch`` makes the workers crash
-    after checkpointing that epoch (tests of resume only). ``callbacks`` go into the RunConfig
-    (Ray Tune's TuneReportCallback); ``storage_path`` / ``name`` replace the default Ray Train
-    folder ``_ray_train/fndcl/<ray_train_name>`` (a Tune trial keeps its own under ``tune/``)."""
-    import ray.train
-    from ray.train.torch import TorchTrainer
-
+def build_trainer(run: Run, cfg: TrainFNDCLConfig, *, name: str | None = None,
+                  storage_path: str | None = None, **options):
+    """(TorchTrainer, run name) for one variant. ``storage_path`` / ``name`` replace the
+    default Ray Train folder ``_ray_train/fndcl/<name>`` (a Tune trial keeps its own under
+    ``tune/``); ``options`` as :func:`stylehub_ray.train.loop.build_trainer` takes them
+    (``fail_after_epoch``: crash after that epoch, resume tests only; ``callbacks``: Ray
+    Tune's TuneReportCallback; ``gpus_per_worker``)."""
     _out, config, inputs, teacher = _plan(run, cfg)
-    name = name or ray_train_name(cfg, config, inputs)
-    loop_config = {"run": run.uri, "cfg": config, "teacher": teacher,
-                   "fail_after_epoch": fail_after_epoch}
-    trainer = TorchTrainer(
-        _train_loop,
-        train_loop_config=loop_config,
-        scaling_config=ray.train.ScalingConfig(
-            num_workers=cfg.workers, use_gpu=cfg.use_gpu,
-            resources_per_worker={"CPU": cfg.cpus_per_worker},
-        ),
-        run_config=ray.train.RunConfig(
-            name=name, storage_path=storage_path or run.uri_of(RAY_TRAIN_DIR),
-            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=1),
-            callbacks=list(callbacks),
-        ),
-    )
+    name = name or L.ray_train_name(cfg.variant(), config, inputs)
+    trainer = L.build_trainer(FNDCLRecipe(run.uri, cfg, teacher), name=name,
+                              storage_path=storage_path or run.uri_of(RAY_TRAIN_DIR), **options)
     return trainer, name
 
 
 def train_fndcl(run: Run, cfg: TrainFNDCLConfig, force: bool = False, log=print) -> dict:
     """Train one variant with a Ray TorchTrainer; publish the best epoch (by val AUC on this
-    stage's half of val) as ``models/fndcl/<variant>/model.pt``."""
-    from stylehub_ray.ray_utils import ensure_ray
-
+    stage's half of val) as ``models/fndcl/<variant>/``."""
     variant = cfg.variant()
     out, config, inputs, teacher = _plan(run, cfg)
     step = run.step("train_fndcl", variant, config=config, inputs=inputs, outputs=[out],
@@ -580,136 +543,125 @@ def train_fndcl(run: Run, cfg: TrainFNDCLConfig, force: bool = False, log=print)
     if step.done:
         log(f"train_fndcl/{variant}: up to date; skipped (--force redoes it)")
         return step.previous() | {"skipped": True}
-    ensure_ray()
-    name = ray_train_name(cfg, config, inputs)
+    name = L.ray_train_name(variant, config, inputs)
     if force:
         run.delete(posixpath.join(RAY_TRAIN_DIR, name))  # --force: no resume
     trainer, _ = build_trainer(run, cfg)
     with step:
         with step.time("fit_s"):
-            result = trainer.fit()
-        if result.checkpoint is None:
-            raise RuntimeError(f"train_fndcl/{variant}: the run reported no checkpoint")
-        import torch
-
-        with result.checkpoint.as_directory() as d:
-            state = torch.load(os.path.join(d, "state.pt"), map_location="cpu",
-                               weights_only=False)
-        blob = {"spec": state["spec"], "state": state["best_state"],
-                "meta": {"variant": variant, "config": config, "teacher": teacher,
-                         "best_epoch": state["best_epoch"], "best": state["best_metrics"],
-                         "history": state["history"], "n_users": state["spec"]["n_users"]}}
-        buf = io.BytesIO()
-        torch.save(blob, buf)
-        run.write_at(posixpath.join(step.tmp(out), "model.pt"), buf.getvalue())
-        run.write_at(posixpath.join(step.tmp(out), "history.json"),
-                  json.dumps(blob["meta"], indent=2, default=str).encode())
-        step.counts = {"epochs": {"trained": len(state["history"]),
-                                  "best": state["best_epoch"],
-                                  "resumed_at": state.get("resumed_at", -1)}}
-        step.extra["best_metrics"] = state["best_metrics"]
-        step.extra["ray_train_path"] = result.path
+            art, path = L.fit(trainer, MODEL, {"variant": variant, "config": config,
+                                               "teacher": teacher})
+        meta = art.meta
+        meta["n_users"] = art.spec.n_users
+        write_artifact(run, step.tmp(out), art)
+        step.counts = {"epochs": {"trained": len(meta["history"]), "best": meta["best_epoch"],
+                                  "resumed_at": meta["resumed_at"]}}
+        step.extra["best_metrics"] = meta["best"]
+        step.extra["ray_train_path"] = path
     run.delete(posixpath.join(RAY_TRAIN_DIR, name))  # complete: nothing left to resume
-    b = state["best_metrics"]
-    log(f"train_fndcl/{variant}: best epoch {state['best_epoch']} val_auc {b['val_auc']:.4f} "
+    b = meta["best"]
+    log(f"train_fndcl/{variant}: best epoch {meta['best_epoch']} val_auc {b['val_auc']:.4f} "
         f"val_ndcg {b['val_ndcg']:.4f} ({step.timings.get('fit_s', 0):.0f}s)")
     return run.entry("train_fndcl", variant)
 
 
+@dataclass
+class FNDCLRecipe(L.Recipe):
+    """FND-CL's part of the Ray Train loop (no Ray here): each epoch a seeded shard of the
+    training positives, each with its own negative (hard with probability
+    ``hard_negative_share``, 4.4) and, for FND-CL, two augmented views (3.3); the loss is
+    :func:`stylehub_ray.models.fndcl.training_loss`; validation on this stage's half of val."""
 
+    teacher: str = ""  # the frozen teacher's variant (FND / FND-CL students)
 
-def _train_loop(config: dict) -> None:
-    """Ray Train worker: FND-CL training with per-epoch checkpoints and resume."""
-    import ray.train
-    import torch
-    import torch.distributed as dist
+    model = MODEL
+    select_by = "val_auc"
+    cfg: TrainFNDCLConfig
 
-    from stylehub_ray.eval.fndcl import per_user_auc_ndcg
-    from stylehub_ray.models import fndcl as M
+    @property
+    def find_unused_parameters(self) -> bool:
+        """Only FND-CL's loss uses the projection head g; DDP must not wait for it."""
+        return self.cfg.loss != "fndcl"
 
-    cfg = TrainFNDCLConfig(**{**config["cfg"], "augmentations": tuple(
-        config["cfg"]["augmentations"])})
-    run = Run(config["run"])
-    ctx = ray.train.get_context()
-    rank, world = ctx.get_world_rank(), ctx.get_world_size()
-    device = ray.train.torch.get_device()
-    torch.set_num_threads(max(1, int(cfg.cpus_per_worker)))
-    torch.manual_seed(cfg.seed)
+    def setup(self, worker: L.Worker):
+        import torch
 
-    data = load_outfit_set(run, cfg.set_name)
-    backbone = cfg.resolved_backbone()
-    if cfg.frozen_features:
-        table = torch.from_numpy(load_item_table(run, data, backbone)).to(device)
-        transform = None
-    else:
-        table = torch.from_numpy(load_item_images(run, data, cfg.image_size)).to(device)
+        from stylehub_ray.models import fndcl as M
 
-        def transform(rows: torch.Tensor) -> torch.Tensor:
-            return M.preprocess_images(rows.cpu(), cfg.image_size).to(device)
-    neighbors = load_neighbors(run, data)
-    nb_t = torch.from_numpy(neighbors) if neighbors is not None else None
-    spec = M.ModelSpec(n_users=data.n_users, backbone=backbone, dim=cfg.dim, heads=cfg.heads,
-                       hidden=cfg.hidden, frozen_features=cfg.frozen_features)
-    model = M.FNDCLModel(spec).to(device)
-    if cfg.frozen_features:  # standardise with the items of the training outfits only
-        used = np.unique(np.r_[data.get("train", "posi")["outfits"].ravel(),
-                               data.get("train", "nega")["outfits"].ravel()])
-        model.item_encoder.set_feature_stats(table[torch.from_numpy(used[used >= 0])])
-    opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
-                          weight_decay=cfg.weight_decay)
+        cfg, run = self.cfg, Run(self.run)
+        self.worker, device = worker, worker.device
+        data = load_outfit_set(run, cfg.set_name)
+        backbone = cfg.resolved_backbone()
+        self.transform = None
+        if cfg.frozen_features:
+            self.table = torch.from_numpy(load_item_table(run, data, backbone)).to(device)
+        else:
+            self.table = torch.from_numpy(load_item_images(run, data, cfg.image_size)).to(device)
 
-    pos = data.get("train", "posi")
-    neg_sets = [data.get("train", "nega"), data.get("train", "nega_hard")]
-    ratios = [data.ratio("train", "nega"), data.ratio("train", "nega_hard")]
-    neg_offset = len(neg_sets[0]["row"])  # hard negatives follow the random ones
-    n_hard = len(neg_sets[1]["row"])
-    if cfg.hard_negative_share > 0 and n_hard == 0:
-        raise ValueError(f"set {cfg.set_name}: hard_negative_share > 0 but the run has no "
-                         f"tuples_train_nega_hard")
-    all_neg = np.r_[neg_sets[0]["outfits"], neg_sets[1]["outfits"]]
-    pos_users_t = torch.from_numpy(pos["user"])
-    pos_outfits_t = torch.from_numpy(pos["outfits"])
-    all_neg_t = torch.from_numpy(all_neg)
+            def transform(rows: torch.Tensor) -> torch.Tensor:
+                return M.preprocess_images(rows.cpu(), cfg.image_size).to(device)
 
-    # FND (Eq. 11-12): the frozen teacher's unit user vectors, r^_i, and its unit vectors of
-    # every training negative; d_ijk is then one dot product per (pair, negative) in a batch.
-    t_users = t_mean = t_neg = None
-    if config["teacher"]:
-        teacher, tspec, _meta = load_model(run, config["teacher"])
-        t_table = torch.from_numpy(load_item_table(run, data, tspec["backbone"]))
-        t_users = teacher.user_matrix()
-        t_pos = teacher.outfit_matrix(t_table, pos_outfits_t)
-        r_pos = (t_users[pos_users_t] * t_pos).sum(1)
-        t_mean = torch.zeros(data.n_users).index_add_(0, pos_users_t, r_pos) / torch.bincount(
-            pos_users_t, minlength=data.n_users).clamp(min=1)  # Eq. 11
-        t_neg = teacher.outfit_matrix(t_table, all_neg_t)
-        del teacher, t_table
+            self.transform = transform
+        neighbors = load_neighbors(run, data)
+        self.neighbors = torch.from_numpy(neighbors) if neighbors is not None else None
+        self._spec = M.ModelSpec(n_users=data.n_users, backbone=backbone, dim=cfg.dim,
+                                 heads=cfg.heads, hidden=cfg.hidden,
+                                 frozen_features=cfg.frozen_features)
+        model = M.FNDCLModel(self._spec)
+        if cfg.frozen_features:  # standardise with the items of the training outfits only
+            used = np.unique(np.r_[data.get("train", "posi")["outfits"].ravel(),
+                                   data.get("train", "nega")["outfits"].ravel()])
+            model.item_encoder.set_feature_stats(
+                self.table[torch.from_numpy(used[used >= 0])].cpu())
 
-    val_users, val_outfits, val_labels = val_half_rows(data, cfg.val_half())
-    val_users_t, val_outfits_t = torch.from_numpy(val_users), torch.from_numpy(val_outfits)
+        self.pos = data.get("train", "posi")
+        neg_sets = [data.get("train", "nega"), data.get("train", "nega_hard")]
+        self.ratios = [data.ratio("train", "nega"), data.ratio("train", "nega_hard")]
+        self.neg_offset = len(neg_sets[0]["row"])  # hard negatives follow the random ones
+        self.n_hard = len(neg_sets[1]["row"])
+        if cfg.hard_negative_share > 0 and self.n_hard == 0:
+            raise ValueError(f"set {cfg.set_name}: hard_negative_share > 0 but the run has no "
+                             f"tuples_train_nega_hard")
+        all_neg = torch.from_numpy(np.r_[neg_sets[0]["outfits"], neg_sets[1]["outfits"]])
+        self.pos_users = torch.from_numpy(self.pos["user"])
+        self.pos_outfits = torch.from_numpy(self.pos["outfits"])
+        self.all_neg = all_neg
 
-    gen = torch.Generator().manual_seed(cfg.seed * 1000 + rank)
-    start_epoch, history, resumed_at = 0, [], -1
-    best_state, best_metrics, best_epoch = None, {"val_auc": -1.0, "val_ndcg": 0.0}, -1
-    ckpt = ray.train.get_checkpoint()
-    if ckpt:  # resume: same weights, optimizer, RNG and selection state as after the epoch
-        with ckpt.as_directory() as d:
-            st = torch.load(os.path.join(d, "state.pt"), map_location="cpu", weights_only=False)
-        model.load_state_dict(st["state"])
-        opt.load_state_dict(st["optimizer"])
-        gen.set_state(st["generator"][rank] if rank < len(st["generator"]) else
-                      st["generator"][0])
-        start_epoch, history = st["epoch"] + 1, st["history"]
-        resumed_at = start_epoch
-        best_state, best_metrics, best_epoch = (st["best_state"], st["best_metrics"],
-                                                st["best_epoch"])
+        # FND (Eq. 11-12): the frozen teacher's side, precomputed once.
+        self.distillation = None
+        if self.teacher:
+            teacher, tspec, _meta = load_model(run, MODEL, self.teacher)
+            t_table = torch.from_numpy(load_item_table(run, data, tspec.backbone))
+            self.distillation = M.Distillation.from_teacher(
+                teacher, t_table, self.pos_users, self.pos_outfits, all_neg, data.n_users)
+            del teacher, t_table
 
-    n_pos = len(pos["row"])
-    per_worker = n_pos // world
-    steps = max(1, per_worker // cfg.batch_size)
-    augs = cfg.resolved_augmentations()
-    for epoch in range(start_epoch, cfg.epochs):
-        t0 = time.perf_counter()
+        self.val_users, val_outfits, self.val_labels = val_half_rows(data, cfg.val_half())
+        self.val_users_t = torch.from_numpy(self.val_users)
+        self.val_outfits_t = torch.from_numpy(val_outfits)
+        self.gen = torch.Generator().manual_seed(cfg.seed * 1000 + worker.rank)
+        return model
+
+    def spec(self):
+        return self._spec
+
+    def optimizer(self, model):
+        import torch
+
+        c = self.cfg
+        return torch.optim.SGD(model.parameters(), lr=c.lr, momentum=c.momentum,
+                               weight_decay=c.weight_decay)
+
+    def train_epoch(self, model, optimizer, epoch: int) -> dict:
+        import torch
+
+        from stylehub_ray.models import fndcl as M
+
+        cfg, device, gen = self.cfg, self.worker.device, self.gen
+        rank, world = self.worker.rank, self.worker.world
+        n_pos = len(self.pos["row"])
+        per_worker = n_pos // world
+        steps = max(1, per_worker // cfg.batch_size)
         model.train()
         # One permutation for all workers (same seed), then a disjoint shard each.
         perm = torch.randperm(n_pos, generator=torch.Generator().manual_seed(
@@ -719,67 +671,57 @@ def _train_loop(config: dict) -> None:
             idx = perm[s * cfg.batch_size:(s + 1) * cfg.batch_size]
             if len(idx) < 2:
                 continue
-            users = pos_users_t[idx].to(device)
-            # Each pair's own negative: a random block row of its positive, hard with
-            # probability hard_negative_share (4.4); the batch's negatives serve every pair.
-            block = pos["row"][idx.numpy()]
-            hard = (torch.rand(len(idx), generator=gen) < cfg.hard_negative_share).numpy()
-            k = [torch.randint(0, r, (len(idx),), generator=gen).numpy() for r in ratios]
-            # Positions equal file rows unless ingest quarantined lines: clamp, never crash.
-            neg_idx = np.where(
-                hard, neg_offset + np.minimum(block * ratios[1] + k[1], n_hard - 1),
-                np.minimum(block * ratios[0] + k[0], neg_offset - 1))
-            neg_idx_t = torch.from_numpy(neg_idx)
-            o_pos = model.outfits(table, pos_outfits_t[idx].to(device), transform)
-            o_neg = model.outfits(table, all_neg_t[neg_idx_t].to(device), transform)
-            r_pos = model.scores(users, o_pos)  # (B,)
-            r_neg = model.score_matrix(users, o_neg)  # (B, N): every batch negative
-            if cfg.loss == "bpr":
-                loss = M.bpr_loss(r_pos, torch.diagonal(r_neg), cfg.tau_fnd)
-            elif cfg.loss == "npair":
-                loss = M.npair_loss(r_pos, r_neg, cfg.tau_fnd)
-            else:
-                t_scores = t_users[users.cpu()] @ t_neg[neg_idx_t].T  # r^_ijk, (B, N)
-                d = M.fnd_weights(t_scores, t_mean[users.cpu()], cfg.resolved_alpha())
-                loss = M.fnd_loss(r_pos, r_neg, d.to(device), cfg.tau_fnd)
-                if cfg.loss == "fndcl":
-                    v1, v2 = M.augment_pair(pos_outfits_t[idx], augs, nb_t, gen)
-                    z1 = model.projection(model.outfits(table, v1.to(device), transform))
-                    z2 = model.projection(model.outfits(table, v2.to(device), transform))
-                    loss = loss + cfg.lam * M.nt_xent_loss(z1, z2, cfg.tau_cl)  # Eq. 19
-            opt.zero_grad()
-            loss.backward()
-            if world > 1:  # plain data parallelism: average every gradient across workers
-                for p in model.parameters():
-                    if p.grad is None:
-                        p.grad = torch.zeros_like(p)
-                    dist.all_reduce(p.grad)
-                    p.grad /= world
-            opt.step()
+            users = self.pos_users[idx]
+            negatives = self.negatives(idx)
+            views = None
+            if cfg.loss == "fndcl":
+                views = M.augment_pair(self.pos_outfits[idx], cfg.resolved_augmentations(),
+                                       self.neighbors, gen)
+                views = (views[0].to(device), views[1].to(device))
+            out = model(self.table, users.to(device), self.pos_outfits[idx].to(device),
+                        self.all_neg[negatives].to(device), views, self.transform)
+            d = None
+            if self.distillation is not None:
+                d = self.distillation.weights(users, negatives, cfg.resolved_alpha()).to(device)
+            loss = M.training_loss(out, cfg.loss, cfg.tau_fnd, d, cfg.tau_cl, cfg.lam)
+            optimizer.zero_grad()
+            loss.backward()  # under DDP: gradients averaged across the workers
+            optimizer.step()
             losses.append(loss.item())
+        return {"loss": float(np.mean(losses)) if losses else float("nan")}
+
+    def negatives(self, idx):
+        """Each pair's own negative, a position in the training negatives: a random block row
+        of its positive, hard with probability ``hard_negative_share`` (4.4); the batch's
+        negatives serve every pair."""
+        import torch
+
+        gen, ratios = self.gen, self.ratios
+        block = self.pos["row"][idx.numpy()]
+        hard = (torch.rand(len(idx), generator=gen) < self.cfg.hard_negative_share).numpy()
+        k = [torch.randint(0, r, (len(idx),), generator=gen).numpy() for r in ratios]
+        # Positions equal file rows unless ingest quarantined lines: clamp, never crash.
+        neg_idx = np.where(
+            hard, self.neg_offset + np.minimum(block * ratios[1] + k[1], self.n_hard - 1),
+            np.minimum(block * ratios[0] + k[0], self.neg_offset - 1))
+        return torch.from_numpy(neg_idx)
+
+    def validate(self, model, epoch: int) -> dict:
+        from stylehub_ray.eval.fndcl import per_user_auc_ndcg
+
+        device = self.worker.device
         model.eval()
-        scores = model.score_outfits(table, val_users_t.to(device), val_outfits_t.to(device),
-                                     transform).cpu().numpy()
-        val = per_user_auc_ndcg(val_users, val_labels, scores)
-        metrics = {"epoch": epoch, "loss": float(np.mean(losses)) if losses else float("nan"),
-                   "val_auc": val["auc"], "val_ndcg": val["ndcg"],
-                   "epoch_s": round(time.perf_counter() - t0, 3)}
-        history.append(metrics)
-        if val["auc"] > best_metrics["val_auc"]:
-            best_metrics = {"val_auc": val["auc"], "val_ndcg": val["ndcg"]}
-            best_epoch = epoch
-            best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-        gens = [gen.get_state()]
-        if rank == 0:
-            with tempfile.TemporaryDirectory() as d:
-                torch.save({"spec": asdict(spec), "state": model.state_dict(),
-                            "optimizer": opt.state_dict(), "generator": gens, "epoch": epoch,
-                            "history": history, "best_state": best_state,
-                            "best_metrics": best_metrics, "best_epoch": best_epoch,
-                            "resumed_at": resumed_at},
-                           os.path.join(d, "state.pt"))
-                ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(d))
-        else:
-            ray.train.report(metrics)  # every worker reports once per epoch (Train V2)
-        if config.get("fail_after_epoch") is not None and epoch >= config["fail_after_epoch"]:
-            raise RuntimeError(f"injected failure after epoch {epoch} (resume test)")
+        scores = model.score_outfits(self.table, self.val_users_t.to(device),
+                                     self.val_outfits_t.to(device),
+                                     self.transform).cpu().numpy()
+        val = per_user_auc_ndcg(self.val_users, self.val_labels, scores)
+        return {"val_auc": val["auc"], "val_ndcg": val["ndcg"]}
+
+    def best_metrics(self, metrics: dict) -> dict:
+        return {"val_auc": metrics["val_auc"], "val_ndcg": metrics["val_ndcg"]}
+
+    def worker_state(self) -> dict:
+        return {"generator": self.gen.get_state()}
+
+    def load_worker_state(self, state: dict) -> None:
+        self.gen.set_state(state["generator"])

@@ -3,31 +3,31 @@
 The ``present`` photos of ``raw/images`` are decoded (letterboxed to ``image_size``, the
 embedding stage's own decode task) into a materialized Ray Dataset; every worker streams its
 shard each epoch (``iter_batches`` with a seeded local shuffle), draws two augmented views per
-photo and minimises NT-Xent (:mod:`stylehub_ray.models.simclr_images`). DDP through
-``ray.train.torch.prepare_model``; the global batch is split across the workers. A checkpoint
-every epoch; an interrupted run resumes from its last one.
+photo and minimises NT-Xent (:mod:`stylehub_ray.models.simclr_images`). The Ray Train loop
+is :mod:`stylehub_ray.train.loop` (DDP; the global batch is split across the workers; a
+checkpoint every epoch, an interrupted run resumes from its last one); :class:`SimCLRRecipe`
+is this model's part of it.
 
-Output ``models/simclr_images/<variant>/``: ``model.pt`` (``{"state_dict", "arch",
-"image_size", "kind": "simclr"}``; load it with ``stylehub embed images --model
-simclr:RUN/models/simclr_images/<variant>/model.pt --set arch=<arch>``) and ``history.json``.
+Output ``models/simclr_images/<variant>/`` (:mod:`stylehub_ray.models.artifacts`), the last
+epoch: ``model.pt`` (the state dict, ``backbone.*`` and ``projection.*``; load it with
+``stylehub embed images --model simclr:RUN/models/simclr_images/<variant>/model.pt --set
+arch=<arch>``), ``spec.json``, ``meta.json`` and ``history.json``.
 """
 
 from __future__ import annotations
 
-import io
-import json
-import os
 import posixpath
-import tempfile
-import time
 from dataclasses import asdict, dataclass
 
 import numpy as np
 import pyarrow.compute as pc
 
-from stylehub_ray.run import Run, stable_hash
+from stylehub_ray.models.artifacts import FORMAT, load_meta, write_artifact
+from stylehub_ray.run import Run
+from stylehub_ray.train import loop as L
 
-MODELS = "models/simclr_images"
+MODEL = "simclr_images"
+MODELS = f"models/{MODEL}"
 RAY_TRAIN_DIR = "_ray_train/simclr_images"
 REPORTED_METRICS = ("epoch", "loss", "epoch_s")
 
@@ -82,40 +82,6 @@ def checkpoint_path(run: Run, variant: str) -> str:
     return run.uri_of(posixpath.join(model_dir(variant), "model.pt"))
 
 
-def list_variants(run: Run) -> list[str]:
-    import pyarrow.fs as pafs
-
-    infos = run.fs.get_file_info(pafs.FileSelector(run.path(MODELS), allow_not_found=True))
-    return sorted(posixpath.basename(i.path) for i in infos
-                  if i.type == pafs.FileType.Directory
-                  and run.is_complete(model_dir(posixpath.basename(i.path))))
-
-
-def load_simclr_meta(run: Run, variant: str) -> dict:
-    rel = model_dir(variant)
-    if not run.is_complete(rel):
-        raise FileNotFoundError(f"{run.uri_of(rel)}: no complete SimCLR encoder (train it with "
-                                f"`stylehub train simclr-images --run {run.uri}`)")
-    return run.read_json(posixpath.join(rel, "history.json"))
-
-
-def load_simclr_images(run: Run, variant: str):
-    """(SimCLRImages on CPU in eval mode, metadata)."""
-    import torch
-
-    from stylehub_ray.models.simclr_images import SimCLRImages, SimCLRImagesSpec
-
-    meta = load_simclr_meta(run, variant)
-    c = meta["config"]
-    model = SimCLRImages(SimCLRImagesSpec(arch=c["arch"], image_size=c["image_size"],
-                                          projection_hidden=c["projection_hidden"],
-                                          projection_dim=c["projection_dim"], seed=c["seed"]))
-    with run.fs.open_input_stream(run.path(posixpath.join(model_dir(variant), "model.pt"))) as f:
-        blob = torch.load(io.BytesIO(f.read()), map_location="cpu", weights_only=True)
-    model.load_state_dict(blob["state_dict"])
-    return model.eval(), meta
-
-
 def _photos(run: Run, cfg: TrainSimCLRImagesConfig):
     from stylehub_ray.data.ingest import read_table
 
@@ -139,27 +105,22 @@ def _plan(run: Run, cfg: TrainSimCLRImagesConfig) -> tuple[dict, dict]:
     if not run.is_complete("raw/images"):
         raise FileNotFoundError(f"{run.uri_of('raw/images')} is missing: run `stylehub ingest "
                                 f"SOURCE --run {run.uri}` first")
-    return asdict(cfg), {"raw/images": run.marker("raw/images")["fingerprint"]}
+    # The artifact format: a model saved in an older format is retrained, not loaded.
+    return asdict(cfg) | {"artifact_format": FORMAT}, {
+        "raw/images": run.marker("raw/images")["fingerprint"]}
 
 
-def ray_train_name(cfg: TrainSimCLRImagesConfig, config: dict, inputs: dict) -> str:
-    """The same config and inputs find the same Ray Train folder, so a crashed step resumes."""
-    return f"{cfg.variant()}-{stable_hash(config)}-{stable_hash(inputs)[:8]}"
-
-
-def build_trainer(run: Run, cfg: TrainSimCLRImagesConfig, *,
-                  fail_after_epoch: int | None = None, callbacks=(),
-                  storage_path: str | None = None, name: str | None = None):
-    """(TorchTrainer, run name); the photos are decoded into a materialized Ray Dataset."""
+def build_trainer(run: Run, cfg: TrainSimCLRImagesConfig, *, name: str | None = None,
+                  storage_path: str | None = None, **options):
+    """(TorchTrainer, run name); the photos are decoded into a materialized Ray Dataset.
+    ``options`` as :func:`stylehub_ray.train.loop.build_trainer` takes them."""
     import ray.data
-    import ray.train
-    from ray.train.torch import TorchTrainer
 
     from stylehub_ray.embed.images import decode_task
     from stylehub_ray.ray_utils import ensure_ray
 
     config, inputs = _plan(run, cfg)
-    name = name or ray_train_name(cfg, config, inputs)
+    name = name or L.ray_train_name(cfg.variant(), config, inputs)
     ensure_ray()
     _n, present = _photos(run, cfg)
     step = 64
@@ -172,26 +133,15 @@ def build_trainer(run: Run, cfg: TrainSimCLRImagesConfig, *,
     # TorchTrainer over a dataset with work left can hang).
     ds = ds.filter(lambda row: row["error"] == "").select_columns(
         ["article_idx", "image"]).materialize()
-    trainer = TorchTrainer(
-        _train_loop,
-        train_loop_config={"cfg": config, "fail_after_epoch": fail_after_epoch},
-        scaling_config=ray.train.ScalingConfig(
-            num_workers=cfg.workers, use_gpu=cfg.use_gpu,
-            resources_per_worker={"CPU": cfg.cpus_per_worker}),
-        run_config=ray.train.RunConfig(
-            name=name, storage_path=storage_path or run.uri_of(RAY_TRAIN_DIR),
-            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=1),
-            callbacks=list(callbacks)),
-        datasets={"train": ds},
-    )
+    trainer = L.build_trainer(SimCLRRecipe(run.uri, cfg), name=name,
+                              storage_path=storage_path or run.uri_of(RAY_TRAIN_DIR),
+                              datasets={"train": ds}, **options)
     return trainer, name
 
 
 def train_simclr_images(run: Run, cfg: TrainSimCLRImagesConfig, force: bool = False,
                         log=print) -> dict:
-    """Train the SimCLR image encoder; publish ``models/simclr_images/<variant>/model.pt``."""
-    import torch
-
+    """Train the SimCLR image encoder; publish ``models/simclr_images/<variant>/``."""
     variant = cfg.variant()
     config, inputs = _plan(run, cfg)
     out = model_dir(variant)
@@ -201,115 +151,84 @@ def train_simclr_images(run: Run, cfg: TrainSimCLRImagesConfig, force: bool = Fa
         log(f"train_simclr_images/{variant}: up to date; skipped (--force redoes it); "
             f"--model simclr:{checkpoint_path(run, variant)}")
         return step.previous() | {"skipped": True}
-    name = ray_train_name(cfg, config, inputs)
+    name = L.ray_train_name(variant, config, inputs)
     if force:
         run.delete(posixpath.join(RAY_TRAIN_DIR, name))  # --force: no resume
     trainer, _ = build_trainer(run, cfg)
     n_items, present = _photos(run, cfg)
     with step:
         with step.time("fit_s"):
-            result = trainer.fit()
-        if result.checkpoint is None:
-            raise RuntimeError(f"train_simclr_images/{variant}: the run reported no checkpoint")
-        with result.checkpoint.as_directory() as d:
-            state = torch.load(os.path.join(d, "state.pt"), map_location="cpu",
-                               weights_only=False)
-        blob = {"state_dict": state["state"], "arch": cfg.arch, "image_size": cfg.image_size,
-                "kind": "simclr"}
-        buf = io.BytesIO()
-        torch.save(blob, buf)
-        folder = step.tmp(out)
-        run.fs.create_dir(folder, recursive=True)
-        with run.fs.open_output_stream(posixpath.join(folder, "model.pt")) as f:
-            f.write(buf.getvalue())
-        meta = {"variant": variant, "config": config, "history": state["history"],
-                "n_items": n_items, "images": present.num_rows,
-                "resumed_at": state.get("resumed_at", -1)}
-        with run.fs.open_output_stream(posixpath.join(folder, "history.json")) as f:
-            f.write(json.dumps(meta, indent=2).encode())
-        step.counts = {"epochs": {"trained": len(state["history"]),
-                                  "resumed_at": state.get("resumed_at", -1)},
+            art, _path = L.fit(trainer, MODEL, {"variant": variant, "config": config,
+                                                "n_items": n_items,
+                                                "images": present.num_rows})
+        write_artifact(run, step.tmp(out), art)
+        h = art.meta["history"]
+        step.counts = {"epochs": {"trained": len(h), "resumed_at": art.meta["resumed_at"]},
                        "images": {"photos": present.num_rows}}
-        step.extra["final_loss"] = state["history"][-1]["loss"]
+        step.extra["final_loss"] = h[-1]["loss"]
     run.delete(posixpath.join(RAY_TRAIN_DIR, name))
-    h = state["history"]
     log(f"train_simclr_images/{variant}: {len(h)} epochs, loss {h[0]['loss']:.4f} -> "
         f"{h[-1]['loss']:.4f} ({step.timings.get('fit_s', 0):.0f}s); embed with --model "
         f"simclr:{checkpoint_path(run, variant)} --set arch={cfg.arch}")
     return run.entry("train_simclr_images", variant)
 
 
-def _train_loop(config: dict) -> None:
-    """Ray Train worker: two views per photo, NT-Xent, per-epoch checkpoints and resume."""
-    import ray.train
-    import ray.train.torch
-    import torch
+class SimCLRRecipe(L.Recipe):
+    """The SimCLR image encoder's part of the Ray Train loop (no Ray here): two views per
+    photo of the worker's shard, NT-Xent; the last epoch is published."""
 
-    from stylehub_ray.models.simclr_images import (
-        SimCLRImages,
-        SimCLRImagesSpec,
-        make_augment,
-        simclr_loss,
-        two_views,
-    )
+    model = MODEL
+    cfg: TrainSimCLRImagesConfig
 
-    cfg = TrainSimCLRImagesConfig(**config["cfg"])
-    ctx = ray.train.get_context()
-    rank, world = ctx.get_world_rank(), ctx.get_world_size()
-    device = ray.train.torch.get_device()
-    torch.set_num_threads(max(1, int(cfg.cpus_per_worker)))
-    torch.manual_seed(cfg.seed)
-    core = SimCLRImages(SimCLRImagesSpec(arch=cfg.arch, image_size=cfg.image_size,
-                                         projection_hidden=cfg.projection_hidden,
-                                         projection_dim=cfg.projection_dim, seed=cfg.seed))
-    model = ray.train.torch.prepare_model(core)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs)
-    augment = make_augment(cfg.image_size)
-    shard = ray.train.get_dataset_shard("train")
+    def setup(self, worker: L.Worker):
+        from stylehub_ray.models.simclr_images import SimCLRImages, make_augment
 
-    start_epoch, history, resumed_at = 0, [], -1
-    ckpt = ray.train.get_checkpoint()
-    if ckpt:
-        with ckpt.as_directory() as d:
-            st = torch.load(os.path.join(d, "state.pt"), map_location="cpu", weights_only=False)
-        core.load_state_dict(st["state"])
-        opt.load_state_dict(st["optimizer"])
-        sched.load_state_dict(st["scheduler"])
-        start_epoch, history, resumed_at = st["epoch"] + 1, st["history"], st["epoch"] + 1
+        self.worker = worker
+        self.augment = make_augment(self.cfg.image_size)
+        return SimCLRImages(self.spec())
 
-    per_worker = cfg.batch_size // world
-    for epoch in range(start_epoch, cfg.epochs):
-        t0 = time.perf_counter()
+    def spec(self):
+        from stylehub_ray.models.simclr_images import SimCLRImagesSpec
+
+        c = self.cfg
+        return SimCLRImagesSpec(arch=c.arch, image_size=c.image_size,
+                                projection_hidden=c.projection_hidden,
+                                projection_dim=c.projection_dim, seed=c.seed)
+
+    def optimizer(self, model):
+        import torch
+
+        return torch.optim.Adam(model.parameters(), lr=self.cfg.lr,
+                                weight_decay=self.cfg.weight_decay)
+
+    def scheduler(self, optimizer):
+        import torch
+
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=self.cfg.epochs)
+
+    def train_epoch(self, model, optimizer, epoch: int) -> dict:
+        import torch
+
+        from stylehub_ray.models.simclr_images import simclr_loss, two_views
+
+        cfg, device, rank = self.cfg, self.worker.device, self.worker.rank
+        per_worker = cfg.batch_size // self.worker.world
         model.train()
         torch.manual_seed(cfg.seed * 1_000_003 + epoch * 1009 + rank)  # the views' randomness
         losses = []
         # Equal shards (Ray Train splits with equal=True) and full batches only, so every
         # worker takes the same number of DDP steps.
-        for batch in shard.iter_batches(batch_size=per_worker, batch_format="numpy",
-                                        drop_last=True, local_shuffle_buffer_size=4 * per_worker,
-                                        local_shuffle_seed=cfg.seed * 7919 + epoch):
-            v1, v2 = two_views(batch["image"], augment)
+        for batch in self.worker.shard.iter_batches(
+                batch_size=per_worker, batch_format="numpy", drop_last=True,
+                local_shuffle_buffer_size=4 * per_worker,
+                local_shuffle_seed=cfg.seed * 7919 + epoch):
+            v1, v2 = two_views(batch["image"], self.augment)
             loss = simclr_loss(model, v1.to(device), v2.to(device), cfg.tau)
-            opt.zero_grad()
+            optimizer.zero_grad()
             loss.backward()
-            opt.step()
+            optimizer.step()
             losses.append(loss.item())
-        sched.step()
-        metrics = {"epoch": epoch, "loss": float(np.mean(losses)) if losses else float("nan"),
-                   "epoch_s": round(time.perf_counter() - t0, 3)}
-        history.append(metrics)
-        if rank == 0:
-            with tempfile.TemporaryDirectory() as d:
-                torch.save({"state": core.state_dict(), "optimizer": opt.state_dict(),
-                            "scheduler": sched.state_dict(), "epoch": epoch,
-                            "history": history, "resumed_at": resumed_at},
-                           os.path.join(d, "state.pt"))
-                ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(d))
-        else:
-            ray.train.report(metrics)
-        if config.get("fail_after_epoch") is not None and epoch >= config["fail_after_epoch"]:
-            raise RuntimeError(f"injected failure after epoch {epoch} (resume test)")
+        return {"loss": float(np.mean(losses)) if losses else float("nan")}
 
 
 # --------------------------------------------------------------------------------------------
@@ -329,8 +248,7 @@ def embed_catalog(run: Run, variant: str, random_init: bool = False
     from stylehub_ray.embed.weights import resolve_image_weights
     from stylehub_ray.ray_utils import ensure_ray
 
-    meta = load_simclr_meta(run, variant)
-    c = meta["config"]
+    c = load_meta(run, MODEL, variant)["config"]
     model = "random" if random_init else f"simclr:{checkpoint_path(run, variant)}"
     ecfg = EmbedImagesConfig(arch=c["arch"], model=model, seed=c["seed"],
                              image_size=c["image_size"], batch_size=64)

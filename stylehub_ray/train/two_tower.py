@@ -6,10 +6,12 @@
   (``stylehub_ray.eval.recommend.build_inputs``: the ``fit`` feature set where the features
   stage built a point-in-time label window, else ``train``), and train the
   :class:`~stylehub_ray.models.two_tower.TwoStageRecommender` with DDP (CPU or GPU from the
-  scaling config). Every epoch every worker reports :data:`REPORTED_METRICS`; rank 0 attaches a
-  checkpoint, and a restarted run resumes from ``ray.train.get_checkpoint()``.
+  scaling config) in the one Ray Train loop (:mod:`stylehub_ray.train.loop`;
+  :class:`TwoTowerRecipe` is this model's part). Every epoch every worker reports
+  :data:`REPORTED_METRICS`; a restarted run resumes from its latest checkpoint.
 - :func:`train_two_tower`: the stage. The best epoch by validation MAP@12 is published as
-  ``models/two-tower/<variant>/model.pt``; then :func:`build_two_tower_index` writes the FAISS
+  ``models/two-tower/<variant>/`` (:mod:`stylehub_ray.models.artifacts`; the trained customers
+  as ``trained_customers.parquet``); then :func:`build_two_tower_index` writes the FAISS
   index of the article-tower vectors (``test`` feature set) to ``index/two-tower/``.
 
 Validation each epoch (rank 0, broadcast so every worker reports the same numbers): MAP@12 of
@@ -21,11 +23,8 @@ paper's metrics). The model math lives in ``stylehub_ray.models.two_tower``.
 
 from __future__ import annotations
 
-import io
 import json
-import os
 import posixpath
-import tempfile
 import time
 from dataclasses import asdict, dataclass
 
@@ -33,7 +32,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from stylehub_ray.run import Run, stable_hash
+from stylehub_ray.models.artifacts import FORMAT, load_model, write_artifact
+from stylehub_ray.run import Run
+from stylehub_ray.train import loop as L
 
 MODEL_NAME = "two-tower"
 MODELS = f"models/{MODEL_NAME}"
@@ -96,7 +97,6 @@ def _model_dir(variant: str) -> str:
     return f"{MODELS}/{variant}"
 
 
-
 def _plan(run: Run, cfg: TrainTwoTowerConfig) -> tuple[dict, dict]:
     """(resolved config, input fingerprints) of a training step."""
     cfg.validate()
@@ -107,12 +107,8 @@ def _plan(run: Run, cfg: TrainTwoTowerConfig) -> tuple[dict, dict]:
     if cfg.text:
         inputs["embeddings/text"] = run.require("embeddings/text",
                                                 f"stylehub embed text --run {run.uri}")
-    return asdict(cfg), inputs
-
-
-def ray_train_name(cfg: TrainTwoTowerConfig, config: dict, inputs: dict) -> str:
-    """Same config and inputs -> same Ray Train folder, so a crashed step resumes."""
-    return f"{cfg.variant}-{stable_hash(config)}-{stable_hash(inputs)[:8]}"
+    # The artifact format: a model saved in an older format is retrained, not loaded.
+    return asdict(cfg) | {"artifact_format": FORMAT}, inputs
 
 
 def examples_dataset(run: Run, cfg: TrainTwoTowerConfig):
@@ -136,40 +132,26 @@ def _since(batch: pa.Table, start: str) -> pa.Table:
     return batch.filter(keep).drop_columns(["t_dat"])
 
 
-def build_trainer(run: Run, cfg: TrainTwoTowerConfig, *, fail_after_epoch: int | None = None,
-                  callbacks=(), storage_path: str | None = None, name: str | None = None):
-    """(TorchTrainer, run name). ``callbacks`` go into the RunConfig (Tune's report
-    callback); ``storage_path`` / ``name`` override the Ray Train folder
-    (``_ray_train/two-tower/<name>``). ``fail_after_epoch`` makes the workers crash after
-    checkpointing that epoch (resume tests only)."""
-    import ray.train
-    from ray.train.torch import TorchTrainer
-
+def build_trainer(run: Run, cfg: TrainTwoTowerConfig, *, name: str | None = None,
+                  storage_path: str | None = None, **options):
+    """(TorchTrainer, run name). ``storage_path`` / ``name`` override the Ray Train folder
+    (``_ray_train/two-tower/<name>``); ``options`` as
+    :func:`stylehub_ray.train.loop.build_trainer` takes them (``fail_after_epoch``,
+    ``callbacks``, ``gpus_per_worker``)."""
     from stylehub_ray.ray_utils import ensure_ray
 
     config, inputs = _plan(run, cfg)
-    name = name or ray_train_name(cfg, config, inputs)
+    name = name or L.ray_train_name(cfg.variant, config, inputs)
     ensure_ray()
-    trainer = TorchTrainer(
-        _train_loop,
-        train_loop_config={"run": run.uri, "cfg": config, "fail_after_epoch": fail_after_epoch},
-        scaling_config=ray.train.ScalingConfig(
-            num_workers=cfg.workers, use_gpu=cfg.use_gpu,
-            resources_per_worker={"CPU": cfg.cpus_per_worker}),
-        run_config=ray.train.RunConfig(
-            name=name, storage_path=storage_path or run.uri_of(RAY_TRAIN_DIR),
-            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=1),
-            callbacks=list(callbacks)),
-        datasets={"train": examples_dataset(run, cfg)},
-    )
+    trainer = L.build_trainer(TwoTowerRecipe(run.uri, cfg), name=name,
+                              storage_path=storage_path or run.uri_of(RAY_TRAIN_DIR),
+                              datasets={"train": examples_dataset(run, cfg)}, **options)
     return trainer, name
 
 
 def train_two_tower(run: Run, cfg: TrainTwoTowerConfig, force: bool = False, log=print) -> dict:
     """Train with a Ray TorchTrainer; publish the best epoch by val MAP@12 as
-    ``models/two-tower/<variant>/model.pt``; build ``index/two-tower/``."""
-    import torch
-
+    ``models/two-tower/<variant>/``; build ``index/two-tower/``."""
     variant = cfg.variant
     out = _model_dir(variant)
     config, inputs = _plan(run, cfg)
@@ -179,72 +161,30 @@ def train_two_tower(run: Run, cfg: TrainTwoTowerConfig, force: bool = False, log
         log(f"train_two_tower/{variant}: up to date; skipped (--force redoes it)")
         entry = step.previous() | {"skipped": True}
     else:
-        name = ray_train_name(cfg, config, inputs)
+        name = L.ray_train_name(variant, config, inputs)
         if force:
             run.delete(posixpath.join(RAY_TRAIN_DIR, name))  # --force: no resume
         trainer, _ = build_trainer(run, cfg)
         with step:
             with step.time("fit_s"):
-                result = trainer.fit()
-            if result.checkpoint is None:
-                raise RuntimeError(f"train_two_tower/{variant}: the run reported no checkpoint")
-            with result.checkpoint.as_directory() as d:
-                state = torch.load(os.path.join(d, "state.pt"), map_location="cpu",
-                                   weights_only=False)
-            blob = publish_blob(state, variant, config)
-            buf = io.BytesIO()
-            torch.save(blob, buf)
-            run.write_at(posixpath.join(step.tmp(out), "model.pt"), buf.getvalue())
-            meta = {k: v for k, v in blob["meta"].items() if k != "trained_customers"}
-            run.write_at(posixpath.join(step.tmp(out), "history.json"),
-                      json.dumps(meta, indent=2, default=str).encode())
-            hist = state["history"]
-            step.counts = {"epochs": {"trained": len(hist), "best": state["best_epoch"],
-                                      "resumed_at": state.get("resumed_at", -1)},
-                           "customers": {"trained": int(np.unpackbits(
-                               state["trained"])[:state["n_customers"]].sum()),
-                               "val_sampled": state.get("val_customers", 0)}}
-            step.extra["best_metrics"] = state["best_metrics"]
+                art, path = L.fit(trainer, MODEL_NAME, {"variant": variant, "config": config})
+            write_artifact(run, step.tmp(out), art)
+            meta, hist = art.meta, art.meta["history"]
+            step.counts = {"epochs": {"trained": len(hist), "best": meta["best_epoch"],
+                                      "resumed_at": meta["resumed_at"]},
+                           "customers": {"trained": int(art.arrays["trained_customers"].sum()),
+                                         "val_sampled": meta["val_customers"]}}
+            step.extra["best_metrics"] = meta["best"]
             step.extra["samples_per_s"] = round(float(np.mean(
                 [h["samples_s"] for h in hist])), 1) if hist else 0.0
-            step.extra["ray_train_path"] = result.path
+            step.extra["ray_train_path"] = path
         run.delete(posixpath.join(RAY_TRAIN_DIR, name))  # complete: nothing left to resume
         entry = run.entry("train_two_tower", variant)
-        b = state["best_metrics"]
-        log(f"train_two_tower/{variant}: best epoch {state['best_epoch']} val_map12 "
+        b = meta["best"]
+        log(f"train_two_tower/{variant}: best epoch {meta['best_epoch']} val_map12 "
             f"{b['val_map12']:.4f} auc {b['auc']:.4f} ({step.timings.get('fit_s', 0):.0f}s)")
     build_two_tower_index(run, variant, cfg.index, force=force, log=log)
     return entry
-
-
-def publish_blob(state: dict, variant: str, config: dict) -> dict:
-    """The training checkpoint -> the published model (the best epoch's weights)."""
-    return {"spec": state["spec"], "state": state["best_state"],
-            "meta": {"variant": variant, "config": config, "layout": state["layout"],
-                     "best_epoch": state["best_epoch"], "best": state["best_metrics"],
-                     "history": state["history"], "n_customers": state["n_customers"],
-                     "trained_customers": state["trained"]}}
-
-
-def load_two_tower(run: Run, variant: str = "default"):
-    """(model on CPU in eval mode, metadata) of a published variant; ``meta`` holds the
-    config, the input layout, the history and ``trained_customers`` (bool per customer)."""
-    import torch
-
-    from stylehub_ray.models.two_tower import TwoStageRecommender, TwoTowerSpec
-
-    rel = _model_dir(variant)
-    if not run.is_complete(rel):
-        raise FileNotFoundError(f"{run.uri}/{rel}: no complete model (train it with `stylehub "
-                                f"train two-tower --run {run.uri}`)")
-    with run.fs.open_input_stream(run.path(posixpath.join(rel, "model.pt"))) as f:
-        blob = torch.load(io.BytesIO(f.read()), map_location="cpu", weights_only=False)
-    model = TwoStageRecommender(TwoTowerSpec.from_dict(blob["spec"]))
-    model.load_state_dict(blob["state"])
-    meta = dict(blob["meta"])
-    meta["trained_customers"] = np.unpackbits(meta["trained_customers"])[
-        :meta["n_customers"]].astype(bool)
-    return model.eval(), meta
 
 
 def build_two_tower_index(run: Run, variant: str = "default", kind: str = "flat",
@@ -268,7 +208,7 @@ def build_two_tower_index(run: Run, variant: str = "default", kind: str = "flat"
                     outputs=[name], force=force)
     if step.done:
         return step.previous() | {"skipped": True}
-    model, meta = load_two_tower(run, variant)
+    model, _spec, meta = load_model(run, MODEL_NAME, variant)
     _customers, articles = build_inputs(run, feature_set, InputLayout(**meta["layout"]))
     vectors = model.article_vectors(articles.tensors()).numpy().astype(np.float32)
     ids = read_table(run, "raw/article_map", ["article_idx", "article_id"]).sort_by(
@@ -454,107 +394,88 @@ def run_epoch(model, batches, c_tab: dict, a_tab: dict, opt, cfg: TrainTwoTowerC
 
 
 # --------------------------------------------------------------------------------------------
-# The Ray Train worker loop
+# This model's part of the Ray Train loop
 # --------------------------------------------------------------------------------------------
-def _train_loop(config: dict) -> None:
-    import ray.train
-    import ray.train.torch
-    import torch
-    import torch.distributed as dist
+class TwoTowerRecipe(L.Recipe):
+    """The two-tower's part of the Ray Train loop (no Ray here): the joint loss over the
+    worker's shard of the training examples, validation on rank 0 shared with every worker,
+    early stopping after ``patience`` epochs without a better val MAP@12."""
 
-    from stylehub_ray.eval.recommend import load_history
-    from stylehub_ray.models import two_tower as M
+    model = MODEL_NAME
+    select_by = "val_map12"
+    cfg: TrainTwoTowerConfig
 
-    cfg = TrainTwoTowerConfig(**config["cfg"])
-    run = Run(config["run"])
-    ctx = ray.train.get_context()
-    rank, world = ctx.get_world_rank(), ctx.get_world_size()
-    device = ray.train.torch.get_device()
-    torch.set_num_threads(max(1, int(cfg.cpus_per_worker)))
-    torch.manual_seed(cfg.seed)
+    def setup(self, worker: L.Worker):
+        from stylehub_ray.eval.recommend import build_inputs, load_history
+        from stylehub_ray.models.two_tower import TwoStageRecommender
 
-    layout, customers, articles, spec = model_inputs(run, cfg)
-    model = ray.train.torch.prepare_model(M.TwoStageRecommender(spec))
-    core = model.module if hasattr(model, "module") else model  # unwrapped (DDP)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    # The examples join the feature set of their own time (point in time: `fit`, where the
-    # features stage built one); validation scores `val` with the `train` set, as of `val`.
-    fit_c, fit_a = customers, articles
-    if training_feature_set(run) != "train":
-        from stylehub_ray.eval.recommend import build_inputs
+        cfg, run = self.cfg, Run(self.run)
+        self.worker = worker
+        self.layout, self.customers, self.articles, self._spec = model_inputs(run, cfg)
+        # The examples join the feature set of their own time (point in time: `fit`, where
+        # the features stage built one); validation scores `val` with the `train` set, as of
+        # `val`.
+        fit_c, fit_a = self.customers, self.articles
+        fit_set = training_feature_set(run)
+        if fit_set != "train":
+            fit_c, fit_a = build_inputs(run, fit_set, self.layout)
+        self.c_tab = {k: v.to(worker.device) for k, v in fit_c.tensors().items()}
+        self.a_tab = {k: v.to(worker.device) for k, v in fit_a.tensors().items()}
+        self.trained = trained_customers(run, cfg, self.layout.n_customers)
+        self.history_tx = self.val = None
+        if worker.rank == 0:
+            self.history_tx = load_history(run, "train", self.layout.n_customers,
+                                           self.layout.n_articles)
+            self.val = validation_data(run, cfg, self.trained, self.layout.n_articles)
+        return TwoStageRecommender(self._spec)
 
-        fit_c, fit_a = build_inputs(run, training_feature_set(run), layout)
-    c_tab = {k: v.to(device) for k, v in fit_c.tensors().items()}
-    a_tab = {k: v.to(device) for k, v in fit_a.tensors().items()}
+    def spec(self):
+        return self._spec
 
-    trained = trained_customers(run, cfg, layout.n_customers)
-    history_tx = val = None
-    if rank == 0:
-        history_tx = load_history(run, "train", layout.n_customers, layout.n_articles)
-        val = validation_data(run, cfg, trained, layout.n_articles)
+    def optimizer(self, model):
+        import torch
 
-    start_epoch, hist, resumed_at = 0, [], -1
-    best_state, best_metrics, best_epoch = None, {"val_map12": -1.0}, -1
-    ckpt = ray.train.get_checkpoint()
-    if ckpt:  # resume: the weights, optimizer and selection state as after the last epoch
-        with ckpt.as_directory() as d:
-            st = torch.load(os.path.join(d, "state.pt"), map_location="cpu", weights_only=False)
-        core.load_state_dict(st["state"])
-        opt.load_state_dict(st["optimizer"])
-        start_epoch, hist = st["epoch"] + 1, st["history"]
-        resumed_at = start_epoch
-        best_state, best_metrics, best_epoch = st["best_state"], st["best_metrics"], st[
-            "best_epoch"]
+        return torch.optim.Adam(model.parameters(), lr=self.cfg.lr)
 
-    shard = ray.train.get_dataset_shard("train")
-    stale = 0
-    for epoch in range(start_epoch, cfg.epochs):
+    def train_epoch(self, model, optimizer, epoch: int) -> dict:
+        cfg, world = self.cfg, self.worker.world
         t0 = time.perf_counter()
-        batches = shard.iter_batches(
+        batches = self.worker.shard.iter_batches(
             batch_size=cfg.batch_size, batch_format="numpy", drop_last=True,
             local_shuffle_buffer_size=cfg.shuffle_buffer or None,
             local_shuffle_seed=cfg.seed * 1000 + epoch if cfg.shuffle_buffer else None)
-        sums, steps, samples = run_epoch(model, batches, c_tab, a_tab, opt, cfg, device)
+        sums, steps, samples = run_epoch(model, batches, self.c_tab, self.a_tab, optimizer, cfg,
+                                         self.worker.device)
         train_s = time.perf_counter() - t0
-        metrics = {"epoch": epoch, "loss": sums[0] / max(steps, 1),
-                   "retrieval_loss": sums[1] / max(steps, 1),
-                   "ranking_loss": sums[2] / max(steps, 1)}
-        if rank == 0:
-            metrics.update(evaluate_epoch(core, customers, articles, history_tx, trained, val,
-                                          cfg))
-        if world > 1:  # every worker reports rank 0's validation
-            box = [metrics]
+        return {"loss": sums[0] / max(steps, 1), "retrieval_loss": sums[1] / max(steps, 1),
+                "ranking_loss": sums[2] / max(steps, 1), "train_s": round(train_s, 3),
+                "samples": samples * world,
+                "samples_s": round(samples * world / max(train_s, 1e-9), 1)}
+
+    def validate(self, model, epoch: int) -> dict:
+        """Rank 0's validation, broadcast so that every worker reports the same numbers."""
+        val = None
+        if self.worker.rank == 0:
+            val = evaluate_epoch(model, self.customers, self.articles, self.history_tx,
+                                 self.trained, self.val, self.cfg)
+        if self.worker.world > 1:
+            import torch.distributed as dist
+
+            box = [val]
             dist.broadcast_object_list(box, src=0)
-            metrics = {**box[0], "loss": metrics["loss"],
-                       "retrieval_loss": metrics["retrieval_loss"],
-                       "ranking_loss": metrics["ranking_loss"]}
-        metrics.update(epoch_s=round(time.perf_counter() - t0, 3), train_s=round(train_s, 3),
-                       samples=samples * world,
-                       samples_s=round(samples * world / max(train_s, 1e-9), 1))
-        hist.append(metrics)
-        score = metrics["val_map12"] if metrics["val_map12"] == metrics["val_map12"] else -1.0
-        if score > best_metrics["val_map12"] or best_state is None:
-            best_metrics = {k: metrics[k] for k in ("val_map12", "auc", "precision", "recall")}
-            best_metrics["val_map12"] = score
-            best_epoch = epoch
-            best_state = {k: t.detach().cpu().clone() for k, t in core.state_dict().items()}
-            stale = 0
-        else:
-            stale += 1
-        if rank == 0:
-            with tempfile.TemporaryDirectory() as d:
-                torch.save({"spec": spec.to_dict(), "layout": layout.to_dict(),
-                            "state": core.state_dict(), "optimizer": opt.state_dict(),
-                            "epoch": epoch, "history": hist, "best_state": best_state,
-                            "best_metrics": best_metrics, "best_epoch": best_epoch,
-                            "resumed_at": resumed_at, "trained": np.packbits(trained),
-                            "n_customers": layout.n_customers,
-                            "val_customers": int(len(val["customers"]))},
-                           os.path.join(d, "state.pt"))
-                ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(d))
-        else:
-            ray.train.report(metrics)  # every worker reports once per epoch (Train V2)
-        if config.get("fail_after_epoch") is not None and epoch >= config["fail_after_epoch"]:
-            raise RuntimeError(f"injected failure after epoch {epoch} (resume test)")
-        if cfg.patience and stale >= cfg.patience:
-            break  # early stopping; every worker sees the same broadcast val_map12
+            val = box[0]
+        return val
+
+    def best_metrics(self, metrics: dict) -> dict:
+        best = {k: metrics[k] for k in ("val_map12", "auc", "precision", "recall")}
+        if best["val_map12"] != best["val_map12"]:  # nan: no val customers
+            best["val_map12"] = -1.0
+        return best
+
+    def stop_early(self, epoch: int, best_epoch: int) -> bool:
+        return bool(self.cfg.patience) and epoch - best_epoch >= self.cfg.patience
+
+    def facts(self) -> dict:
+        return {"layout": self.layout.to_dict(), "n_customers": self.layout.n_customers,
+                "val_customers": int(len(self.val["customers"])),
+                "trained_customers": self.trained}

@@ -2,12 +2,12 @@
 
 Ray 2.60 runs Train V2, where a TorchTrainer cannot be handed to a ``Tuner``: each trial is a
 Tune function that builds the trainer's TorchTrainer (the same ``build_trainer`` that
-``stylehub train`` uses) with the trial's hyper-parameters and calls ``fit()``;
-``TuneReportCallback`` forwards every epoch's ``ray.train.report`` metrics to Tune, where ASHA
-stops the weak trials at its rungs. Random and grid search are Tune's BasicVariantGenerator,
-seeded. The Tune function itself holds ``trial_cpus`` (Tune refuses 0); the training workers
-hold what the trainer config asks (CPU per worker, or a share of a GPU where the cluster has
-GPUs).
+``stylehub train`` uses, :func:`stylehub_ray.train.loop.build_trainer` underneath) with the
+trial's hyper-parameters and calls ``fit()``; ``TuneReportCallback`` forwards every epoch's
+reported metrics to Tune, where ASHA stops the weak trials at its rungs. Random and grid search
+are Tune's BasicVariantGenerator, seeded. The Tune function itself holds ``trial_cpus`` (Tune
+refuses 0); the training workers hold what the trainer config asks (CPU per worker, or a share
+of a GPU where the cluster has GPUs).
 
 Outputs, ``tune/<model>/<sweep>/`` (one step, ``_SUCCESS`` last): ``trials.parquet`` and
 ``trials.csv`` (one row per trial: parameters, metric at its best epoch, epochs run, status,
@@ -20,7 +20,6 @@ Tune's experiment and each trial's Ray Train folder live under ``tune/<model>/_r
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import posixpath
@@ -259,26 +258,12 @@ def _trial(params: dict, setup: dict) -> None:
     cfg = make_trainer_config(cls, {**plan.base, **values, **setup["resources"]},
                               where=plan.entry.stage)
     trial_id = ray.tune.get_context().get_trial_id()
+    share = setup["gpu_share"]
     trainer, _name = plan.entry.load().build_trainer(
         run, cfg, fail_after_epoch=params.get(FAIL_PARAM), callbacks=[TuneReportCallback()],
-        storage_path=setup["train_storage"], name=trial_id)
-    if setup["gpu_share"] not in (0, 1):
-        trainer = _share_gpus(trainer, setup["gpu_share"])
+        storage_path=setup["train_storage"], name=trial_id,
+        gpus_per_worker=share if share not in (0, 1) else None)  # a share: trials per GPU
     trainer.fit()
-
-
-def _share_gpus(trainer, gpus_per_worker: float):
-    """The same TorchTrainer with a fractional GPU per worker (two trials on one GPU)."""
-    from ray.train.torch import TorchTrainer
-
-    sc = trainer.scaling_config
-    res = {**(sc.resources_per_worker or {}), "GPU": gpus_per_worker}
-    return TorchTrainer(
-        trainer.train_loop_per_worker, train_loop_config=trainer.train_loop_config,
-        scaling_config=dataclasses.replace(sc, use_gpu=True, resources_per_worker=res),
-        run_config=trainer.run_config, datasets=trainer.datasets,
-        dataset_config=trainer.data_config, torch_config=trainer.backend_config,
-        validation_config=trainer.validation_config)
 
 
 def _trial_dirname(trial) -> str:
