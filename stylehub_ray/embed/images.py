@@ -31,7 +31,7 @@ from stylehub_ray.run import Run, fingerprint_source, resolve_fs
 
 OUT = "embeddings/images"
 PCA_OUT = "embeddings/images_pca"
-STAGE, VARIANT = "embed", "images"
+STAGE = "embed_images"
 
 
 @dataclass
@@ -198,7 +198,7 @@ def embed_images(run: Run, cfg: EmbedImagesConfig, force: bool = False, log=prin
     inputs = {"raw/images": run.marker("raw/images")["fingerprint"]}
     if weights.path is not None:
         inputs["weights"] = fingerprint_source(weights.path)
-    step = run.step(STAGE, VARIANT, config=resolved(cfg), inputs=inputs,
+    step = run.step(STAGE, config=resolved(cfg), inputs=inputs,
                     outputs=[OUT, PCA_OUT], force=force)
     if step.done:
         log(f"embed images: {run.uri} is up to date; skipped (--force redoes it)")
@@ -262,7 +262,7 @@ def embed_images(run: Run, cfg: EmbedImagesConfig, force: bool = False, log=prin
     log(f"embed images: {status['embedded']:,} embedded, {status['missing']:,} missing, "
         f"{status['unreadable']:,} unreadable; PCA {dim} -> {pca_dim} keeps "
         f"{explained:.1%} of the variance; {present.num_rows / max(embed_s, 1e-9):.1f} images/s")
-    return run.entry(STAGE, VARIANT)
+    return run.entry(STAGE)
 
 
 def features_dataset(present: pa.Table, cfg: EmbedImagesConfig, weights: ImageWeights,

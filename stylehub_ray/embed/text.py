@@ -31,7 +31,7 @@ from stylehub_ray.run import Run, fingerprint_source
 
 OUT = "embeddings/text"
 ENCODER_OUT = "embeddings/text_encoder"
-STAGE, VARIANT = "embed", "text"
+STAGE = "embed_text"
 ENCODERS = ("bert", "tfidf", "tfidf+bert")
 
 
@@ -113,7 +113,7 @@ def embed_text(run: Run, cfg: EmbedTextConfig, force: bool = False, log=print) -
     inputs = {"raw/articles": run.marker("raw/articles")["fingerprint"]}
     if model_dir is not None:
         inputs["model"] = fingerprint_source(str(model_dir))
-    step = run.step(STAGE, VARIANT, config=resolved(cfg), inputs=inputs,
+    step = run.step(STAGE, config=resolved(cfg), inputs=inputs,
                     outputs=[OUT, ENCODER_OUT], force=force)
     if step.done:
         log(f"embed text: {run.uri} is up to date; skipped (--force redoes it)")
@@ -162,7 +162,7 @@ def embed_text(run: Run, cfg: EmbedTextConfig, force: bool = False, log=print) -
                           texts_per_s=round(articles.num_rows / max(embed_s, 1e-9), 1))
     log(f"embed text: {articles.num_rows:,} articles -> {dim}-d ({cfg.encoder}); "
         f"{articles.num_rows / max(embed_s, 1e-9):.0f} texts/s")
-    return run.entry(STAGE, VARIANT)
+    return run.entry(STAGE)
 
 
 def encode_dataset(cleaned, tfidf: Tfidf | None, model_dir, cfg: EmbedTextConfig,

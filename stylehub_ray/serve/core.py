@@ -591,7 +591,7 @@ class ImageSearchPart:
         from stylehub_ray.embed.weights import resolve_image_weights
 
         self.run = run
-        entry = run.entry("embed", "images")
+        entry = run.entry("embed_images")
         if not entry or entry.get("status") != "complete":
             raise Unavailable(f"{run.uri}: no image embeddings; run `stylehub embed images "
                               f"--run {run.uri}`")

@@ -212,14 +212,7 @@ def make_trainer_config(cls: type, values: dict, where: str):
     hints = typing.get_type_hints(cls)
     given = {k: v if v is None or k not in hints else shape_value(f"{where}.{k}", v, hints[k])
              for k, v in values.items()}
-    registered = cls in C.STAGE_CONFIGS.values() or any(
-        path.endswith(f":{cls.__name__}") for path in C.LAZY_STAGE_CONFIGS.values())
-    if registered:
-        return C.load_config(cls, None, None, **given)
-    cfg = cls(**{k: v for k, v in given.items() if v is not None})  # not (yet) a stage
-    if hasattr(cfg, "validate"):
-        cfg.validate()
-    return cfg
+    return C.load_config(cls, None, None, **given)
 
 
 def trial_values(plan: SweepPlan, params: dict) -> dict:
