@@ -145,7 +145,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         tune_model(Run(args.run), cfg, force=args.force)
         return 0
     if args.command == "generate" and args.dataset == "hm":
-        from stylehub_ray.data.hm_generator import generate_hm
+        from stylehub_ray.synth.hm import generate_hm
 
         cfg = C.load_config(C.GenerateHMConfig, args.config, args.sets, scale=args.scale,
                             seed=args.seed, images=False if args.no_images else None)
@@ -153,7 +153,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         print(json.dumps(summary, indent=2))
         return 0
     if args.command == "generate" and args.dataset == "outfits":
-        from stylehub_ray.data.outfits_generator import generate_outfits
+        from stylehub_ray.synth.outfits import generate_outfits
 
         cfg = C.load_config(C.GenerateOutfitsConfig, args.config, args.sets, scale=args.scale,
                             seed=args.seed)

@@ -1,4 +1,4 @@
-"""Tests of the synthetic product-photo renderer (stylehub_ray/data/render.py)."""
+"""Tests of the synthetic product-photo renderer (stylehub_ray/synth/render.py)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from stylehub_ray.data.render import (
+from stylehub_ray.synth.render import (
     COLOUR_RGB,
     PATTERNS,
     SILHOUETTES,
@@ -24,7 +24,7 @@ from stylehub_ray.data.render import (
 )
 
 VOCAB = json.loads(
-    (Path(__file__).resolve().parents[1] / "stylehub_ray/data/hm_vocab.json").read_text()
+    (Path(__file__).resolve().parents[1] / "stylehub_ray/synth/hm_vocab.json").read_text()
 )
 COLOURS = sorted({c["colour_group_name"] for c in VOCAB["colours"]})
 APPEARANCES = [g["graphical_appearance_name"] for g in VOCAB["graphical_appearances"]]

@@ -327,7 +327,7 @@ def oracle_scores(run: Run, cfg: EvaluateRankingConfig, test: TestSet | None = N
                   force: bool = False, log=print) -> dict | None:
     """The oracle's realized and expected scores on the test period (``eval/oracle/``), or
     None on real data. One step shared by every evaluation."""
-    from stylehub_ray.data.oracle import HMOracle
+    from stylehub_ray.synth.oracle import HMOracle
 
     if not run.is_complete("raw/oracle"):
         return None

@@ -10,7 +10,7 @@ not pixel-identical, while a given seed always gives the same image.
 
 Only Pillow and numpy are used; one 96x128 render costs well under a millisecond of drawing
 plus a few vectorised numpy passes, so a single core renders several hundred images a second.
-Names outside the vocabulary (``stylehub_ray/data/hm_vocab.json``) never raise: they fall back
+Names outside the vocabulary (``stylehub_ray/synth/hm_vocab.json``) never raise: they fall back
 by keyword (``"Navy Blue"`` -> blue, ``"Pinstripe"`` -> stripe) and then to a neutral default.
 """
 

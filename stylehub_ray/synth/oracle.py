@@ -25,8 +25,8 @@ import pyarrow.compute as pc
 import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 
-from stylehub_ray.data import hm_generator as gen
 from stylehub_ray.run import Run
+from stylehub_ray.synth import hm as gen
 
 
 def _day(d: date | str) -> int:
