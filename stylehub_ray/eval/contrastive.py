@@ -10,7 +10,7 @@ source, beside the same measures on its untrained input vectors:
   (4.2.3);
 - ranking: for each test anchor, its positives' ranks among all items (``recall@5``,
   ``recall@20``, ``mrr``; MRR over the first ``mrr_depth`` ranks, a reciprocal rank beyond
-  them counts 0), through :mod:`stylehub_ray.eval.metrics`;
+  them counts 0), through :mod:`stylehub_ray.metrics`;
 - neighbour agreement: the share of each item's ``neighbours`` nearest items that share its
   ``product_type_name``, ``colour_group_name`` and both, beside chance (the share two random
   items share it);
@@ -120,7 +120,7 @@ def pair_measures(emb: np.ndarray, pairs: pa.Table, has_vector: np.ndarray,
     item without a vector are left out. With ``distances``, the per-pair distances come back
     too (``pos``, ``neg``) for the histograms.
     """
-    from stylehub_ray.eval.metrics import evaluate_ranking, mrr
+    from stylehub_ray.metrics import evaluate_ranking, mrr
 
     unit = unit_rows(emb)
     a = pairs.column("anchor_idx").to_numpy().astype(np.int64)

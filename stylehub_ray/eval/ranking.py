@@ -1,6 +1,6 @@
 """The ranking protocol of the H&M models: test truth, metric table, oracle, bootstrap, plots.
 
-Protocol (the same for the two-tower and every baseline, all scored by ``eval.metrics``):
+Protocol (the same for the two-tower and every baseline, all scored by ``stylehub_ray.metrics``):
 
 - **Customers that count**: every customer with at least one purchase in the ``test`` period
   of ``features/interactions`` (the H&M MAP@12 convention), those without a purchase before
@@ -40,7 +40,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from stylehub_ray.eval.baselines import BASELINES, Interactions, make_baseline
-from stylehub_ray.eval.metrics import (
+from stylehub_ray.metrics import (
     evaluate_ranking,
     map_at_k,
     ndcg_at_k,
