@@ -45,7 +45,8 @@ def test_model_bars_grow_with_the_rows():
 
 def test_curves_histograms_and_maps_render():
     history = [{"epoch": i, "loss": 1 / (i + 1), "val_pos_dist": 0.3, "val_neg_dist": 0.6,
-                "val_recall5": 0.1 * i, "auc": 0.6, "recall": None} for i in range(3)]
+                "val_recall5": 0.1 * i, "auc": 0.6, "precision": 0.1, "recall": None}
+               for i in range(3)]
     rng = np.random.default_rng(0)
     measures = {"pos": rng.random(50), "neg": rng.random(50) + 0.5, "pos_dist": 0.5,
                 "neg_dist": 1.0}
