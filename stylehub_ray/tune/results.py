@@ -133,9 +133,8 @@ def metric_vs_param(trials: pd.DataFrame, param: Param, metric: str, mode: str,
         x = ok[name].to_numpy(float)
         means = ok.groupby(name)[metric].mean().sort_index()
         mean_x, mean_y = means.index.to_numpy(float), means.to_numpy()
-    best = None
-    if not ok.empty:
-        row = ok.loc[ok[metric].idxmax() if mode == "max" else ok[metric].idxmin()]
+    best, row = None, best_trial(trials, metric, mode)
+    if row is not None:
         bx = labels.index(str(row[name])) if labels is not None else float(row[name])
         best = (bx, row[metric])
     return metric_vs_param_png(x, y, complete, mean_x, mean_y, best, param=name, metric=metric,
