@@ -29,9 +29,9 @@ os.environ.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "1")
 
 from stylehub_ray.config import IngestConfig  # noqa: E402
 from stylehub_ray.data.ingest import ingest  # noqa: E402
-from stylehub_ray.data.outfits_generator import generate_outfits  # noqa: E402
 from stylehub_ray.eval.fndcl import EvaluateFNDCLConfig, evaluate_fndcl  # noqa: E402
 from stylehub_ray.run import Run  # noqa: E402
+from stylehub_ray.synth.outfits import generate_outfits  # noqa: E402
 from stylehub_ray.train.fndcl import (  # noqa: E402
     FNDCLItemsConfig,
     TrainFNDCLConfig,

@@ -27,10 +27,10 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from stylehub_ray.config import GenerateHMConfig, IngestConfig
-from stylehub_ray.data.hm_generator import generate_hm
 from stylehub_ray.data.ingest import ingest
 from stylehub_ray.ray_utils import ensure_ray
 from stylehub_ray.run import Run
+from stylehub_ray.synth.hm import generate_hm
 
 
 def floor(csv_path: Path, out: Path) -> float:

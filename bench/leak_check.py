@@ -21,8 +21,8 @@ import argparse
 import numpy as np
 import pandas as pd
 
-from stylehub_ray.eval.metrics import auc
 from stylehub_ray.features.stage import load_features
+from stylehub_ray.metrics import auc
 from stylehub_ray.run import Run
 from stylehub_ray.train.two_tower import (
     EXAMPLES,

@@ -35,9 +35,9 @@ from stylehub_ray.config import (  # noqa: E402
     load_config,
     stage_config,
 )
-from stylehub_ray.data.hm_generator import generate_hm  # noqa: E402
 from stylehub_ray.data.ingest import ingest  # noqa: E402
 from stylehub_ray.run import Run  # noqa: E402
+from stylehub_ray.synth.hm import generate_hm  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "oracle_seeds.json"
 EMBED_SETS = ["model=random", "arch=resnet18", "image_size=64"]

@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from stylehub_ray.config import GenerateHMConfig
-from stylehub_ray.data.hm_generator import generate_hm
+from stylehub_ray.synth.hm import generate_hm
 
 
 def stats(root: Path) -> dict[str, float]:

@@ -79,8 +79,8 @@ def log_oracle_summary(run: Run, log=print, k: int = 12) -> dict | None:
     import pyarrow.compute as pc
 
     from stylehub_ray.data.ingest import read_table
-    from stylehub_ray.data.oracle import HMOracle
-    from stylehub_ray.eval.metrics import evaluate_ranking
+    from stylehub_ray.metrics import evaluate_ranking
+    from stylehub_ray.synth.oracle import HMOracle
 
     if not run.is_complete("raw/transactions"):
         return None

@@ -34,11 +34,11 @@ class Stage:
 
 STAGES: tuple[Stage, ...] = (
     Stage("generate_hm", ("generate", "hm"), "H&M Kaggle layout with an oracle",
-          "stylehub_ray.config:GenerateHMConfig", "stylehub_ray.data.hm_generator:generate_hm"),
+          "stylehub_ray.config:GenerateHMConfig", "stylehub_ray.synth.hm:generate_hm"),
     Stage("generate_outfits", ("generate", "outfits"),
           "Polyvore-U layout with planted false negatives",
           "stylehub_ray.config:GenerateOutfitsConfig",
-          "stylehub_ray.data.outfits_generator:generate_outfits"),
+          "stylehub_ray.synth.outfits:generate_outfits"),
     Stage("ingest", ("ingest",), "validate and type a source into RUN/raw",
           "stylehub_ray.config:IngestConfig", "stylehub_ray.data.ingest:ingest", layout=ANY),
     Stage("features", ("features",), "split, features, negatives, preprocessing",

@@ -87,7 +87,7 @@ def _stop_processes_under(temp_dir: str, grace: float = 10.0) -> None:
 def tiny_hm(tmp_path_factory) -> Path:
     """A tiny generated H&M source with images (generated once per session)."""
     from stylehub_ray.config import GenerateHMConfig
-    from stylehub_ray.data.hm_generator import generate_hm
+    from stylehub_ray.synth.hm import generate_hm
 
     out = tmp_path_factory.mktemp("tiny_hm")
     generate_hm(str(out), GenerateHMConfig(scale="tiny", images=True), log=lambda *a: None)

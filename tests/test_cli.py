@@ -59,8 +59,8 @@ def test_module_entry_point():
 
 
 def test_outfits_pipeline_trains_and_evaluates_fndcl(ray_head, tmp_path, capsys):
-    from stylehub_ray.data.outfits_generator import generate_outfits
     from stylehub_ray.run import Run
+    from stylehub_ray.synth.outfits import generate_outfits
 
     generate_outfits(str(tmp_path / "src"), scale="tiny", seed=0)
     sets = ["--set", "fndcl_items.image_size=64", "--set", "fndcl_items.ae_epochs=1",

@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 
 from stylehub_ray.config import FeaturesConfig, IngestConfig
-from stylehub_ray.data.hm_generator import ARTICLE_COLUMNS
 from stylehub_ray.data.ingest import ingest, read_table
+from stylehub_ray.data.schemas import ARTICLE_COLUMNS
 from stylehub_ray.features.preprocess import Preprocessor
 from stylehub_ray.features.stage import SplitError, build_features, compute_split, load_features
 from stylehub_ray.run import Run

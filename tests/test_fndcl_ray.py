@@ -8,9 +8,9 @@ import pytest
 
 from stylehub_ray.config import IngestConfig
 from stylehub_ray.data.ingest import ingest
-from stylehub_ray.data.outfits_generator import generate_outfits
 from stylehub_ray.eval.fndcl import EvaluateFNDCLConfig, evaluate_fndcl
 from stylehub_ray.run import Run
+from stylehub_ray.synth.outfits import generate_outfits
 from stylehub_ray.train.fndcl import (
     RAY_TRAIN_DIR,
     FNDCLItemsConfig,

@@ -13,7 +13,8 @@ import pandas as pd
 import pytest
 
 from stylehub_ray.config import GenerateHMConfig
-from stylehub_ray.data import hm_generator as gen
+from stylehub_ray.data import schemas
+from stylehub_ray.synth import hm as gen
 
 QUIET = {"log": lambda *a: None}
 
@@ -34,9 +35,9 @@ def test_layout_columns_and_exact_sizes(tiny_hm):
     arts = pd.read_csv(tiny_hm / "articles.csv", dtype=str)
     custs = pd.read_csv(tiny_hm / "customers.csv", dtype=str)
     tx = pd.read_csv(tiny_hm / "transactions_train.csv", dtype=str)
-    assert list(arts.columns) == gen.ARTICLE_COLUMNS and len(arts.columns) == 25
-    assert list(custs.columns) == gen.CUSTOMER_COLUMNS
-    assert list(tx.columns) == gen.TRANSACTION_COLUMNS
+    assert list(arts.columns) == schemas.ARTICLE_COLUMNS and len(arts.columns) == 25
+    assert list(custs.columns) == schemas.CUSTOMER_COLUMNS
+    assert list(tx.columns) == schemas.TRANSACTION_COLUMNS
     s = gen.SCALES["tiny"]
     assert (len(arts), len(custs), len(tx)) == (s.articles, s.customers, s.transactions)
     assert arts.article_id.str.fullmatch(r"\d{10}").all() and arts.article_id.is_unique

@@ -14,7 +14,7 @@ from stylehub_ray.config import load_config, stage_config
 from stylehub_ray.data.ingest import read_table
 from stylehub_ray.eval import ranking as R
 from stylehub_ray.eval.baselines import make_baseline
-from stylehub_ray.eval.metrics import evaluate_ranking
+from stylehub_ray.metrics import evaluate_ranking
 from stylehub_ray.run import Run
 
 QUIET = {"log": lambda *a: None}

@@ -42,7 +42,7 @@ def outfits_run(ray_head, tmp_path_factory) -> Run:
     """Tiny generated outfits with a one-epoch N-pair teacher."""
     from stylehub_ray.config import IngestConfig
     from stylehub_ray.data.ingest import ingest
-    from stylehub_ray.data.outfits_generator import generate_outfits
+    from stylehub_ray.synth.outfits import generate_outfits
     from stylehub_ray.train.fndcl import (
         FNDCLItemsConfig,
         TrainFNDCLConfig,

@@ -153,7 +153,7 @@ def fnd_run(ray_head, tmp_path_factory):
     """Tiny outfits: ingest, item features and a 1-epoch N-pair teacher (the FND student's)."""
     from stylehub_ray.config import IngestConfig
     from stylehub_ray.data.ingest import ingest
-    from stylehub_ray.data.outfits_generator import generate_outfits
+    from stylehub_ray.synth.outfits import generate_outfits
     from stylehub_ray.train.fndcl import (
         FNDCLItemsConfig,
         TrainFNDCLConfig,

@@ -10,7 +10,7 @@ source, beside the same measures on its untrained input vectors:
   (4.2.3);
 - ranking: for each test anchor, its positives' ranks among all items (``recall@5``,
   ``recall@20``, ``mrr``; MRR over the first ``mrr_depth`` ranks, a reciprocal rank beyond
-  them counts 0), through :mod:`stylehub_ray.eval.metrics`;
+  them counts 0), through :mod:`stylehub_ray.metrics`;
 - neighbour agreement: the share of each item's ``neighbours`` nearest items that share its
   ``product_type_name``, ``colour_group_name`` and both, beside chance (the share two random
   items share it);
@@ -35,6 +35,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from stylehub_ray import plots
 from stylehub_ray.run import Run
 
 EVAL = "eval/contrastive"
@@ -120,7 +121,7 @@ def pair_measures(emb: np.ndarray, pairs: pa.Table, has_vector: np.ndarray,
     item without a vector are left out. With ``distances``, the per-pair distances come back
     too (``pos``, ``neg``) for the histograms.
     """
-    from stylehub_ray.eval.metrics import evaluate_ranking, mrr
+    from stylehub_ray.metrics import evaluate_ranking, mrr
 
     unit = unit_rows(emb)
     a = pairs.column("anchor_idx").to_numpy().astype(np.int64)
@@ -328,44 +329,15 @@ def write_plots(run: Run, folder: str, variant: str, history: list[dict], traine
                 raw: dict, emb: np.ndarray, has_vector: np.ndarray, groups: np.ndarray,
                 cfg: EvaluateContrastiveConfig) -> list[str]:
     """loss.png, distances.png, map.png into ``folder`` (a path in the run's filesystem)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-
     written = []
 
-    def save(fig, name: str) -> None:
-        import io
-
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-        plt.close(fig)
-        run.write_at(posixpath.join(folder, name), buf.getvalue())
+    def save(png: bytes, name: str) -> None:
+        run.write_at(posixpath.join(folder, name), png)
         written.append(name)
 
-    epochs = [h["epoch"] for h in history]
-    fig, ax = plt.subplots(1, 2, figsize=(10, 3.6))
-    ax[0].plot(epochs, [h["loss"] for h in history], marker="o", ms=3)
-    ax[0].set(xlabel="epoch", ylabel="NT-Xent loss", title=f"{variant}: training loss")
-    for key in ("val_pos_dist", "val_neg_dist", "val_recall5"):
-        ax[1].plot(epochs, [h[key] for h in history], marker="o", ms=3, label=key)
-    ax[1].set(xlabel="epoch", title="validation")
-    ax[1].legend()
-    save(fig, "loss.png")
-
-    fig, ax = plt.subplots(1, 2, figsize=(10, 3.6), sharey=False)
-    bins = np.linspace(0, 2, 61)
-    for a, (name, m) in zip(ax, (("trained embeddings", trained), ("input vectors", raw))):
-        a.hist(m["pos"], bins=bins, alpha=0.6, density=True,
-               label=f"positive (mean {m['pos_dist']:.3f})")
-        if len(m["neg"]):
-            a.hist(m["neg"], bins=bins, alpha=0.6, density=True,
-                   label=f"negative (mean {m['neg_dist']:.3f})")
-        a.set(xlabel="cosine distance", title=f"{variant}: {name}, test pairs")
-        a.legend()
-    save(fig, "distances.png")
+    save(plots.contrastive_history_png(variant, history), "loss.png")
+    save(plots.distance_histograms_png(
+        variant, (("trained embeddings", trained), ("input vectors", raw))), "distances.png")
 
     rows = np.flatnonzero(has_vector)
     if len(rows) > cfg.map_points:
@@ -382,19 +354,8 @@ def write_plots(run: Run, folder: str, variant: str, history: list[dict], traine
 
         xy = PCA(2, random_state=cfg.seed).fit_transform(x) if len(rows) > 2 else \
             np.zeros((len(rows), 2))
-    g = np.array([str(v) for v in groups[rows]], dtype=object)
-    names, counts = np.unique(g, return_counts=True)
-    top = set(names[np.argsort(-counts)][:10].tolist())
-    fig, ax = plt.subplots(figsize=(7, 6))
-    for name in sorted(top):
-        sel = g == name
-        ax.scatter(xy[sel, 0], xy[sel, 1], s=4, alpha=0.7, label=name)
-    other = ~np.isin(g, list(top))
-    if other.any():
-        ax.scatter(xy[other, 0], xy[other, 1], s=4, alpha=0.4, c="lightgrey", label="other")
-    ax.set(title=f"{variant}: item embeddings ({cfg.map_method.upper()}), by {MAP_COLUMN}")
-    ax.legend(markerscale=3, fontsize=7, loc="best")
-    save(fig, "map.png")
+    title = f"{variant}: item embeddings ({cfg.map_method.upper()}), by {MAP_COLUMN}"
+    save(plots.group_map_png(xy, groups[rows], title), "map.png")
     return written
 
 

@@ -2,7 +2,7 @@
 
 - Per user, the test outfits (its positives and their negatives, 1:10) are ranked by the
   model's preference and AUC and NDCG (over the whole candidate list) are averaged over users
-  (4.1.2), with ``eval.metrics``; the hard-negative setting swaps the random negatives for other
+  (4.1.2), with ``metrics``; the hard-negative setting swaps the random negatives for other
   users' positives (4.4, Table 4).
 - Cold starters (4.3, Table 3): users of the small set (53 for a model trained on 630, 32 for
   519) are scored without retraining from their 1 or 5 training outfits, with the avg and w-avg
@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from stylehub_ray.eval.metrics import auc, ndcg_at_k
+from stylehub_ray.metrics import auc, ndcg_at_k
 from stylehub_ray.run import Run
 
 EVAL = "eval/fndcl"

@@ -1,6 +1,6 @@
 """The ranking protocol of the H&M models: test truth, metric table, oracle, bootstrap, plots.
 
-Protocol (the same for the two-tower and every baseline, all scored by ``eval.metrics``):
+Protocol (the same for the two-tower and every baseline, all scored by ``stylehub_ray.metrics``):
 
 - **Customers that count**: every customer with at least one purchase in the ``test`` period
   of ``features/interactions`` (the H&M MAP@12 convention), those without a purchase before
@@ -27,7 +27,6 @@ which :func:`format_summary` prints.
 
 from __future__ import annotations
 
-import io
 import posixpath
 from collections import defaultdict
 from collections.abc import Callable
@@ -39,8 +38,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from stylehub_ray import plots
 from stylehub_ray.eval.baselines import BASELINES, Interactions, make_baseline
-from stylehub_ray.eval.metrics import (
+from stylehub_ray.metrics import (
     evaluate_ranking,
     map_at_k,
     ndcg_at_k,
@@ -322,7 +322,7 @@ def oracle_scores(run: Run, cfg: EvaluateRankingConfig, test: TestSet | None = N
                   force: bool = False, log=print) -> dict | None:
     """The oracle's realized and expected scores on the test period (``eval/oracle/``), or
     None on real data. One step shared by every evaluation."""
-    from stylehub_ray.data.oracle import HMOracle
+    from stylehub_ray.synth.oracle import HMOracle
 
     if not run.is_complete("raw/oracle"):
         return None
@@ -606,45 +606,15 @@ def format_summary(summary: dict) -> list[str]:
 
 
 # --------------------------------------------------------------------------------------------
-# Plots
+# Plots (drawn by stylehub_ray.plots)
 # --------------------------------------------------------------------------------------------
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _png(fig) -> bytes:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    _pyplot().close(fig)
-    return buf.getvalue()
-
-
 def bars_png(summary: dict) -> bytes:
     """Bars of MAP@k and recall@k of every model and setting against the oracle, with the
     bootstrap intervals as error bars."""
-    plt = _pyplot()
     mk = summary["map_k"]
-    rows = _rows(summary)
-    names = [f"{label} {setting}".strip() for label, setting, _ in rows]
-    fig, axes = plt.subplots(1, 2, figsize=(12, 0.45 * len(rows) + 1.5), sharey=True)
-    for ax, metric in zip(axes, (f"map@{mk}", f"recall@{mk}")):
-        values = np.array([s["metrics"][metric] for _, _, s in rows])
-        ci = [s.get("ci", {}).get(metric) for _, _, s in rows]
-        err = np.array([[v - c[0], c[1] - v] if c else [0, 0] for v, c in zip(values, ci)]).T
-        colors = ["#444444" if n.startswith("oracle") else "#1f77b4" if n.startswith(
-            "two-tower") else "#ff7f0e" for n in names]
-        ax.barh(np.arange(len(rows)), values, xerr=err, color=colors, capsize=3)
-        ax.set_yticks(np.arange(len(rows)), names)
-        ax.set_xlabel(metric)
-        ax.grid(axis="x", alpha=0.3)
-    axes[0].invert_yaxis()  # the axes share y: once puts the first row (the oracle) on top
-    fig.suptitle("test period: models (blue), baselines (orange), oracle (grey)")
-    return _png(fig)
+    rows = [(f"{label} {setting}".strip(), scored) for label, setting, scored in _rows(summary)]
+    return plots.model_bars_png(rows, (f"map@{mk}", f"recall@{mk}"),
+                                "test period: models (blue), baselines (orange), oracle (grey)")
 
 
 def two_tower_history(run: Run, variant: str) -> list[dict]:
@@ -660,52 +630,6 @@ def two_tower_history(run: Run, variant: str) -> list[dict]:
     return list(meta.get("history", []))
 
 
-def curves_png(history: list[dict]) -> bytes:
-    """Training curves: loss (total, retrieval, ranking), AUC, precision / recall, val MAP@12."""
-    plt = _pyplot()
-    epochs = [h.get("epoch", i) for i, h in enumerate(history)]
-    panels = [("loss", ("loss", "retrieval_loss", "ranking_loss")), ("AUC", ("auc",)),
-              ("precision / recall", ("precision", "recall")), ("val MAP@12", ("val_map12",))]
-    fig, axes = plt.subplots(1, 4, figsize=(16, 3.5))
-    for ax, (title, keys) in zip(axes, panels):
-        for key in keys:
-            ys = [h.get(key) for h in history]
-            if any(y is not None for y in ys):
-                ax.plot(epochs, [np.nan if y is None else y for y in ys], marker="o",
-                        label=key)
-        ax.set_title(title)
-        ax.set_xlabel("epoch")
-        ax.grid(alpha=0.3)
-        if len(keys) > 1:
-            ax.legend(fontsize=8)
-    return _png(fig)
-
-
-def embedding_map_png(vectors: np.ndarray, labels: np.ndarray, n: int, seed: int = 0
-                      ) -> bytes:
-    """2-D map (the first two principal components) of article vectors, coloured by label
-    (the eight commonest labels, the rest grey); at most ``n`` articles, drawn at random."""
-    plt = _pyplot()
-    rng = np.random.default_rng(seed)
-    pick = rng.choice(len(vectors), size=min(n, len(vectors)), replace=False)
-    x = vectors[pick].astype(np.float64)
-    x -= x.mean(0)
-    _, _, vt = np.linalg.svd(x, full_matrices=False)
-    xy = x @ vt[:2].T
-    lab = labels[pick].astype(str)
-    names, counts = np.unique(lab, return_counts=True)
-    top = names[np.argsort(-counts)][:8]
-    fig, ax = plt.subplots(figsize=(7, 6))
-    rest = ~np.isin(lab, top)
-    ax.scatter(xy[rest, 0], xy[rest, 1], s=4, c="#cccccc", label="other")
-    for name in top:
-        m = lab == name
-        ax.scatter(xy[m, 0], xy[m, 1], s=4, label=name)
-    ax.legend(fontsize=7, markerscale=3)
-    ax.set_title("article tower vectors, first two principal components")
-    return _png(fig)
-
-
 def two_tower_plots(run: Run, cfg: EvaluateRankingConfig, folder: str) -> list[str]:
     """curves.png and articles_2d.png into ``folder`` (a path in the run's filesystem)."""
     from stylehub_ray.data.ingest import read_table
@@ -715,7 +639,7 @@ def two_tower_plots(run: Run, cfg: EvaluateRankingConfig, folder: str) -> list[s
     history = two_tower_history(run, cfg.variant)
     if history:
         with run.fs.open_output_stream(posixpath.join(folder, "curves.png")) as f:
-            f.write(curves_png(history))
+            f.write(plots.training_curves_png(history))
         written.append("curves.png")
     rec = TwoTowerRecommender.load(run, variant=cfg.variant, feature_set="test")
     articles = read_table(run, "raw/articles", ["article_idx", "product_group_name"])
@@ -723,8 +647,8 @@ def two_tower_plots(run: Run, cfg: EvaluateRankingConfig, folder: str) -> list[s
     labels[articles.column("article_idx").to_numpy()] = articles.column(
         "product_group_name").to_numpy(zero_copy_only=False)
     with run.fs.open_output_stream(posixpath.join(folder, "articles_2d.png")) as f:
-        f.write(embedding_map_png(np.asarray(rec.article_vectors), labels, cfg.map_articles,
-                                  cfg.seed))
+        f.write(plots.embedding_map_png(np.asarray(rec.article_vectors), labels,
+                                        cfg.map_articles, cfg.seed))
     written.append("articles_2d.png")
     return written
 

@@ -355,8 +355,8 @@ def evaluate_epoch(model, customers, articles, history, trained, val: dict,
     """Validation metrics of the current weights (see the module docstring)."""
     import torch
 
-    from stylehub_ray.eval.metrics import auc, map_at_k
     from stylehub_ray.eval.recommend import TwoTowerRecommender
+    from stylehub_ray.metrics import auc, map_at_k
 
     model.eval()
     rec = TwoTowerRecommender(model, customers, articles, history, trained,
