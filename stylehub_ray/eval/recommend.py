@@ -18,7 +18,6 @@ inputs, the serving object and the batch stage.
 
 from __future__ import annotations
 
-import io
 import posixpath
 from dataclasses import asdict, dataclass, field
 
@@ -340,6 +339,8 @@ class TwoTowerRecommender:
             info = run.read_json(posixpath.join(name, "index.json"))
             model_fp = run.marker(f"models/{MODEL_NAME}/{variant}")["fingerprint"]
             if info.get("feature_set") == feature_set and info.get("model") == model_fp:
+                from stylehub_ray.embed.index import read_index
+
                 index, rows = read_index(run, name)
         return cls(model, customers, articles, bought, meta["trained_customers"], index,
                    rows, n_candidates or N_CANDIDATES, meta, build_index=want_index)
@@ -369,13 +370,10 @@ class TwoTowerRecommender:
         """Top ``n`` articles by dot product: (article_idx int64 (m, n), scores float32)."""
         if self.index is None:
             raise RuntimeError("this recommender was loaded without its index (index=False)")
-        x = np.ascontiguousarray(vectors, np.float32)
+        from stylehub_ray.embed.index import search
+
         n = min(int(n), self.n_articles)
-        if len(x) == 0:
-            return np.zeros((0, n), np.int64), np.zeros((0, n), np.float32)
-        scores, rows = self.index.search(x, n)
-        arts = np.where(rows >= 0, self.index_rows[np.maximum(rows, 0)], -1)
-        return arts.astype(np.int64), scores.astype(np.float32)
+        return search(self.index, vectors, n, rows=self.index_rows, batch=None)
 
     def bought(self, customer_idx: np.ndarray) -> list[np.ndarray]:
         """Articles each customer bought before the feature set's cutoff."""
@@ -455,19 +453,6 @@ class TwoTowerRecommender:
             free = np.flatnonzero(out_a[r] < 0)[:len(extra)]
             out_a[r, free] = extra[:len(free)]
             out_s[r, free] = -np.inf
-
-
-def read_index(run: Run, name: str):
-    """(FAISS index, row -> article_idx) of ``index/<name>/``."""
-    from stylehub_ray.embed.index import deserialize
-    from stylehub_ray.embed.vectors import read_file
-
-    index = deserialize(read_file(run, posixpath.join(name, "faiss.index")))
-    with run.fs.open_input_stream(run.path(posixpath.join(name, "ids.parquet"))) as f:
-        import pyarrow.parquet as pq
-
-        ids = pq.read_table(io.BytesIO(f.read())).sort_by("row")
-    return index, ids["article_idx"].to_numpy().astype(np.int64)
 
 
 _CACHE: dict[tuple, TwoTowerRecommender] = {}

@@ -16,7 +16,6 @@ is the same topology with them in place of the models.
 from __future__ import annotations
 
 import asyncio
-import posixpath
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,7 +26,6 @@ from stylehub_ray.serve.settings import ServeConfig
 
 ATTRIBUTES = ("prod_name", "product_type_name", "product_group_name", "colour_group_name",
               "department_name", "index_group_name", "garment_group_name")
-TWO_TOWER_INDEX = "index/two-tower"
 
 
 class BadInput(Exception):
@@ -464,19 +462,6 @@ async def _none() -> np.ndarray:
 # ------------------------------------------------------------------------------------------
 # Item similarity: by article (contrastive model, else the run's item vectors) and by photo
 # ------------------------------------------------------------------------------------------
-def _read_index(run: Run, rel: str):
-    """(faiss index, row -> article_idx) of ``index/<kind>/``."""
-    from stylehub_ray.data.ingest import read_table
-    from stylehub_ray.embed import index as I
-    from stylehub_ray.embed.vectors import read_file
-
-    index = I.deserialize(read_file(run, posixpath.join(rel, "faiss.index")))
-    ids = read_table(run, posixpath.join(rel, "ids.parquet"), ["row", "article_idx"])
-    rows = np.zeros(ids.num_rows, np.int64)
-    rows[ids.column("row").to_numpy()] = ids.column("article_idx").to_numpy()
-    return index, rows
-
-
 class VectorSearch:
     """Unit item vectors (row = article_idx) and a FAISS inner-product index over those with
     a vector: the k nearest other articles of an article, or of a query vector."""
@@ -506,20 +491,22 @@ class VectorSearch:
         valid = np.zeros(n, bool)
         valid[idx] = t.column("embedding").is_valid().to_numpy(zero_copy_only=False)
         if index_rel and run.is_complete(index_rel):
-            index, rows = _read_index(run, index_rel)
+            from stylehub_ray.embed.index import read_index
+
+            index, rows = read_index(run, index_rel)
             return cls(vectors, valid, source, index, rows)
         return cls(vectors, valid, source)
 
     def search(self, query: np.ndarray, k: int, exclude: int = -1
                ) -> tuple[np.ndarray, np.ndarray]:
+        from stylehub_ray.embed.index import search
         from stylehub_ray.embed.text_model import l2_normalize
 
         q = l2_normalize(np.asarray(query, np.float32).reshape(1, -1))
-        scores, rows = self.index.search(q, k + 1)
-        ok = rows[0] >= 0
-        idx, s = self.rows[rows[0][ok]], scores[0][ok]
-        keep = idx != exclude
-        return idx[keep][:k], s[keep][:k]
+        idx, s = search(self.index, q, k, rows=self.rows, exclude=np.array([exclude]),
+                        batch=None)
+        found = idx[0] >= 0
+        return idx[0][found], s[0][found]
 
     def similar(self, article_idx: int, k: int) -> tuple[np.ndarray, np.ndarray]:
         if article_idx >= len(self.valid) or not self.valid[article_idx]:

@@ -252,10 +252,8 @@ def build_two_tower_index(run: Run, variant: str = "default", kind: str = "flat"
     """FAISS index of the article-tower vectors (``feature_set`` inputs) at
     ``index/two-tower/`` (``index/two-tower-<variant>/``): faiss.index, ids.parquet
     (row, article_idx, article_id), index.json."""
-    import pyarrow.parquet as pq
-
     from stylehub_ray.data.ingest import read_table
-    from stylehub_ray.embed.index import IndexParams, build_index, serialize
+    from stylehub_ray.embed.index import IndexParams, build_index, write_index
     from stylehub_ray.eval.recommend import InputLayout, build_inputs, index_name
 
     model_rel = _model_dir(variant)
@@ -276,16 +274,11 @@ def build_two_tower_index(run: Run, variant: str = "default", kind: str = "flat"
     with step:
         with step.time("index_s"):
             index = build_index(vectors, IndexParams(kind=kind))
-        tmp = step.tmp(name)
-        run.write_at(posixpath.join(tmp, "faiss.index"), serialize(index))
-        table = pa.table({"row": pa.array(np.arange(len(vectors)), pa.int64()),
-                          "article_idx": ids["article_idx"], "article_id": ids["article_id"]})
-        run.fs.create_dir(tmp, recursive=True)
-        pq.write_table(table, posixpath.join(tmp, "ids.parquet"), filesystem=run.fs)
         info = {"kind": kind, "dim": int(vectors.shape[1]), "items": len(vectors),
                 "metric": "inner_product", "source": model_rel, "variant": variant,
                 "feature_set": feature_set, "model": inputs[model_rel]}
-        run.write_at(posixpath.join(tmp, "index.json"), json.dumps(info, indent=2).encode())
+        write_index(run, step.tmp(name), index, ids["article_idx"].to_numpy(),
+                    ids["article_id"].to_numpy(), info)
         step.counts = {"index": {"items": len(vectors), "dim": int(vectors.shape[1])}}
     log(f"index_two_tower/{variant}: {len(vectors):,} article vectors ({kind}) at {name}")
     return run.entry("index_two_tower", variant)
