@@ -179,7 +179,7 @@ def test_config_validation_and_missing_inputs(tt_run, tmp_path):
 
 def test_train_resume_publish_and_index(tt_run):
     from stylehub_ray.embed.index import read_index
-    from stylehub_ray.eval.recommend import TwoTowerRecommender
+    from stylehub_ray.models.recommender import TwoTowerRecommender
     from stylehub_ray.train.two_tower import (
         REPORTED_METRICS,
         TrainTwoTowerConfig,

@@ -5,7 +5,7 @@ Every deployment in ``serve/app.py`` is a thin Ray Serve wrapper around one *par
 the ingress runs :func:`recommend_flow` over :class:`HandleParts` (``await handle.m.remote()``);
 the in-process floor of ``bench/serve.py`` runs the very same flow over :class:`LocalParts`
 (direct calls), so the two compute the same recommendation by the same functions. The model
-math stays in the models' own modules (``eval.recommend.TwoTowerRecommender``,
+math stays in the models' own modules (``models.recommender.TwoTowerRecommender``,
 ``eval.fndcl.ColdStartScorer``, ``models.fndcl.cold_start_scores``); the parts only look up,
 validate and route.
 
@@ -153,11 +153,11 @@ class CustomerMap:
 # Two-tower parts (one per deployment)
 # ------------------------------------------------------------------------------------------
 def load_recommender(run: Run, cfg: ServeConfig, history: bool = True, index: bool = True):
-    """The two-tower recommender of ``run`` (contract: ``eval.recommend``), or
+    """The two-tower recommender of ``run`` (contract: ``models.recommender``), or
     :class:`Unavailable` saying what is missing. A part leaves out the purchase history and
     the FAISS index where it does not use them (``history`` / ``index`` False)."""
     try:
-        from stylehub_ray.eval.recommend import TwoTowerRecommender
+        from stylehub_ray.models.recommender import TwoTowerRecommender
     except ImportError as exc:
         raise Unavailable(f"two-tower recommender not installed: {exc}") from exc
     try:
@@ -307,7 +307,7 @@ class HistoryPart:
     """Bought filter (purchase history before the feature set's cutoff) and popularity."""
 
     def __init__(self, run: Run, cfg: ServeConfig):
-        from stylehub_ray.eval.recommend import load_model_history
+        from stylehub_ray.models.recommender import load_model_history
 
         self.run = run
         try:  # the history only: no model inputs, no index
