@@ -516,7 +516,7 @@ class VectorSearch:
 
 class SimilarPart:
     """``/similar/{article_id}``: the contrastive model's neighbours when one is trained in
-    the run (``embed.similar``), else the nearest articles by the run's text, then image,
+    the run (``eval.similar``), else the nearest articles by the run's text, then image,
     embeddings (the vectors the contrastive model starts from)."""
 
     def __init__(self, run: Run, cfg: ServeConfig):
@@ -547,9 +547,9 @@ class SimilarPart:
 
 def _contrastive_similar(run: Run):
     """A ``(article_idx, k) -> (article_idx, scores)`` callable over the run's contrastive
-    model (``stylehub_ray.embed.similar``), or None when none is trained or installed."""
+    model (``stylehub_ray.eval.similar``), or None when none is trained or installed."""
     try:
-        from stylehub_ray.embed import similar as S
+        from stylehub_ray.eval import similar as S
     except ImportError:
         return None
     finder = getattr(S, "SimilarItems", None)

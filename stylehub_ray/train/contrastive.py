@@ -20,7 +20,7 @@ of the items (seeded) are held out of training. Every epoch every worker reports
 ``REPORTED_METRICS``; the best epoch by ``select_by`` is published as
 ``models/contrastive/<variant>/model.pt``, with the item embeddings in
 ``embeddings/contrastive/<variant>`` and their FAISS index in ``index/contrastive-<variant>``
-(what :mod:`stylehub_ray.embed.similar` serves). DDP through ``ray.train.torch.prepare_model``;
+(what :mod:`stylehub_ray.eval.similar` serves). DDP through ``ray.train.torch.prepare_model``;
 the global batch is split across the workers and each worker's NT-Xent uses its own part.
 """
 
