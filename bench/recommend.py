@@ -22,11 +22,8 @@ os.environ.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "1")
 
 import numpy as np  # noqa: E402
 
-from stylehub_ray.eval.recommend import (  # noqa: E402
-    RecommendConfig,
-    TwoTowerRecommender,
-    recommend,
-)
+from stylehub_ray.eval.recommend import RecommendConfig, recommend  # noqa: E402
+from stylehub_ray.models.recommender import TwoTowerRecommender  # noqa: E402
 from stylehub_ray.run import Run  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "recommend_two_tower.json"

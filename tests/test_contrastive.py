@@ -206,8 +206,8 @@ def test_item_inputs_null_images_are_zeros_plus_flag(con_run):
 
 
 def test_train_resume_evaluate_and_similar_items(con_run, capsys):
-    from stylehub_ray.embed.similar import SimilarItems, similar_items
     from stylehub_ray.eval.contrastive import EvaluateContrastiveConfig, evaluate_contrastive
+    from stylehub_ray.eval.similar import SimilarItems, similar_items
     from stylehub_ray.train.contrastive import (
         REPORTED_METRICS,
         TrainContrastiveConfig,

@@ -156,7 +156,7 @@ def test_cli_evaluate_baselines(feature_run, tmp_path, capsys):
 
 
 def test_evaluate_two_tower_with_plots_and_paired_differences(hm_trained, tmp_path):
-    from stylehub_ray.eval.recommend import recommend_matrix
+    from stylehub_ray.models.recommender import recommend_matrix
 
     run = _copy(hm_trained, tmp_path)  # the shared run with a trained two-tower (conftest)
     R.evaluate_baselines(run, R.EvaluateBaselinesConfig(**FAST | {

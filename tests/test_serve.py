@@ -104,7 +104,7 @@ def _ok(url: str) -> bool:
 
 @pytest.fixture(scope="module")
 def rec(hm_run):
-    from stylehub_ray.eval.recommend import TwoTowerRecommender
+    from stylehub_ray.models.recommender import TwoTowerRecommender
 
     return TwoTowerRecommender.load(hm_run)
 

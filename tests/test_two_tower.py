@@ -178,9 +178,8 @@ def test_config_validation_and_missing_inputs(tt_run, tmp_path):
 
 
 def test_train_resume_publish_and_index(tt_run):
-    from stylehub_ray.embed.index import deserialize
-    from stylehub_ray.embed.vectors import read_file
-    from stylehub_ray.eval.recommend import TwoTowerRecommender, read_index
+    from stylehub_ray.embed.index import read_index
+    from stylehub_ray.models.recommender import TwoTowerRecommender
     from stylehub_ray.train.two_tower import (
         REPORTED_METRICS,
         TrainTwoTowerConfig,
@@ -225,8 +224,7 @@ def test_train_resume_publish_and_index(tt_run):
     assert index.ntotal == 600 and np.array_equal(rows, np.arange(600))
     rec = TwoTowerRecommender.load(run, "default", "test")
     assert rec.index is not None and rec.article_vectors.shape == (600, 32)
-    stored = deserialize(read_file(run, "index/two-tower/faiss.index"))
-    np.testing.assert_allclose(stored.reconstruct_n(0, 600), rec.article_vectors, atol=1e-5)
+    np.testing.assert_allclose(index.reconstruct_n(0, 600), rec.article_vectors, atol=1e-5)
 
     again = train_two_tower(run, cfg, **QUIET)
     assert again.get("skipped")

@@ -7,7 +7,8 @@ random negatives come from outside them (``pair_math.knn_pairs``). ``transaction
 co-purchases of one customer on the same day or within ``window_days``, negatives from items
 that customer never bought. Pairs are split 80/20 by canonical anchor so that (a, b) and
 (b, a) always land on the same side. Writes ``pairs/<kind>`` and, for text / image,
-``index/<kind>/`` (the FAISS index and its row -> article table).
+``index/<kind>/`` (the FAISS index and its row -> article table, read back by
+``embed.index.read_index``).
 
 The stage also records how often a positive pair shares ``product_type_name`` and
 ``colour_group_name`` against the same share for its random negatives: a check against labels
@@ -17,8 +18,6 @@ construction; images do not).
 
 from __future__ import annotations
 
-import json
-import posixpath
 from dataclasses import dataclass
 
 import numpy as np
@@ -132,16 +131,10 @@ def _knn(run: Run, cfg: PairsConfig, kind: str, step) -> pa.Table:
                                          x[p["other"][negative]])
     idx = emb.column("article_idx").to_numpy()
     ids = emb.column("article_id").to_numpy()
-    folder = step.tmp(f"index/{kind}")
-    run.write_at(posixpath.join(folder, "faiss.index"), I.serialize(index))
-    V.write_table(run, folder, pa.table({
-        "row": pa.array(np.arange(n), pa.int32()), "article_idx": pa.array(idx, pa.int32()),
-        "article_id": pa.array(ids, pa.int64())}), name="ids.parquet")
     meta = {"kind": kind, "source": SOURCES[kind], "index": cfg.index,
             "metric": "inner_product", "normalised": True, "n": n, "dim": int(x.shape[1]),
             "params": vars(cfg.index_params())}
-    run.write_at(posixpath.join(folder, "index.json"),
-                 (json.dumps(meta, indent=2) + "\n").encode())
+    I.write_index(run, step.tmp(f"index/{kind}"), index, idx, ids, meta)
     pos = p["label"] == 1
     step.counts["index"] = {"items": n, "dim": int(x.shape[1])}
     # The paper's measure (cosine distance = 1 - similarity), for comparison with 0.229/0.585.
@@ -236,14 +229,4 @@ def read_pairs(run: Run, kind: str) -> pa.Table:
     return read_table(run, f"pairs/{kind}")
 
 
-def load_index(run: Run, kind: str):
-    """(faiss index, article_idx per index row) of ``index/<kind>``."""
-    import pyarrow.parquet as pq
-
-    index = I.deserialize(V.read_file(run, f"index/{kind}/faiss.index"))
-    ids = pq.read_table(run.path(f"index/{kind}/ids.parquet"), filesystem=run.fs,
-                        columns=["row", "article_idx"])
-    return index, ids.column("article_idx").to_numpy()[np.argsort(ids.column("row"))]
-
-
-__all__ = ["PairsConfig", "mine_pairs", "attribute_agreement", "read_pairs", "load_index"]
+__all__ = ["PairsConfig", "mine_pairs", "attribute_agreement", "read_pairs"]

@@ -96,20 +96,7 @@ def knn(unit: np.ndarray, queries: np.ndarray, k: int, candidates: np.ndarray | 
     rows = np.arange(len(unit)) if candidates is None else np.flatnonzero(candidates)
     index = I.build_index(unit[rows], I.IndexParams("flat"))
     queries = np.asarray(queries, np.int64)
-    ids = np.full((len(queries), k), -1, np.int64)
-    sims = np.full((len(queries), k), -np.inf, np.float32)
-    width = min(k + 1, len(rows))
-    for lo in range(0, len(queries), batch):
-        q = queries[lo:lo + batch]
-        s, i = index.search(np.ascontiguousarray(unit[q]), width)
-        found = np.where(i >= 0, rows[np.maximum(i, 0)], -1)
-        keep = (found != q[:, None]) & (found >= 0)
-        rank = np.cumsum(keep, axis=1) - 1
-        take = keep & (rank < k)
-        r, c = np.nonzero(take)
-        ids[lo + r, rank[r, c]] = found[r, c]
-        sims[lo + r, rank[r, c]] = s[r, c]
-    return ids, sims
+    return I.search(index, unit[queries], k, rows=rows, exclude=queries, batch=batch)
 
 
 def pair_measures(emb: np.ndarray, pairs: pa.Table, has_vector: np.ndarray,

@@ -418,7 +418,7 @@ def evaluate_two_tower(run: Run, cfg: EvaluateRankingConfig, force: bool = False
     """`stylehub evaluate two-tower`: score the trained two-tower (``recommend_matrix``, the
     test feature set) on the test period (``eval/two-tower/<variant>/``), with its training
     curves and the 2-D map of its article vectors; then refresh and print the summary."""
-    from stylehub_ray.eval.recommend import index_name, recommend_matrix
+    from stylehub_ray.models.recommender import index_name, recommend_matrix
 
     cfg.validate()
     model_rel = f"{TWO_TOWER_MODELS}/{cfg.variant}"
@@ -633,7 +633,7 @@ def two_tower_history(run: Run, variant: str) -> list[dict]:
 def two_tower_plots(run: Run, cfg: EvaluateRankingConfig, folder: str) -> list[str]:
     """curves.png and articles_2d.png into ``folder`` (a path in the run's filesystem)."""
     from stylehub_ray.data.ingest import read_table
-    from stylehub_ray.eval.recommend import TwoTowerRecommender
+    from stylehub_ray.models.recommender import TwoTowerRecommender
 
     written = []
     history = two_tower_history(run, cfg.variant)

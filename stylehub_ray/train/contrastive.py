@@ -20,7 +20,7 @@ of the items (seeded) are held out of training. Every epoch every worker reports
 ``REPORTED_METRICS``; the best epoch by ``select_by`` is published as
 ``models/contrastive/<variant>/model.pt``, with the item embeddings in
 ``embeddings/contrastive/<variant>`` and their FAISS index in ``index/contrastive-<variant>``
-(what :mod:`stylehub_ray.embed.similar` serves). DDP through ``ray.train.torch.prepare_model``;
+(what :mod:`stylehub_ray.eval.similar` serves). DDP through ``ray.train.torch.prepare_model``;
 the global batch is split across the workers and each worker's NT-Xent uses its own part.
 """
 
@@ -381,17 +381,10 @@ def _publish_embeddings(run: Run, step, variant: str, blob: dict) -> int:
         "embedding": V.to_fixed_list(emb, items.has_vector)}))
     rows = np.flatnonzero(items.has_vector)
     index = I.build_index(emb[rows], I.IndexParams("flat"))
-    folder = step.tmp(index_dir(variant))
-    run.write_at(posixpath.join(folder, "faiss.index"), I.serialize(index))
-    V.write_table(run, folder, pa.table({
-        "row": pa.array(np.arange(len(rows)), pa.int32()),
-        "article_idx": pa.array(rows, pa.int32()),
-        "article_id": pa.array(items.article_id[rows], pa.int64())}), name="ids.parquet")
     meta = {"kind": f"contrastive-{variant}", "source": embeddings_dir(variant),
             "index": "flat", "metric": "inner_product", "normalised": True, "n": len(rows),
             "dim": int(emb.shape[1]), "inputs": items.inputs}
-    run.write_at(posixpath.join(folder, "index.json"),
-                 (json.dumps(meta, indent=2) + "\n").encode())
+    I.write_index(run, step.tmp(index_dir(variant)), index, rows, items.article_id[rows], meta)
     return len(rows)
 
 

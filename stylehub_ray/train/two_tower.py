@@ -3,7 +3,7 @@
 - :func:`build_trainer`: a TorchTrainer whose workers each read their shard of
   ``features/training_examples`` through Ray Data (``ray.train.get_dataset_shard``; the dataset
   is materialized first), join the customer and article inputs by index
-  (``stylehub_ray.eval.recommend.build_inputs``: the ``fit`` feature set where the features
+  (``stylehub_ray.features.inputs.build_inputs``: the ``fit`` feature set where the features
   stage built a point-in-time label window, else ``train``), and train the
   :class:`~stylehub_ray.models.two_tower.TwoStageRecommender` with DDP (CPU or GPU from the
   scaling config). Every epoch every worker reports :data:`REPORTED_METRICS`; rank 0 attaches a
@@ -119,7 +119,7 @@ def examples_dataset(run: Run, cfg: TrainTwoTowerConfig):
     """The training examples as a materialized Ray Dataset of (customer_idx, article_idx,
     label) (materialized: on 2 CPUs a 2-worker trainer over a lazy dataset hangs)."""
     from stylehub_ray.data.io import read_parquet
-    from stylehub_ray.eval.recommend import feature_cutoff
+    from stylehub_ray.features.inputs import feature_cutoff
 
     cols = ["customer_idx", "article_idx", "label"] + (["t_dat"] if cfg.train_days else [])
     ds = read_parquet(run, EXAMPLES, cols)
@@ -252,11 +252,10 @@ def build_two_tower_index(run: Run, variant: str = "default", kind: str = "flat"
     """FAISS index of the article-tower vectors (``feature_set`` inputs) at
     ``index/two-tower/`` (``index/two-tower-<variant>/``): faiss.index, ids.parquet
     (row, article_idx, article_id), index.json."""
-    import pyarrow.parquet as pq
-
     from stylehub_ray.data.ingest import read_table
-    from stylehub_ray.embed.index import IndexParams, build_index, serialize
-    from stylehub_ray.eval.recommend import InputLayout, build_inputs, index_name
+    from stylehub_ray.embed.index import IndexParams, build_index, write_index
+    from stylehub_ray.features.inputs import InputLayout, build_inputs
+    from stylehub_ray.models.recommender import index_name
 
     model_rel = _model_dir(variant)
     name = index_name(variant)
@@ -276,16 +275,11 @@ def build_two_tower_index(run: Run, variant: str = "default", kind: str = "flat"
     with step:
         with step.time("index_s"):
             index = build_index(vectors, IndexParams(kind=kind))
-        tmp = step.tmp(name)
-        run.write_at(posixpath.join(tmp, "faiss.index"), serialize(index))
-        table = pa.table({"row": pa.array(np.arange(len(vectors)), pa.int64()),
-                          "article_idx": ids["article_idx"], "article_id": ids["article_id"]})
-        run.fs.create_dir(tmp, recursive=True)
-        pq.write_table(table, posixpath.join(tmp, "ids.parquet"), filesystem=run.fs)
         info = {"kind": kind, "dim": int(vectors.shape[1]), "items": len(vectors),
                 "metric": "inner_product", "source": model_rel, "variant": variant,
                 "feature_set": feature_set, "model": inputs[model_rel]}
-        run.write_at(posixpath.join(tmp, "index.json"), json.dumps(info, indent=2).encode())
+        write_index(run, step.tmp(name), index, ids["article_idx"].to_numpy(),
+                    ids["article_id"].to_numpy(), info)
         step.counts = {"index": {"items": len(vectors), "dim": int(vectors.shape[1])}}
     log(f"index_two_tower/{variant}: {len(vectors):,} article vectors ({kind}) at {name}")
     return run.entry("index_two_tower", variant)
@@ -299,7 +293,7 @@ def trained_customers(run: Run, cfg: TrainTwoTowerConfig, n_customers: int) -> n
     """Bool per customer: has a positive among the training examples used."""
     import pyarrow.dataset as pads
 
-    from stylehub_ray.eval.recommend import feature_cutoff
+    from stylehub_ray.features.inputs import feature_cutoff
 
     ds = pads.dataset(run.path(EXAMPLES), filesystem=run.fs, format="parquet",
                       ignore_prefixes=["_", "."])
@@ -355,8 +349,8 @@ def evaluate_epoch(model, customers, articles, history, trained, val: dict,
     """Validation metrics of the current weights (see the module docstring)."""
     import torch
 
-    from stylehub_ray.eval.recommend import TwoTowerRecommender
     from stylehub_ray.metrics import auc, map_at_k
+    from stylehub_ray.models.recommender import TwoTowerRecommender
 
     model.eval()
     rec = TwoTowerRecommender(model, customers, articles, history, trained,
@@ -383,7 +377,7 @@ def evaluate_epoch(model, customers, articles, history, trained, val: dict,
 
 def model_inputs(run: Run, cfg: TrainTwoTowerConfig):
     """(layout, customer inputs, article inputs, model spec) of the ``train`` feature set."""
-    from stylehub_ray.eval.recommend import build_inputs, input_layout
+    from stylehub_ray.features.inputs import build_inputs, input_layout
     from stylehub_ray.features.preprocess import Preprocessor
     from stylehub_ray.models.two_tower import TwoTowerSpec
 
@@ -402,18 +396,6 @@ def model_inputs(run: Run, cfg: TrainTwoTowerConfig):
         article_ids=layout.n_articles + 1 if cfg.id_embeddings else 0,
         id_dim=cfg.id_dim, cat_dim=cfg.cat_dim)
     return layout, customers, articles, spec
-
-
-def training_feature_set(run: Run) -> str:
-    """The feature set the training examples join: ``fit`` where the features stage built a
-    point-in-time label window (``features.label_days``), else ``train``."""
-    from stylehub_ray.eval.recommend import feature_cutoff
-
-    try:
-        feature_cutoff(run, "fit")
-    except FileNotFoundError:
-        return "train"
-    return "fit"
 
 
 def run_epoch(model, batches, c_tab: dict, a_tab: dict, opt, cfg: TrainTwoTowerConfig,
@@ -462,7 +444,8 @@ def _train_loop(config: dict) -> None:
     import torch
     import torch.distributed as dist
 
-    from stylehub_ray.eval.recommend import load_history
+    from stylehub_ray.features.history import load_history
+    from stylehub_ray.features.inputs import training_feature_set
     from stylehub_ray.models import two_tower as M
 
     cfg = TrainTwoTowerConfig(**config["cfg"])
@@ -481,7 +464,7 @@ def _train_loop(config: dict) -> None:
     # features stage built one); validation scores `val` with the `train` set, as of `val`.
     fit_c, fit_a = customers, articles
     if training_feature_set(run) != "train":
-        from stylehub_ray.eval.recommend import build_inputs
+        from stylehub_ray.features.inputs import build_inputs
 
         fit_c, fit_a = build_inputs(run, training_feature_set(run), layout)
     c_tab = {k: v.to(device) for k, v in fit_c.tensors().items()}
