@@ -56,7 +56,7 @@ def in_process(run: Run, k: int, batch: int) -> dict:
 def stage(run: Run, k: int, actors: int, batch: int) -> dict:
     cfg = RecommendConfig(k=k, actors=actors, batch_size=batch, threads=1)
     t0 = time.perf_counter()
-    entry = recommend(run, cfg, force=True, log=lambda *a: None)
+    entry = recommend(run, cfg, force=True)
     wall = time.perf_counter() - t0
     n = entry["counts"]["customers"]["total"]
     sec = entry["timings"]["recommend_s"]

@@ -7,7 +7,7 @@ import json
 import sys
 
 from stylehub_ray import config as C
-from stylehub_ray import registry
+from stylehub_ray import logs, registry
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -79,6 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    logs.setup()
     try:
         return _dispatch(args)
     except (ValueError, FileNotFoundError) as exc:

@@ -15,8 +15,6 @@ from stylehub_ray.embed.pairs import PairsConfig, mine_pairs, read_pairs
 from stylehub_ray.embed.text_model import l2_normalize
 from stylehub_ray.run import Run
 
-QUIET = {"log": lambda *a: None}
-
 
 def _clusters(n_clusters=20, per=12, dim=16, seed=0) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
@@ -202,12 +200,12 @@ def text_run(tiny_run, tmp_path_factory, ray_head):
     root = tmp_path_factory.mktemp("pairs_run") / "run"
     shutil.copytree(tiny_run.root, root)
     run = Run(str(root))
-    embed_text(run, EmbedTextConfig(encoder="tfidf"), **QUIET)
+    embed_text(run, EmbedTextConfig(encoder="tfidf"))
     return run
 
 
 def test_text_pairs_stage(text_run):
-    entry = mine_pairs(text_run, PairsConfig(), "text", **QUIET)
+    entry = mine_pairs(text_run, PairsConfig(), "text")
     pairs = read_pairs(text_run, "text")
     n = entry["counts"]["index"]["items"]
     assert n == 600
@@ -233,13 +231,13 @@ def test_text_pairs_stage(text_run):
     ids, _ = I.nearest_others(index, x, 5)
     first = df[(df.anchor_idx == rows[0]) & (df.label == 1)].sort_values("rank")
     assert first.other_idx.tolist() == rows[ids[0]].tolist()
-    assert mine_pairs(text_run, PairsConfig(), "text", **QUIET)["skipped"] is True
-    hnsw = mine_pairs(text_run, PairsConfig(index="hnsw"), "text", **QUIET)
+    assert mine_pairs(text_run, PairsConfig(), "text")["skipped"] is True
+    hnsw = mine_pairs(text_run, PairsConfig(index="hnsw"), "text")
     assert "skipped" not in hnsw and hnsw["config"]["index"] == "hnsw"
 
 
 def test_transaction_pairs_stage(text_run):
-    entry = mine_pairs(text_run, PairsConfig(window_days=1), "transactions", **QUIET)
+    entry = mine_pairs(text_run, PairsConfig(window_days=1), "transactions")
     df = read_pairs(text_run, "transactions").to_pandas()
     from stylehub_ray.data.ingest import read_table
 
@@ -260,6 +258,6 @@ def test_transaction_pairs_stage(text_run):
 
 def test_pairs_need_their_embeddings(tiny_run):
     with pytest.raises(FileNotFoundError, match="embed images"):
-        mine_pairs(tiny_run, PairsConfig(), "image", **QUIET)
+        mine_pairs(tiny_run, PairsConfig(), "image")
     with pytest.raises(ValueError, match="pairs.index must be one of"):
-        mine_pairs(tiny_run, PairsConfig(index="annoy"), "text", **QUIET)
+        mine_pairs(tiny_run, PairsConfig(index="annoy"), "text")

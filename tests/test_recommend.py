@@ -15,7 +15,6 @@ from stylehub_ray.features.inputs import SideTable
 from stylehub_ray.models import two_tower as M
 from stylehub_ray.models.recommender import TwoTowerRecommender
 
-QUIET = dict(log=lambda *a: None)
 N_C, N_A = 30, 40
 
 
@@ -138,7 +137,7 @@ def test_recommend_stage_submission_and_scores(rec_run, tmp_path):
     run = rec_run
     out = tmp_path / "out" / "submission.csv"
     entry = recommend(run, RecommendConfig(k=12, batch_size=128, actors=2, cpus_per_actor=0.5),
-                      out=str(out), **QUIET)
+                      out=str(out))
     customers = read_table(run, "raw/customers", ["customer_id", "customer_idx"]).to_pandas()
     amap = read_table(run, "raw/article_map").to_pandas()
     with open(out) as f:
@@ -177,8 +176,7 @@ def test_recommend_stage_submission_and_scores(rec_run, tmp_path):
     off = recommend_matrix(run, every, 12, drop_bought=False)
     assert hist.contains(every, off).any()
 
-    again = recommend(run, RecommendConfig(k=12, batch_size=128, actors=2, cpus_per_actor=0.5),
-                      **QUIET)
+    again = recommend(run, RecommendConfig(k=12, batch_size=128, actors=2, cpus_per_actor=0.5))
     assert again.get("skipped")
 
 

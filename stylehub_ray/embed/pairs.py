@@ -18,6 +18,7 @@ construction; images do not).
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,6 +30,8 @@ from stylehub_ray.embed import pair_math
 from stylehub_ray.embed import vectors as V
 from stylehub_ray.embed.text_model import l2_normalize
 from stylehub_ray.run import Run
+
+logger = logging.getLogger(__name__)
 
 KINDS = ("text", "image", "transactions")
 SOURCES = {"text": "embeddings/text", "image": "embeddings/images"}
@@ -71,7 +74,7 @@ class PairsConfig:
                              ivf_nprobe=self.ivf_nprobe, seed=self.seed)
 
 
-def mine_pairs(run: Run, cfg: PairsConfig, kind: str, force: bool = False, log=print) -> dict:
+def mine_pairs(run: Run, cfg: PairsConfig, kind: str, force: bool = False) -> dict:
     """Mine ``kind`` pairs in ``run``; returns the manifest entry (skipped when up to date)."""
     cfg.validate()
     if kind not in KINDS:
@@ -89,7 +92,7 @@ def mine_pairs(run: Run, cfg: PairsConfig, kind: str, force: bool = False, log=p
     step = run.step(STAGE, kind, config=resolved(cfg), inputs=inputs, outputs=outputs,
                     force=force)
     if step.done:
-        log(f"pairs {kind}: {run.uri} is up to date; skipped (--force redoes it)")
+        logger.info(f"pairs {kind}: {run.uri} is up to date; skipped (--force redoes it)")
         return step.previous() | {"skipped": True}
     if cfg.threads:
         import faiss
@@ -106,7 +109,7 @@ def mine_pairs(run: Run, cfg: PairsConfig, kind: str, force: bool = False, log=p
         agreement = attribute_agreement(run, table)
         if agreement:
             step.extra["attribute_agreement"] = agreement
-    _log_summary(kind, run.entry(STAGE, kind), log)
+    _log_summary(kind, run.entry(STAGE, kind))
     return run.entry(STAGE, kind)
 
 
@@ -209,17 +212,17 @@ def _by_label(same: np.ndarray, label: np.ndarray) -> dict[str, float]:
     return {"positive": share(label == 1), "negative": share(label == 0)}
 
 
-def _log_summary(kind: str, entry: dict, log) -> None:
+def _log_summary(kind: str, entry: dict) -> None:
     c = entry["counts"]["pairs"]
-    log(f"pairs {kind}: {c['positive']:,} positive, {c['negative']:,} negative; "
-        f"train {c['train']:,}, test {c['test']:,}")
+    logger.info(f"pairs {kind}: {c['positive']:,} positive, {c['negative']:,} negative; "
+                f"train {c['train']:,}, test {c['test']:,}")
     if "cosine_distance" in entry:
         d = entry["cosine_distance"]
-        log(f"pairs {kind}: cosine distance positive {d['positive']:.3f}, "
-            f"negative {d['negative']:.3f}")
+        logger.info(f"pairs {kind}: cosine distance positive {d['positive']:.3f}, "
+                    f"negative {d['negative']:.3f}")
     for col, shares in entry.get("attribute_agreement", {}).items():
-        log(f"pairs {kind}: same {col}: positives {shares['positive']:.1%}, "
-            f"random negatives {shares['negative']:.1%}")
+        logger.info(f"pairs {kind}: same {col}: positives {shares['positive']:.1%}, "
+                    f"random negatives {shares['negative']:.1%}")
 
 
 def read_pairs(run: Run, kind: str) -> pa.Table:

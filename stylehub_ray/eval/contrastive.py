@@ -28,6 +28,7 @@ init, in ``eval/simclr_images/<variant>/metrics.json``.
 
 from __future__ import annotations
 
+import logging
 import posixpath
 from dataclasses import asdict, dataclass
 
@@ -37,6 +38,8 @@ import pyarrow.compute as pc
 
 from stylehub_ray import plots
 from stylehub_ray.run import Run
+
+logger = logging.getLogger(__name__)
 
 EVAL = "eval/contrastive"
 EVAL_SIMCLR = "eval/simclr_images"
@@ -370,8 +373,7 @@ def evaluate_simclr_variant(run: Run, variant: str, cfg: EvaluateContrastiveConf
 # --------------------------------------------------------------------------------------------
 # The stage
 # --------------------------------------------------------------------------------------------
-def evaluate_contrastive(run: Run, cfg: EvaluateContrastiveConfig, force: bool = False,
-                         log=print) -> dict:
+def evaluate_contrastive(run: Run, cfg: EvaluateContrastiveConfig, force: bool = False) -> dict:
     """Evaluate every trained variant (one manifest step each) and print the table."""
     from stylehub_ray.train import contrastive as T
 
@@ -427,7 +429,7 @@ def evaluate_contrastive(run: Run, cfg: EvaluateContrastiveConfig, force: bool =
             run.write_json(posixpath.join(_rel_of(run, step.tmp(out)), "metrics.json"), res)
         results["simclr"][variant] = res
     for line in format_table(results):
-        log(line)
+        logger.info(line)
     return results
 
 
@@ -495,12 +497,12 @@ def _f(x) -> str:
 
 
 def contrastive_stage(run: Run, train_cfg, eval_cfg: EvaluateContrastiveConfig,
-                      force: bool = False, log=print) -> dict:
+                      force: bool = False) -> dict:
     """The pipeline's contrastive stage: train ``train_cfg`` (a
     :class:`~stylehub_ray.train.contrastive.TrainContrastiveConfig`; its pairs must have been
     mined, e.g. by the ``pairs_text`` stage), then evaluate every trained variant and print
     the table. Each step is skipped when up to date."""
     from stylehub_ray.train.contrastive import train_contrastive
 
-    train_contrastive(run, train_cfg, force=force, log=log)
-    return evaluate_contrastive(run, eval_cfg, force=force, log=log)
+    train_contrastive(run, train_cfg, force=force)
+    return evaluate_contrastive(run, eval_cfg, force=force)

@@ -18,6 +18,7 @@
 
 from __future__ import annotations
 
+import logging
 import posixpath
 import resource
 import time
@@ -27,6 +28,8 @@ import numpy as np
 
 from stylehub_ray.metrics import auc, ndcg_at_k
 from stylehub_ray.run import Run
+
+logger = logging.getLogger(__name__)
 
 EVAL = "eval/fndcl"
 EFFICIENCY = f"{EVAL}/efficiency"
@@ -379,7 +382,7 @@ def list_variants(run: Run) -> list[str]:
                   and run.is_complete(f"{MODELS}/{v['variant']}"))
 
 
-def evaluate_fndcl(run: Run, cfg: EvaluateFNDCLConfig, force: bool = False, log=print) -> dict:
+def evaluate_fndcl(run: Run, cfg: EvaluateFNDCLConfig, force: bool = False) -> dict:
     """Evaluate every trained variant (one manifest step each) and print the tables."""
     from stylehub_ray.train.fndcl import MODELS
 
@@ -423,7 +426,7 @@ def evaluate_fndcl(run: Run, cfg: EvaluateFNDCLConfig, force: bool = False, log=
                                               "table.json"), rows)
             results["efficiency"] = rows
     for line in format_tables(results):
-        log(line)
+        logger.info(line)
     return results
 
 

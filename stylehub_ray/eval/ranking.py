@@ -27,6 +27,7 @@ which :func:`format_summary` prints.
 
 from __future__ import annotations
 
+import logging
 import posixpath
 from collections import defaultdict
 from collections.abc import Callable
@@ -48,6 +49,8 @@ from stylehub_ray.metrics import (
     recall_at_k,
 )
 from stylehub_ray.run import Run
+
+logger = logging.getLogger(__name__)
 
 INTERACTIONS = "features/interactions"
 ORACLE = "eval/oracle"
@@ -319,7 +322,7 @@ def _without_history(run: Run, customers: np.ndarray, data: Interactions | None 
 # Oracle
 # --------------------------------------------------------------------------------------------
 def oracle_scores(run: Run, cfg: EvaluateRankingConfig, test: TestSet | None = None,
-                  force: bool = False, log=print) -> dict | None:
+                  force: bool = False) -> dict | None:
     """The oracle's realized and expected scores on the test period (``eval/oracle/``), or
     None on real data. One step shared by every evaluation."""
     from stylehub_ray.synth.oracle import HMOracle
@@ -349,8 +352,8 @@ def oracle_scores(run: Run, cfg: EvaluateRankingConfig, test: TestSet | None = N
             {"customer_idx": test.customers, "setting": "oracle", **per_user}))
         step.extra["map"] = {"realized": realized["metrics"][f"map@{cfg.map_k}"],
                              "expected": expected[f"map@{cfg.map_k}"]}
-    log(f"oracle: MAP@{cfg.map_k} {realized['metrics'][f'map@{cfg.map_k}']:.4f} realized, "
-        f"{expected[f'map@{cfg.map_k}']:.4f} expected")
+    logger.info(f"oracle: MAP@{cfg.map_k} {realized['metrics'][f'map@{cfg.map_k}']:.4f} realized, "
+                f"{expected[f'map@{cfg.map_k}']:.4f} expected")
     return res
 
 
@@ -364,15 +367,14 @@ def _write_result(run: Run, step, rel: str, result: dict, per_user: pd.DataFrame
 # --------------------------------------------------------------------------------------------
 # Stages
 # --------------------------------------------------------------------------------------------
-def evaluate_baselines(run: Run, cfg: EvaluateBaselinesConfig, force: bool = False,
-                       log=print) -> dict:
+def evaluate_baselines(run: Run, cfg: EvaluateBaselinesConfig, force: bool = False) -> dict:
     """`stylehub evaluate baselines`: fit each baseline on the interactions before
     ``test_start`` and score it on the test period (``eval/baselines/<name>/``), then refresh
     and print the summary."""
     cfg.validate()
     run.require(INTERACTIONS, f"stylehub features --run {run.uri}")
     test = load_test_set(run)
-    oracle = oracle_scores(run, cfg, test, force=force, log=log)
+    oracle = oracle_scores(run, cfg, test, force=force)
     data: Interactions | None = None
     results = {}
     for name in cfg.baselines:
@@ -405,16 +407,16 @@ def evaluate_baselines(run: Run, cfg: EvaluateBaselinesConfig, force: bool = Fal
             _write_result(run, step, out, res, per_user)
             step.extra["map"] = {s: res[s]["metrics"][f"map@{cfg.map_k}"]
                                  for s in SETTINGS.values() if s in res}
-        log(f"baseline {name}: fitted and scored in {step.timings['total_s']:.1f} s; " + ", ".join(
-            f"{s} MAP@{cfg.map_k} {res[s]['metrics'][f'map@{cfg.map_k}']:.4f}"
-            for s in SETTINGS.values() if s in res))
+        scores = ", ".join(f"{s} MAP@{cfg.map_k} {res[s]['metrics'][f'map@{cfg.map_k}']:.4f}"
+                           for s in SETTINGS.values() if s in res)
+        logger.info(f"baseline {name}: fitted and scored in {step.timings['total_s']:.1f} s; "
+                    f"{scores}")
         results[name] = res
-    summary = summarize(run, cfg, force=force, log=log)
+    summary = summarize(run, cfg, force=force)
     return {"baselines": results, "oracle": oracle, "summary": summary}
 
 
-def evaluate_two_tower(run: Run, cfg: EvaluateRankingConfig, force: bool = False,
-                       log=print) -> dict:
+def evaluate_two_tower(run: Run, cfg: EvaluateRankingConfig, force: bool = False) -> dict:
     """`stylehub evaluate two-tower`: score the trained two-tower (``recommend_matrix``, the
     test feature set) on the test period (``eval/two-tower/<variant>/``), with its training
     curves and the 2-D map of its article vectors; then refresh and print the summary."""
@@ -425,7 +427,7 @@ def evaluate_two_tower(run: Run, cfg: EvaluateRankingConfig, force: bool = False
     run.require(model_rel, f"stylehub train two-tower --run {run.uri}")
     run.require(index_name(cfg.variant), f"stylehub train two-tower --run {run.uri}")
     test = load_test_set(run)
-    oracle = oracle_scores(run, cfg, test, force=force, log=log)
+    oracle = oracle_scores(run, cfg, test, force=force)
     out = f"{TWO_TOWER_DIR}/{cfg.variant}"
     step = run.step("evaluate_two_tower", cfg.variant,
                     config=protocol_of(cfg).protocol() | {"plots": cfg.plots,
@@ -452,7 +454,7 @@ def evaluate_two_tower(run: Run, cfg: EvaluateRankingConfig, force: bool = False
                                               "metrics.json"), res)
             step.extra["map"] = {s: res[s]["metrics"][f"map@{cfg.map_k}"]
                                  for s in SETTINGS.values() if s in res}
-    summary = summarize(run, cfg, force=force, log=log)
+    summary = summarize(run, cfg, force=force)
     return {"two_tower": res, "oracle": oracle, "summary": summary}
 
 
@@ -512,7 +514,7 @@ def paired_differences(run: Run, cfg: EvaluateRankingConfig, reference: str,
     return out
 
 
-def summarize(run: Run, cfg: EvaluateRankingConfig, force: bool = False, log=print) -> dict:
+def summarize(run: Run, cfg: EvaluateRankingConfig, force: bool = False) -> dict:
     """``eval/summary/``: table.json, table.txt and models.png over every complete evaluation;
     prints the table."""
     found = [r for r in [*_listed(run, TWO_TOWER_DIR), *_listed(run, BASELINE_DIR), ORACLE]
@@ -538,7 +540,7 @@ def summarize(run: Run, cfg: EvaluateRankingConfig, force: bool = False, log=pri
             if cfg.plots and summary["models"]:
                 run.write_bytes(posixpath.join(rel, "models.png"), bars_png(summary))
     for line in format_summary(summary):
-        log(line)
+        logger.info(line)
     return summary
 
 

@@ -9,6 +9,7 @@ The model's inputs are built in ``features/inputs.py``, the purchase history in
 
 from __future__ import annotations
 
+import logging
 import posixpath
 from dataclasses import asdict, dataclass
 
@@ -24,6 +25,8 @@ from stylehub_ray.models.recommender import (
     index_name,
 )
 from stylehub_ray.run import Run
+
+logger = logging.getLogger(__name__)
 
 OUT_DIR = "recommendations/two-tower"
 
@@ -83,8 +86,7 @@ def _out_rel(cfg: RecommendConfig) -> str:
     return f"{OUT_DIR}/{cfg.variant}"
 
 
-def recommend(run: Run, cfg: RecommendConfig, out: str | None = None, force: bool = False,
-              log=print) -> dict:
+def recommend(run: Run, cfg: RecommendConfig, out: str | None = None, force: bool = False) -> dict:
     """Recommend for every customer of ``raw/customers``; writes
     ``recommendations/two-tower/<variant>/submission.csv`` and ``scores/part-0.parquet``,
     and copies the CSV to ``out`` when given."""
@@ -106,7 +108,7 @@ def recommend(run: Run, cfg: RecommendConfig, out: str | None = None, force: boo
     step = run.step("recommend", cfg.variant, config=resolved(cfg), inputs=inputs,
                     outputs=[rel], force=force)
     if step.done:
-        log(f"recommend/{cfg.variant}: up to date; skipped (--force redoes it)")
+        logger.info(f"recommend/{cfg.variant}: up to date; skipped (--force redoes it)")
         entry = step.previous() | {"skipped": True}
     else:
         ensure_ray()
@@ -137,12 +139,12 @@ def recommend(run: Run, cfg: RecommendConfig, out: str | None = None, force: boo
                 step.counts = _write_outputs(run, step.tmp(rel), customers, articles, res, cfg)
         entry = run.entry("recommend", cfg.variant)
         c = entry["counts"]["customers"]
-        log(f"recommend/{cfg.variant}: {c['total']:,} customers ({c['model']:,} model, "
-            f"{c['popularity']:,} popularity fallback) in "
-            f"{entry['timings'].get('recommend_s', 0):.1f}s")
+        logger.info(f"recommend/{cfg.variant}: {c['total']:,} customers ({c['model']:,} model, "
+                    f"{c['popularity']:,} popularity fallback) in "
+                    f"{entry['timings'].get('recommend_s', 0):.1f}s")
     if out:
         copy_out(run, posixpath.join(rel, "submission.csv"), out)
-        log(f"submission: {out}")
+        logger.info(f"submission: {out}")
     return entry
 
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 import os
 from dataclasses import asdict, dataclass
@@ -38,6 +39,8 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from stylehub_ray.data.schemas import ARTICLE_COLUMNS, TRANSACTION_COLUMNS
+
+logger = logging.getLogger(__name__)
 
 GENERATOR_VERSION = "hm-1"
 START = date(2018, 9, 20)
@@ -531,7 +534,7 @@ def write_csv(table: pa.Table, path: str) -> None:
 # --------------------------------------------------------------------------------------------
 # The whole generator
 # --------------------------------------------------------------------------------------------
-def generate_hm(out: str, cfg, force: bool = False, log=print) -> dict:
+def generate_hm(out: str, cfg, force: bool = False) -> dict:
     """Write the H&M layout and ``_oracle/`` under ``out``; returns a summary.
 
     Skips when ``out`` already holds a complete generation with the same parameters.
@@ -548,7 +551,7 @@ def generate_hm(out: str, cfg, force: bool = False, log=print) -> dict:
     if done.exists() and not force:
         prev = json.loads((root / "_oracle" / "generator.json").read_text())
         if prev.get("params_hash") == phash:
-            log(f"generate hm: {out} already holds this generation ({phash}); skipped")
+            logger.info(f"generate hm: {out} already holds this generation ({phash}); skipped")
             return prev["summary"] | {"skipped": True}
     done.unlink(missing_ok=True)
     root.mkdir(parents=True, exist_ok=True)
