@@ -115,13 +115,13 @@ def main() -> None:
     args = ap.parse_args()
 
     from stylehub_ray.config import GenerateHMConfig, IngestConfig
-    from stylehub_ray.data.hm_generator import generate_hm
     from stylehub_ray.data.ingest import ingest, read_table
     from stylehub_ray.embed.images import EmbedImagesConfig, embed_images
     from stylehub_ray.embed.text import EmbedTextConfig, embed_text
     from stylehub_ray.embed.text_model import TEXT_COLUMNS
     from stylehub_ray.ray_utils import ensure_ray
     from stylehub_ray.run import Run
+    from stylehub_ray.synth.hm import generate_hm
 
     os.environ.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "1")
     # Ray starts its workers at nice 15 (so the driver and raylet stay responsive). The plain

@@ -16,8 +16,8 @@ import argparse
 import numpy as np
 
 from stylehub_ray.eval import ranking as R
-from stylehub_ray.eval.metrics import map_at_k
-from stylehub_ray.eval.recommend import TwoTowerRecommender
+from stylehub_ray.metrics import map_at_k
+from stylehub_ray.models.recommender import TwoTowerRecommender
 from stylehub_ray.run import Run
 
 

@@ -25,11 +25,11 @@ from pathlib import Path
 import numpy as np
 
 from stylehub_ray.config import FeaturesConfig, GenerateHMConfig, IngestConfig
-from stylehub_ray.data.hm_generator import generate_hm
 from stylehub_ray.data.ingest import ingest
 from stylehub_ray.features.stage import build_features, load_features
 from stylehub_ray.ray_utils import ensure_ray
 from stylehub_ray.run import Run
+from stylehub_ray.synth.hm import generate_hm
 
 CUSTOMER_SQL = """
 SELECT customer_idx, count(*) AS tx_count, avg(price) AS price_mean,

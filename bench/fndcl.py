@@ -27,11 +27,12 @@ import numpy as np
 
 os.environ.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "1")
 
+from stylehub_ray import logs  # noqa: E402
 from stylehub_ray.config import IngestConfig  # noqa: E402
 from stylehub_ray.data.ingest import ingest  # noqa: E402
-from stylehub_ray.data.outfits_generator import generate_outfits  # noqa: E402
 from stylehub_ray.eval.fndcl import EvaluateFNDCLConfig, evaluate_fndcl  # noqa: E402
 from stylehub_ray.run import Run  # noqa: E402
+from stylehub_ray.synth.outfits import generate_outfits  # noqa: E402
 from stylehub_ray.train.fndcl import (  # noqa: E402
     FNDCLItemsConfig,
     TrainFNDCLConfig,
@@ -61,10 +62,9 @@ def one_seed(seed: int, args: argparse.Namespace, work: str) -> dict:
     t0 = time.perf_counter()
     generate_outfits(src, scale=args.scale, seed=seed)
     run = Run(run_dir)
-    quiet = dict(log=lambda *a: None)
-    ingest(src, run, IngestConfig(), **quiet)
+    ingest(src, run, IngestConfig())
     prepare_fndcl_items(run, FNDCLItemsConfig(image_size=args.image_size,
-                                              ae_epochs=args.ae_epochs, seed=seed), **quiet)
+                                              ae_epochs=args.ae_epochs, seed=seed))
     common = dict(epochs=args.epochs, seed=seed, set_name="630")
     for stage, loss in PLAIN:
         train_fndcl(run, TrainFNDCLConfig(stage=stage, loss=loss, **common))
@@ -73,7 +73,7 @@ def one_seed(seed: int, args: argparse.Namespace, work: str) -> dict:
                                           hard_negative_share=0.5, **common))
     res = evaluate_fndcl(run, EvaluateFNDCLConfig(
         image_size=args.image_size, efficiency=(seed == args.seeds[0]),
-        efficiency_repeats=3), log=print)
+        efficiency_repeats=3))
     res["_seconds"] = round(time.perf_counter() - t0, 1)
     if not args.keep:
         shutil.rmtree(src, ignore_errors=True)
@@ -185,6 +185,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--keep", action="store_true")
     p.add_argument("--demo", action="store_true", help="only the short `make demo` setting")
     args = p.parse_args(argv)
+    logs.setup()  # the stages' own tables (evaluate_fndcl's among them)
     work = args.work or tempfile.mkdtemp(prefix="fndcl-bench-")
     if args.demo:
         demo(work)

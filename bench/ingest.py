@@ -27,10 +27,10 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from stylehub_ray.config import GenerateHMConfig, IngestConfig
-from stylehub_ray.data.hm_generator import generate_hm
 from stylehub_ray.data.ingest import ingest
 from stylehub_ray.ray_utils import ensure_ray
 from stylehub_ray.run import Run
+from stylehub_ray.synth.hm import generate_hm
 
 
 def floor(csv_path: Path, out: Path) -> float:
@@ -59,8 +59,7 @@ def main() -> None:
     for src, n in jobs:
         if n is not None:
             generate_hm(str(src), GenerateHMConfig(scale="full", images=False, n_transactions=n,
-                                                   n_customers=max(1000, n // 23)),
-                        log=lambda *a: None)
+                                                   n_customers=max(1000, n // 23)))
         else:
             n = json.loads((src / "_oracle" / "generator.json").read_text())["summary"][
                 "transactions"]
@@ -71,7 +70,7 @@ def main() -> None:
                 floors.append(floor(csv_path, Path(tmp) / "t.parquet"))
                 run = Run(os.path.join(tmp, "run"))
                 t0 = time.perf_counter()
-                entry = ingest(str(src), run, IngestConfig(), force=True, log=lambda *a: None)
+                entry = ingest(str(src), run, IngestConfig(), force=True)
                 stage.append(time.perf_counter() - t0)
                 ours.append(entry["timings"]["transactions_s"])
                 assert entry["counts"]["transactions"]["kept"] == n

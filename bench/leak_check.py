@@ -21,14 +21,14 @@ import argparse
 import numpy as np
 import pandas as pd
 
-from stylehub_ray.eval.metrics import auc
+from stylehub_ray.features.inputs import training_feature_set
 from stylehub_ray.features.stage import load_features
+from stylehub_ray.metrics import auc
 from stylehub_ray.run import Run
 from stylehub_ray.train.two_tower import (
     EXAMPLES,
     TrainTwoTowerConfig,
     trained_customers,
-    training_feature_set,
     validation_data,
 )
 

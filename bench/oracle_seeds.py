@@ -28,6 +28,7 @@ import numpy as np
 
 os.environ.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "1")
 
+from stylehub_ray import logs  # noqa: E402
 from stylehub_ray.config import (  # noqa: E402
     FeaturesConfig,
     GenerateHMConfig,
@@ -35,9 +36,9 @@ from stylehub_ray.config import (  # noqa: E402
     load_config,
     stage_config,
 )
-from stylehub_ray.data.hm_generator import generate_hm  # noqa: E402
 from stylehub_ray.data.ingest import ingest  # noqa: E402
 from stylehub_ray.run import Run  # noqa: E402
+from stylehub_ray.synth.hm import generate_hm  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "oracle_seeds.json"
 EMBED_SETS = ["model=random", "arch=resnet18", "image_size=64"]
@@ -59,29 +60,26 @@ def one_seed(seed: int, args: argparse.Namespace, sets: dict[str, list[str]]) ->
     from stylehub_ray.features.stage import build_features
     from stylehub_ray.train.two_tower import train_two_tower
 
-    quiet = (lambda *a: None) if not args.verbose else print
     src = os.path.join(args.work, f"source-{args.scale}-{seed}")
     run = Run(os.path.join(args.work, f"run-{args.scale}-{seed}"))
     times = {}
     t0 = time.perf_counter()
     # Every step below skips when its outputs are up to date: a rerun only redoes what changed.
-    generate_hm(src, GenerateHMConfig(scale=args.scale, seed=seed, images=True), log=quiet)
-    ingest(src, run, IngestConfig(), log=quiet)
-    build_features(run, load_config(FeaturesConfig, None, sets.get("features", [])),
-                   log=quiet)
-    embed_images(run, load_config(stage_config("embed_images"), None, EMBED_SETS), log=quiet)
+    generate_hm(src, GenerateHMConfig(scale=args.scale, seed=seed, images=True))
+    ingest(src, run, IngestConfig())
+    build_features(run, load_config(FeaturesConfig, None, sets.get("features", [])))
+    embed_images(run, load_config(stage_config("embed_images"), None, EMBED_SETS))
     times["data_s"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     train_two_tower(run, load_config(stage_config("train_two_tower"), None,
-                                     sets.get("train_two_tower", [])), log=quiet)
+                                     sets.get("train_two_tower", [])))
     times["train_s"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     protocol = [f"bootstrap={args.bootstrap}"]
     evaluate_baselines(run, load_config(stage_config("baselines"), None,
-                                        protocol + sets.get("baselines", [])), log=quiet)
+                                        protocol + sets.get("baselines", [])))
     out = evaluate_two_tower(run, load_config(stage_config("evaluate_ranking"), None,
-                                              protocol + sets.get("evaluate_ranking", [])),
-                             log=quiet)
+                                              protocol + sets.get("evaluate_ranking", [])))
     times["evaluate_s"] = time.perf_counter() - t0
     summary = out["summary"]
     oracle = summary["oracle"]
@@ -138,6 +136,8 @@ def main() -> None:
     p.add_argument("--fresh", action="store_true", help="delete the work folder first")
     p.add_argument("--verbose", action="store_true")
     args = p.parse_args()
+    if args.verbose:  # the stages' own messages; the tables below print either way
+        logs.setup()
     if args.fresh:
         shutil.rmtree(args.work, ignore_errors=True)
     os.makedirs(args.work, exist_ok=True)

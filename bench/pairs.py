@@ -80,8 +80,7 @@ def speed(args) -> dict:
     for _ in range(args.repeats):
         bare_s.append(bare(x, args.k))
         t0 = time.perf_counter()
-        entry = mine_pairs(run, PairsConfig(k=args.k), "text", force=True,
-                           log=lambda *a: None)
+        entry = mine_pairs(run, PairsConfig(k=args.k), "text", force=True)
         ours_s.append(time.perf_counter() - t0)
     b, o = min(bare_s), min(ours_s)
     out = {"n": args.n, "dim": args.dim, "k": args.k, "faiss_threads": faiss.omp_get_max_threads(),

@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from stylehub_ray.config import GenerateHMConfig
-from stylehub_ray.data.hm_generator import generate_hm
+from stylehub_ray.synth.hm import generate_hm
 
 
 def stats(root: Path) -> dict[str, float]:
@@ -61,7 +61,7 @@ def main() -> None:
     real = stats(Path(args.real))
     with tempfile.TemporaryDirectory() as tmp:
         generate_hm(tmp, GenerateHMConfig(scale="full", images=False, n_customers=4000,
-                                          n_transactions=92_000), log=lambda *a: None)
+                                          n_transactions=92_000))
         ours = stats(Path(tmp))
     print("| statistic | real slice | generated |\n|---|---:|---:|")
     for key in real:

@@ -22,11 +22,8 @@ os.environ.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "1")
 
 import numpy as np  # noqa: E402
 
-from stylehub_ray.eval.recommend import (  # noqa: E402
-    RecommendConfig,
-    TwoTowerRecommender,
-    recommend,
-)
+from stylehub_ray.eval.recommend import RecommendConfig, recommend  # noqa: E402
+from stylehub_ray.models.recommender import TwoTowerRecommender  # noqa: E402
 from stylehub_ray.run import Run  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "recommend_two_tower.json"
@@ -59,7 +56,7 @@ def in_process(run: Run, k: int, batch: int) -> dict:
 def stage(run: Run, k: int, actors: int, batch: int) -> dict:
     cfg = RecommendConfig(k=k, actors=actors, batch_size=batch, threads=1)
     t0 = time.perf_counter()
-    entry = recommend(run, cfg, force=True, log=lambda *a: None)
+    entry = recommend(run, cfg, force=True)
     wall = time.perf_counter() - t0
     n = entry["counts"]["customers"]["total"]
     sec = entry["timings"]["recommend_s"]

@@ -142,7 +142,7 @@ def main() -> None:
     import torch
     from ray import serve
 
-    from stylehub_ray.eval.recommend import TwoTowerRecommender
+    from stylehub_ray.models.recommender import TwoTowerRecommender
     from stylehub_ray.serve import core
     from stylehub_ray.serve.app import APP_NAME, TRIVIAL_APP_NAME, build_app, start_http
     from stylehub_ray.serve.settings import ServeConfig

@@ -44,7 +44,7 @@ def plain_loop(run: Run, cfg: TrainTwoTowerConfig) -> dict:
     import pyarrow.dataset as pads
     import torch
 
-    from stylehub_ray.eval.recommend import feature_cutoff
+    from stylehub_ray.features.inputs import feature_cutoff
     from stylehub_ray.models.two_tower import TwoStageRecommender
 
     torch.set_num_threads(1)

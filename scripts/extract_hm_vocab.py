@@ -1,6 +1,6 @@
 """Derive the H&M attribute vocabularies the generator draws from, from a copy of the real data.
 
-Writes ``stylehub_ray/data/hm_vocab.json``: category codes and names with their co-occurrence
+Writes ``stylehub_ray/synth/hm_vocab.json``: category codes and names with their co-occurrence
 counts (product type x department bundle, colour bundles, graphical appearances), customer
 attribute vocabularies, and per-product-type log-price moments. It holds no rows of the data:
 only vocabularies and counts. Run:
@@ -73,7 +73,7 @@ def main(src: str) -> None:
             customers["fashion_news_frequency"].dropna().unique().tolist() + ["Monthly"]),
         "log_price_overall": [round(overall[0], 4), round(overall[1], 4)],
     }
-    out = Path(__file__).resolve().parents[1] / "stylehub_ray" / "data" / "hm_vocab.json"
+    out = Path(__file__).resolve().parents[1] / "stylehub_ray" / "synth" / "hm_vocab.json"
     out.write_text(json.dumps(vocab, indent=1) + "\n")
     print(f"wrote {out}: {len(types)} product types, {len(departments)} departments, "
           f"{len(type_dept)} type x department pairs, {len(vocab['colours'])} colours, "

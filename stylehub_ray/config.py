@@ -112,61 +112,34 @@ class PipelineConfig:
 
     # Every stage that exists, in order; each runs on the layouts it applies to (H&M stages on
     # H&M runs, FND-CL on Polyvore-U runs). embed_images needs weights (imagenet by default):
-    # the demo runs it with embed_images.model=random.
-    stages: tuple[str, ...] = ("ingest", "features", "embed_images", "embed_text", "pairs_text",
-                               "contrastive", "two_tower", "recommend", "evaluate", "fndcl")
+    # the demo runs it with embed_images.model=random. Entries from before the stage registry
+    # (pairs_text, contrastive, two_tower, evaluate, fndcl) are accepted and expanded.
+    stages: tuple[str, ...] = ("ingest", "features", "embed_images", "embed_text", "pairs",
+                               "train_contrastive", "evaluate_contrastive", "train_two_tower",
+                               "recommend", "evaluate_baselines", "evaluate_two_tower",
+                               "fndcl_items", "train_fndcl", "evaluate_fndcl")
 
+    def validate(self) -> None:
+        from stylehub_ray import registry
 
-STAGE_CONFIGS: dict[str, type] = {
-    "generate_hm": GenerateHMConfig,
-    "generate_outfits": GenerateOutfitsConfig,
-    "ingest": IngestConfig,
-    "features": FeaturesConfig,
-    "pipeline": PipelineConfig,
-}
-
-# Stage configs that live beside their stage for now, because their validation uses the
-# stage's own constants (architectures, index kinds); imported on first use, never at import
-# time (their modules import this one). Their section names in a YAML file are the keys.
-LAZY_STAGE_CONFIGS: dict[str, str] = {
-    "serve": "stylehub_ray.serve.settings:ServeConfig",
-    "embed_images": "stylehub_ray.embed.images:EmbedImagesConfig",
-    "embed_text": "stylehub_ray.embed.text:EmbedTextConfig",
-    "pairs": "stylehub_ray.embed.pairs:PairsConfig",
-    "fndcl_items": "stylehub_ray.train.fndcl:FNDCLItemsConfig",
-    "train_fndcl": "stylehub_ray.train.fndcl:TrainFNDCLConfig",
-    "evaluate_fndcl": "stylehub_ray.eval.fndcl:EvaluateFNDCLConfig",
-    "train_contrastive": "stylehub_ray.train.contrastive:TrainContrastiveConfig",
-    "evaluate_contrastive": "stylehub_ray.eval.contrastive:EvaluateContrastiveConfig",
-    "train_simclr_images": "stylehub_ray.train.simclr_images:TrainSimCLRImagesConfig",
-    "evaluate_ranking": "stylehub_ray.eval.ranking:EvaluateRankingConfig",
-    "baselines": "stylehub_ray.eval.ranking:EvaluateBaselinesConfig",
-    "train_two_tower": "stylehub_ray.train.two_tower:TrainTwoTowerConfig",
-    "tune": "stylehub_ray.tune.sweep:TuneSweepConfig",
-    "recommend": "stylehub_ray.eval.recommend:RecommendConfig",
-}
+        registry.expand_pipeline(self.stages)
 
 
 def stage_config(name: str) -> type:
-    """The config class of a stage, by its section name."""
-    if name in STAGE_CONFIGS:
-        return STAGE_CONFIGS[name]
-    if name in LAZY_STAGE_CONFIGS:
-        import importlib
+    """The config class of a stage, by its name (or an older alias; see
+    :mod:`stylehub_ray.registry`)."""
+    from stylehub_ray import registry
 
-        module, cls = LAZY_STAGE_CONFIGS[name].split(":")
-        return getattr(importlib.import_module(module), cls)
-    raise ValueError(f"unknown stage {name!r}; known: "
-                     f"{', '.join([*STAGE_CONFIGS, *LAZY_STAGE_CONFIGS])}")
+    return registry.resolve(registry.stage(name).config)
 
 
 def _stage_name(cls: type) -> str:
-    for name, known in STAGE_CONFIGS.items():
-        if known is cls:
-            return name
-    for name, path in LAZY_STAGE_CONFIGS.items():
-        if path.endswith(f":{cls.__name__}"):
-            return name
+    from stylehub_ray import registry
+
+    path = f"{cls.__module__}:{cls.__qualname__}"
+    for s in registry.STAGES:
+        if s.config == path:
+            return s.name
     raise ValueError(f"{cls.__name__} is not a stage config")
 
 
@@ -183,8 +156,17 @@ def load_config(
         raw = yaml.safe_load(Path(config_file).read_text()) or {}
         if not isinstance(raw, dict):
             raise ValueError(f"{config_file}: expected a mapping, got {type(raw).__name__}")
-        stages = {*STAGE_CONFIGS, *LAZY_STAGE_CONFIGS}
-        section = raw.get(name, raw if not set(raw) & stages else {})
+        from stylehub_ray import registry
+
+        sections = {*registry.BY_NAME, *registry.ALIASES}
+        if not set(raw) & sections:
+            section = raw  # one stage's keys at top level
+        else:
+            names = [n for n in (name, *registry.stage(name).aliases) if n in raw]
+            if len(names) > 1:
+                raise ValueError(f"{config_file}: sections {' and '.join(names)} configure "
+                                 f"the same stage; keep one ({name})")
+            section = raw[names[0]] if names else {}
         values.update(section or {})
     values.update({k: v for k, v in given.items() if v is not None})
     for item in sets or []:

@@ -2,100 +2,58 @@
 
 from __future__ import annotations
 
-from stylehub_ray.data.ingest import ingest
+import logging
+
+from stylehub_ray import registry
 from stylehub_ray.run import Run
 
-STAGES = ("ingest", "features", "embed_images", "embed_text", "pairs_text", "contrastive",
-          "two_tower", "recommend", "evaluate", "fndcl")
-OUTFIT_STAGES = ("ingest", "fndcl")
+logger = logging.getLogger(__name__)
 
 
-def run_pipeline(source: str, run_uri: str, configs: dict, force: bool = False,
-                 log=print) -> dict:
+def run_pipeline(source: str, run_uri: str, configs: dict, force: bool = False) -> dict:
     """Run the stages in ``configs["pipeline"].stages`` on ``source`` into ``run_uri``, each
-    with its config from ``configs[stage]``; returns the manifest. A stage that does not apply
-    to the source's layout (features on outfits) is skipped with a note."""
+    with its config from ``configs[stage]`` (names as in :mod:`stylehub_ray.registry`); returns
+    the manifest. A stage that does not apply to the source's layout (features on outfits) is
+    skipped with a note."""
     from stylehub_ray.data.ingest import POLYVORE, detect_layout
 
     run = Run(run_uri)
-    layout = detect_layout(source)
-    for stage in configs["pipeline"].stages:
-        if stage not in STAGES:
-            raise ValueError(f"pipeline.stages: unknown stage {stage!r}; known: "
-                             f"{', '.join(STAGES)}")
-        if stage == "ingest":
-            ingest(source, run, configs["ingest"], force=force, log=log)
-        elif (layout == POLYVORE) != (stage in OUTFIT_STAGES):
-            log(f"{stage}: not for {'outfit' if layout == POLYVORE else 'H&M'} data; skipped")
-        elif stage == "fndcl":
-            _fndcl(run, configs, force, log)
-        elif stage == "features":
-            from stylehub_ray.features.stage import build_features
-
-            build_features(run, configs["features"], force=force, log=log)
-        elif stage == "embed_images":
-            from stylehub_ray.embed.images import embed_images
-
-            embed_images(run, configs["embed_images"], force=force, log=log)
-        elif stage == "embed_text":
-            from stylehub_ray.embed.text import embed_text
-
-            embed_text(run, configs["embed_text"], force=force, log=log)
-        elif stage == "pairs_text":
-            from stylehub_ray.embed.pairs import mine_pairs
-
-            mine_pairs(run, configs["pairs"], "text", force=force, log=log)
-        elif stage == "contrastive":
-            from stylehub_ray.eval.contrastive import contrastive_stage
-
-            contrastive_stage(run, configs["train_contrastive"], configs["evaluate_contrastive"],
-                              force=force, log=log)
-        elif stage == "two_tower":
-            from stylehub_ray.train.two_tower import train_two_tower
-
-            train_two_tower(run, configs["train_two_tower"], force=force, log=log)
-        elif stage == "recommend":
-            from stylehub_ray.eval.recommend import recommend
-
-            recommend(run, configs["recommend"], force=force, log=log)
-        elif stage == "evaluate":
-            _evaluate_ranking(run, configs, force, log)
-    log_run_summary(run, log)
+    outfits = detect_layout(source) == POLYVORE
+    for name in registry.expand_pipeline(configs["pipeline"].stages):
+        stage = registry.stage(name)
+        if stage.layout != registry.ANY and (stage.layout == registry.OUTFITS) != outfits:
+            logger.info(f"{name}: not for {'outfit' if outfits else 'H&M'} data; skipped")
+            continue
+        fn = registry.resolve(stage.function)
+        cfg = configs[name]
+        if name == "ingest":
+            fn(source, run, cfg, force=force)
+        elif name == "pairs":
+            fn(run, cfg, "text", force=force)  # the text pairs the contrastive model uses
+        elif name == "train_fndcl":
+            _fndcl_teacher_then_student(fn, run, cfg, force)
+        else:
+            fn(run, cfg, force=force)
+    log_run_summary(run)
     return run.manifest()
 
 
-def _evaluate_ranking(run: Run, configs: dict, force: bool, log) -> None:
-    """The baselines, then the two-tower on the test period, with the oracle on generated data;
-    each stage ends by printing the table of every model evaluated so far, so the last table
-    has them all side by side."""
-    from stylehub_ray.eval.ranking import evaluate_baselines, evaluate_two_tower
-
-    evaluate_baselines(run, configs["baselines"], force=force, log=log)
-    evaluate_two_tower(run, configs["evaluate_ranking"], force=force, log=log)
-
-
-def _fndcl(run: Run, configs: dict, force: bool, log) -> None:
-    """Item features, the N-pair teacher, the FND-CL student (its loss from the train_fndcl
-    config unless that names the teacher's), then evaluation with the AUC / NDCG tables."""
+def _fndcl_teacher_then_student(train_fndcl, run: Run, student, force: bool) -> None:
+    """The N-pair teacher, then the FND-CL student (its loss from the train_fndcl config
+    unless that names the teacher's)."""
     from dataclasses import replace
 
-    from stylehub_ray.eval.fndcl import evaluate_fndcl
-    from stylehub_ray.train.fndcl import prepare_fndcl_items, train_fndcl
-
-    prepare_fndcl_items(run, configs["fndcl_items"], force=force, log=log)
-    student = configs["train_fndcl"]
-    train_fndcl(run, replace(student, stage="teacher", loss="npair"), force=force, log=log)
+    train_fndcl(run, replace(student, stage="teacher", loss="npair"), force=force)
     loss = student.loss if student.loss in ("fnd", "fndcl") else "fndcl"
-    train_fndcl(run, replace(student, stage="student", loss=loss), force=force, log=log)
-    evaluate_fndcl(run, configs["evaluate_fndcl"], force=force, log=log)
+    train_fndcl(run, replace(student, stage="student", loss=loss), force=force)
 
 
-def log_run_summary(run: Run, log=print) -> None:
+def log_run_summary(run: Run) -> None:
     """The summary table `make demo` ends with: what each stage did, its counts and time."""
     steps = run.manifest()["steps"]
-    log("")
-    log(f"run {run.uri}")
-    log(f"{'stage':12s} {'status':10s} {'time s':>8s}  counts")
+    logger.info("")
+    logger.info(f"run {run.uri}")
+    logger.info(f"{'stage':12s} {'status':10s} {'time s':>8s}  counts")
     for key, entry in sorted(steps.items(), key=lambda kv: kv[1].get("started", "")):
         counts = entry.get("counts", {})
         parts = []
@@ -108,14 +66,14 @@ def log_run_summary(run: Run, log=print) -> None:
                     f"{k} {v:,}" if isinstance(v, (int, float)) else f"{k} {v}"
                     for k, v in c.items()))
         total = entry.get("timings", {}).get("total_s", "")
-        log(f"{key:12s} {entry.get('status', ''):10s} {total:>8}  " + "; ".join(parts))
+        logger.info(f"{key:12s} {entry.get('status', ''):10s} {total:>8}  " + "; ".join(parts))
     gen = steps.get("ingest", {}).get("generator")
     if gen:
-        log(f"generated data: generator {gen['version']}, parameters {gen['params_hash']}")
-        log_oracle_summary(run, log)
+        logger.info(f"generated data: generator {gen['version']}, parameters {gen['params_hash']}")
+        log_oracle_summary(run)
 
 
-def log_oracle_summary(run: Run, log=print, k: int = 12) -> dict | None:
+def log_oracle_summary(run: Run, k: int = 12) -> dict | None:
     """For generated H&M data: the best achievable scores on the last week (the ceiling every
     model is measured against), beside last-week popularity, the simplest baseline."""
     from datetime import timedelta
@@ -124,8 +82,8 @@ def log_oracle_summary(run: Run, log=print, k: int = 12) -> dict | None:
     import pyarrow.compute as pc
 
     from stylehub_ray.data.ingest import read_table
-    from stylehub_ray.data.oracle import HMOracle
-    from stylehub_ray.eval.metrics import evaluate_ranking
+    from stylehub_ray.metrics import evaluate_ranking
+    from stylehub_ray.synth.oracle import HMOracle
 
     if not run.is_complete("raw/transactions"):
         return None
@@ -145,9 +103,10 @@ def log_oracle_summary(run: Run, log=print, k: int = 12) -> dict | None:
                                        draws=4)
     popular = prior.article_idx.value_counts().index[:k].to_numpy()
     base = evaluate_ranking(np.tile(popular, (len(customers), 1)), list(truth), ks=(k,))
-    log(f"last week {start} .. {end}: {len(customers):,} customers bought")
-    log(f"{'ranking':28s} {'MAP@12':>8s} {'recall@12':>10s} {'NDCG@12':>8s}")
+    logger.info(f"last week {start} .. {end}: {len(customers):,} customers bought")
+    logger.info(f"{'ranking':28s} {'MAP@12':>8s} {'recall@12':>10s} {'NDCG@12':>8s}")
     for name, m in (("oracle top-12 (realized)", best), ("oracle top-12 (expected)", expected),
                     ("last-week popularity", base)):
-        log(f"{name:28s} {m[f'map@{k}']:8.4f} {m[f'recall@{k}']:10.4f} {m[f'ndcg@{k}']:8.4f}")
+        logger.info(f"{name:28s} {m[f'map@{k}']:8.4f} {m[f'recall@{k}']:10.4f} "
+                    f"{m[f'ndcg@{k}']:8.4f}")
     return {"oracle": best, "expected": expected, "popularity": base}

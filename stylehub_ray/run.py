@@ -29,6 +29,7 @@ from typing import Any
 import pyarrow.fs as pafs
 
 from stylehub_ray import __version__
+from stylehub_ray.registry import manifest_key
 
 MARKER = "_SUCCESS"
 MANIFEST = "manifest.json"
@@ -146,7 +147,10 @@ class Run:
     def manifest(self) -> dict:
         if not self.exists(MANIFEST):
             return {"run": self.uri, "steps": {}}
-        return self.read_json(MANIFEST)
+        manifest = self.read_json(MANIFEST)
+        # Keys written before the stage registry read as today's (the next write keeps them).
+        manifest["steps"] = {manifest_key(k): v for k, v in manifest["steps"].items()}
+        return manifest
 
     def entry(self, stage: str, variant: str = "") -> dict | None:
         return self.manifest()["steps"].get(step_key(stage, variant))
@@ -172,7 +176,7 @@ class Run:
 
 
 def step_key(stage: str, variant: str = "") -> str:
-    return f"{stage}/{variant}" if variant else stage
+    return manifest_key(f"{stage}/{variant}" if variant else stage)
 
 
 def _now() -> str:

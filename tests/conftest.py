@@ -25,6 +25,15 @@ REPO = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
 
 
+@pytest.fixture
+def logged(caplog):
+    """Call it after the code under test: every line the package logged (INFO and up)."""
+    import logging
+
+    caplog.set_level(logging.INFO, logger="stylehub_ray")
+    return lambda: [line for m in caplog.messages for line in m.split("\n")]
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -87,10 +96,10 @@ def _stop_processes_under(temp_dir: str, grace: float = 10.0) -> None:
 def tiny_hm(tmp_path_factory) -> Path:
     """A tiny generated H&M source with images (generated once per session)."""
     from stylehub_ray.config import GenerateHMConfig
-    from stylehub_ray.data.hm_generator import generate_hm
+    from stylehub_ray.synth.hm import generate_hm
 
     out = tmp_path_factory.mktemp("tiny_hm")
-    generate_hm(str(out), GenerateHMConfig(scale="tiny", images=True), log=lambda *a: None)
+    generate_hm(str(out), GenerateHMConfig(scale="tiny", images=True))
     return out
 
 
@@ -102,7 +111,7 @@ def tiny_run(tiny_hm, ray_head, tmp_path_factory):
     from stylehub_ray.run import Run
 
     run = Run(str(tmp_path_factory.mktemp("tiny_run")))
-    ingest(str(tiny_hm), run, IngestConfig(chunk_mb=0.1), log=lambda *a: None)
+    ingest(str(tiny_hm), run, IngestConfig(chunk_mb=0.1))
     return run
 
 
@@ -131,7 +140,7 @@ def hm_features(tiny_run, tmp_path_factory):
     from stylehub_ray.features.stage import build_features
 
     run = copy_run(tiny_run, tmp_path_factory.mktemp("hm_features") / "run")
-    build_features(run, FeaturesConfig(buckets=2), log=lambda *a: None)
+    build_features(run, FeaturesConfig(buckets=2))
     return run
 
 
@@ -142,8 +151,7 @@ def hm_embedded(hm_features, tmp_path_factory):
 
     run = copy_run(hm_features, tmp_path_factory.mktemp("hm_embedded") / "run")
     embed_images(run, EmbedImagesConfig(arch="resnet18", model="random", image_size=64,
-                                        pca_dim=32, batch_size=64, actors=1, threads=1),
-                 log=lambda *a: None)
+                                        pca_dim=32, batch_size=64, actors=1, threads=1))
     return run
 
 
@@ -154,7 +162,7 @@ def hm_trained(hm_embedded, tmp_path_factory):
 
     run = copy_run(hm_embedded, tmp_path_factory.mktemp("hm_trained") / "run")
     train_two_tower(run, TrainTwoTowerConfig(epochs=1, batch_size=512, val_customers=200,
-                                             n_candidates=50), log=lambda *a: None)
+                                             n_candidates=50))
     return run
 
 

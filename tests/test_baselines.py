@@ -1,5 +1,6 @@
 """Baselines (stylehub_ray.eval.baselines): hand-computed popularity, adjusted cosine and
-weighted-sum predictions, the exclusion / fallback logic, and planted structure for ALS."""
+weighted-sum predictions, the exclusion / fallback logic (its core: tests/test_history.py),
+and planted structure for ALS."""
 
 from __future__ import annotations
 
@@ -11,12 +12,10 @@ import scipy.sparse as sp
 
 from stylehub_ray.eval.baselines import (
     ALSBaseline,
-    BoughtIndex,
     Interactions,
     ItemCFBaseline,
     PopularityBaseline,
     adjusted_cosine,
-    finalize,
     make_baseline,
     popularity_ranking,
     popularity_scores,
@@ -66,21 +65,6 @@ def test_popularity_recommend_excludes_what_each_customer_bought():
     # Five articles, customer 0 bought two: only three are left, the rest is padding.
     assert model.recommend(np.array([0]), 5, exclude_bought=True).tolist() == [
         [2, 3, 4, -1, -1]]
-
-
-def test_bought_index_and_finalize_by_hand():
-    bought = BoughtIndex(sp.csr_matrix(np.array([[0, 1, 0, 1, 0], [0, 0, 0, 0, 0]])))
-    assert bought.contains(np.array([0, 1]), np.array([[1, 2, -1], [1, 2, 3]])).tolist() == [
-        [True, False, False], [False, False, False]]
-    candidates = np.array([[3, 2, 2, -1], [4, -1, -1, -1]])
-    fallback = np.array([1, 0, 2, 3, 4])
-    recs, filled = finalize(candidates, np.array([0, 1]), 3, bought, fallback)
-    # Row 0: 3 is bought, 2 then its repeat; fallback 1 (bought), 0. Row 1: 4 then 1, 0.
-    assert recs.tolist() == [[2, 0, 4], [4, 1, 0]]
-    assert filled.tolist() == [True, True]
-    recs, filled = finalize(candidates, np.array([0, 1]), 2, None, fallback)
-    assert recs.tolist() == [[3, 2], [4, 1]]
-    assert filled.tolist() == [False, True]
 
 
 def test_top_per_row_orders_by_value_then_column_and_pads():

@@ -22,12 +22,12 @@ def test_pipeline_runs_every_stage_then_skips_them(ray_head, tiny_hm, tmp_path, 
     out = capsys.readouterr().out
     assert "transactions" in out and "complete" in out and "oracle top-12" in out
     steps = Run(str(tmp_path / "run")).manifest()["steps"]
-    assert {"ingest", "features", "embed/images", "embed/text", "pairs/text"} <= set(steps)
+    assert {"ingest", "features", "embed_images", "embed_text", "pairs/text"} <= set(steps)
     for stage in ("train_contrastive", "evaluate_contrastive", "train_two_tower", "recommend",
                   "evaluate_two_tower", "evaluate_baselines", "evaluate_summary"):
         assert any(k.split("/")[0] == stage for k in steps), (stage, sorted(steps))
     assert all(s["status"] == "complete" for s in steps.values())
-    assert PipelineConfig().stages[-1] == "fndcl"
+    assert PipelineConfig().stages[-1] == "evaluate_fndcl"
     assert main(["pipeline", str(tiny_hm), "--run", str(tmp_path / "run"), *DEMO]) == 0
     again = capsys.readouterr().out
     assert "fndcl: not for H&M data; skipped" in again
@@ -59,8 +59,8 @@ def test_module_entry_point():
 
 
 def test_outfits_pipeline_trains_and_evaluates_fndcl(ray_head, tmp_path, capsys):
-    from stylehub_ray.data.outfits_generator import generate_outfits
     from stylehub_ray.run import Run
+    from stylehub_ray.synth.outfits import generate_outfits
 
     generate_outfits(str(tmp_path / "src"), scale="tiny", seed=0)
     sets = ["--set", "fndcl_items.image_size=64", "--set", "fndcl_items.ae_epochs=1",

@@ -17,8 +17,6 @@ from stylehub_ray.models.contrastive import ContrastiveSpec, SimCLR, pair_loss
 from stylehub_ray.models.losses import nt_xent_loss
 from stylehub_ray.run import Run
 
-QUIET = dict(log=lambda *a: None)
-
 
 # --------------------------------------------------------------------------------------------
 # Loss and model (no Ray)
@@ -170,9 +168,9 @@ def con_run(tiny_run, tmp_path_factory):
     dst = tmp_path_factory.mktemp("con") / "run"
     shutil.copytree(tiny_run.root, dst)
     run = Run(str(dst))
-    embed_text(run, EmbedTextConfig(encoder="tfidf"), **QUIET)
-    mine_pairs(run, PairsConfig(), "text", **QUIET)
-    mine_pairs(run, PairsConfig(), "transactions", **QUIET)
+    embed_text(run, EmbedTextConfig(encoder="tfidf"))
+    mine_pairs(run, PairsConfig(), "text")
+    mine_pairs(run, PairsConfig(), "transactions")
     text = V.read_embeddings(run, "embeddings/text")
     n = text.num_rows
     rng = np.random.default_rng(1)
@@ -206,8 +204,8 @@ def test_item_inputs_null_images_are_zeros_plus_flag(con_run):
 
 
 def test_train_resume_evaluate_and_similar_items(con_run, capsys):
-    from stylehub_ray.embed.similar import SimilarItems, similar_items
     from stylehub_ray.eval.contrastive import EvaluateContrastiveConfig, evaluate_contrastive
+    from stylehub_ray.eval.similar import SimilarItems, similar_items
     from stylehub_ray.models.artifacts import load_model
     from stylehub_ray.train.contrastive import (
         REPORTED_METRICS,
@@ -223,7 +221,7 @@ def test_train_resume_evaluate_and_similar_items(con_run, capsys):
     trainer, _ = build_trainer(run, cfg, fail_after_epoch=0)
     with pytest.raises(Exception, match="injected failure"):
         trainer.fit()
-    entry = train_contrastive(run, cfg, **QUIET)
+    entry = train_contrastive(run, cfg)
     assert entry["counts"]["epochs"] == {"trained": 2, "best": entry["counts"]["epochs"]["best"],
                                          "resumed_at": 1}
     model, _spec, meta = load_model(run, "contrastive", "text")
@@ -233,18 +231,18 @@ def test_train_resume_evaluate_and_similar_items(con_run, capsys):
     best = meta["best"]
     assert best["val_pos_dist"] < best["val_neg_dist"]
     assert best["val_recall5"] > 0.2  # chance: 5 of ~600 items
-    assert train_contrastive(run, cfg, **QUIET).get("skipped")
+    assert train_contrastive(run, cfg).get("skipped")
 
     # Two workers (DDP, half a CPU each), transaction pairs, text and image vectors.
     cfg2 = TrainContrastiveConfig(pairs="transactions", inputs="text+image", epochs=1,
                                   batch_size=32, hidden=(32,), embed_dim=16,
                                   projection_hidden=16, projection_dim=8, workers=2,
                                   cpus_per_worker=0.5)
-    e2 = train_contrastive(run, cfg2, **QUIET)
+    e2 = train_contrastive(run, cfg2)
     assert e2["counts"]["epochs"]["trained"] == 1
     assert e2["counts"]["items"]["embedded"] == 600
 
-    res = evaluate_contrastive(run, EvaluateContrastiveConfig(map_points=200), **QUIET)
+    res = evaluate_contrastive(run, EvaluateContrastiveConfig(map_points=200))
     text = res["contrastive"]["text"]
     assert set(res["contrastive"]) == {"text", "transactions"}
     assert text["paper"]["pos_dist"] == pytest.approx(0.2286)

@@ -26,7 +26,6 @@ from stylehub_ray.embed.text_model import BertEncoder, Tfidf, clean_text
 from stylehub_ray.embed.vectors import from_fixed_list, read_embeddings
 from stylehub_ray.run import Run
 
-QUIET = {"log": lambda *a: None}
 # Small enough for 2 cores: resnet18 on 64 px letterboxed images, PCA to 32.
 IMAGE_CFG = EmbedImagesConfig(arch="resnet18", model="random", image_size=64, pca_dim=32,
                               keep_full=True)
@@ -233,7 +232,7 @@ def corrupt_run(tiny_run, tmp_path_factory):
 
 def test_embed_images_stage(corrupt_run, ray_head):
     run, bad_rows = corrupt_run
-    entry = embed_images(run, IMAGE_CFG, **QUIET)
+    entry = embed_images(run, IMAGE_CFG)
     table = read_embeddings(run, "embeddings/images")
     from stylehub_ray.data.ingest import read_table
 
@@ -267,13 +266,13 @@ def test_embed_images_stage(corrupt_run, ray_head):
     assert entry["explained_variance"] == pytest.approx(
         float(pca["explained_variance_ratio"].sum()), abs=1e-4)
     assert entry["pool"]["device"] == "cpu" and entry["pool"]["actors"] == 1
-    again = embed_images(run, IMAGE_CFG, **QUIET)
+    again = embed_images(run, IMAGE_CFG)
     assert again["skipped"] is True
 
 
 def test_embed_text_stage(corrupt_run, ray_head):
     run, _ = corrupt_run
-    entry = embed_text(run, EmbedTextConfig(encoder="tfidf+bert", batch_size=128), **QUIET)
+    entry = embed_text(run, EmbedTextConfig(encoder="tfidf+bert", batch_size=128))
     table = read_embeddings(run, "embeddings/text")
     dims = entry["counts"]["dims"]
     assert dims["bert"] == 384 and 0 < dims["tfidf"] <= 500
@@ -302,9 +301,9 @@ def test_embed_stage_fails_before_work_without_weights(corrupt_run, tmp_path, mo
     before = run.manifest()["steps"]
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
     with pytest.raises(W.WeightsNotFound, match="resnet18-f37072fd.pth"):
-        embed_images(run, EmbedImagesConfig(arch="resnet18", model="imagenet"), **QUIET)
+        embed_images(run, EmbedImagesConfig(arch="resnet18", model="imagenet"))
     with pytest.raises(W.WeightsNotFound, match="is not a folder"):
-        embed_text(run, EmbedTextConfig(model=str(tmp_path / "missing")), **QUIET)
+        embed_text(run, EmbedTextConfig(model=str(tmp_path / "missing")))
     assert run.manifest()["steps"] == before  # failed before any step was opened
 
 
@@ -312,8 +311,8 @@ def test_image_pairs_cover_only_articles_with_a_photo(corrupt_run, ray_head):
     from stylehub_ray.embed.pairs import PairsConfig, mine_pairs, read_pairs
 
     run, _ = corrupt_run
-    embedded = embed_images(run, IMAGE_CFG, **QUIET)["counts"]["images"]["embedded"]
-    entry = mine_pairs(run, PairsConfig(), "image", **QUIET)
+    embedded = embed_images(run, IMAGE_CFG)["counts"]["images"]["embedded"]
+    entry = mine_pairs(run, PairsConfig(), "image")
     assert entry["counts"]["index"] == {"items": embedded, "dim": 32}
     assert entry["counts"]["pairs"]["positive"] == 5 * embedded
     table = read_embeddings(run, "embeddings/images", ["article_idx", "has_image"])

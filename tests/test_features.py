@@ -11,13 +11,12 @@ import pandas as pd
 import pytest
 
 from stylehub_ray.config import FeaturesConfig, IngestConfig
-from stylehub_ray.data.hm_generator import ARTICLE_COLUMNS
 from stylehub_ray.data.ingest import ingest, read_table
+from stylehub_ray.data.schemas import ARTICLE_COLUMNS
 from stylehub_ray.features.preprocess import Preprocessor
 from stylehub_ray.features.stage import SplitError, build_features, compute_split, load_features
 from stylehub_ray.run import Run
 
-QUIET = {"log": lambda *a: None}
 A, B, C = "a" * 64, "b" * 64, "c" * 64  # customer_idx 0, 1, 2 (rank of the sorted ids)
 ART = ["0100000001", "0100000002", "0100000003", "0100000004"]  # article_idx 0..3
 
@@ -58,10 +57,10 @@ def hand_run(ray_head, tmp_path_factory):
     root = tmp_path_factory.mktemp("hand")
     _write_source(root / "src", HAND_TX)
     run = Run(str(root / "run"))
-    ingest(str(root / "src"), run, IngestConfig(), **QUIET)
+    ingest(str(root / "src"), run, IngestConfig())
     # Every purchase before val is a training example here (the hand counts below); the
     # label window is tested on its own.
-    build_features(run, FeaturesConfig(buckets=2, label_days=0), **QUIET)
+    build_features(run, FeaturesConfig(buckets=2, label_days=0))
     return run
 
 
@@ -177,7 +176,7 @@ def test_label_window_joins_point_in_time_features(hand_run, tmp_path):
     dst = tmp_path / "run"
     shutil.copytree(hand_run.root, dst)
     run = Run(str(dst))
-    build_features(run, FeaturesConfig(buckets=2, label_days=14), force=True, **QUIET)
+    build_features(run, FeaturesConfig(buckets=2, label_days=14), force=True)
     cut = run.entry("features")["cutoffs"]
     assert (cut["fit_start"], cut["val_start"]) == ("2020-08-26", "2020-09-09")
     ex = read_table(run, "features/training_examples").to_pandas()
@@ -196,7 +195,7 @@ def test_label_window_joins_point_in_time_features(hand_run, tmp_path):
     pd.testing.assert_frame_equal(load_features(run, "customers", "train"),
                                   load_features(hand_run, "customers", "train"))
     with pytest.raises(SplitError, match="label_days=300"):
-        build_features(run, FeaturesConfig(buckets=2, label_days=300), force=True, **QUIET)
+        build_features(run, FeaturesConfig(buckets=2, label_days=300), force=True)
     with pytest.raises(ValueError, match="label_days must be >= 0"):
         FeaturesConfig(label_days=-1).validate()
 
@@ -209,8 +208,8 @@ def test_no_feature_reads_past_the_cutoff(hand_run, tmp_path):
         ("2020-09-12", A, ART[1], 9.99, 1), ("2020-09-13", C, ART[0], 3.0, 1),
         ("2020-09-22", B, ART[3], 7.5, 1)])
     run = Run(str(tmp_path / "run"))
-    ingest(str(tmp_path / "src"), run, IngestConfig(), **QUIET)
-    build_features(run, FeaturesConfig(buckets=2), **QUIET)
+    ingest(str(tmp_path / "src"), run, IngestConfig())
+    build_features(run, FeaturesConfig(buckets=2))
     for kind in ("customers", "articles"):
         pd.testing.assert_frame_equal(load_features(run, kind, "train"),
                                       load_features(hand_run, kind, "train"))
@@ -238,7 +237,7 @@ def test_negatives_and_determinism_on_generated_data(tiny_run, tmp_path):
         dst = tmp_path / name
         shutil.copytree(tiny_run.root, dst)
         run = Run(str(dst))
-        build_features(run, FeaturesConfig(seed=seed, negative_sampling="popularity"), **QUIET)
+        build_features(run, FeaturesConfig(seed=seed, negative_sampling="popularity"))
         runs.append(run)
     ex = [read_table(r, "features/training_examples").to_pandas()
           .sort_values(["customer_idx", "article_idx", "t_dat", "label"]).reset_index(drop=True)

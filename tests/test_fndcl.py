@@ -326,7 +326,7 @@ def test_autoencoder_learns_and_neighbours_respect_candidates():
 
 # ------------------------------------------------------------------------- metric helpers
 def test_per_user_auc_ndcg_hand_case():
-    from stylehub_ray.eval.fndcl import per_user_auc_ndcg
+    from stylehub_ray.metrics import per_user_auc_ndcg
 
     users = np.array([0, 0, 0, 1, 1, 1, 2, 2])
     labels = np.array([1, 0, 0, 1, 0, 0, 0, 0])  # user 2 has no positive: left out

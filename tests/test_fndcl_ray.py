@@ -8,10 +8,10 @@ import pytest
 
 from stylehub_ray.config import IngestConfig
 from stylehub_ray.data.ingest import ingest
-from stylehub_ray.data.outfits_generator import generate_outfits
 from stylehub_ray.eval.fndcl import EvaluateFNDCLConfig, evaluate_fndcl
 from stylehub_ray.models.artifacts import load_model
 from stylehub_ray.run import Run
+from stylehub_ray.synth.outfits import generate_outfits
 from stylehub_ray.train.fndcl import (
     RAY_TRAIN_DIR,
     FNDCLItemsConfig,
@@ -24,7 +24,6 @@ from stylehub_ray.train.fndcl import (
     val_half_rows,
 )
 
-QUIET = dict(log=lambda *a: None)
 FAST = dict(epochs=2, batch_size=16, lr=0.05)
 
 
@@ -33,9 +32,8 @@ def fnd_run(ray_head, tmp_path_factory):
     src = tmp_path_factory.mktemp("outfits_src")
     generate_outfits(str(src), scale="tiny", seed=0)
     run = Run(str(tmp_path_factory.mktemp("outfits_run")))
-    ingest(str(src), run, IngestConfig(), **QUIET)
-    prepare_fndcl_items(run, FNDCLItemsConfig(image_size=64, ae_epochs=2, batch_size=256),
-                        **QUIET)
+    ingest(str(src), run, IngestConfig())
+    prepare_fndcl_items(run, FNDCLItemsConfig(image_size=64, ae_epochs=2, batch_size=256))
     return run
 
 
@@ -68,14 +66,13 @@ def test_items_stage_features_and_neighbours(fnd_run):
 
 def test_teacher_student_train_resume_and_evaluate(fnd_run, capsys):
     run = fnd_run
-    teacher = train_fndcl(run, TrainFNDCLConfig(stage="teacher", loss="npair", **FAST),
-                          **QUIET)
+    teacher = train_fndcl(run, TrainFNDCLConfig(stage="teacher", loss="npair", **FAST))
     assert teacher["counts"]["epochs"]["trained"] == 2
     assert teacher["best_metrics"]["val_auc"] > 0.6  # learns: random is 0.5
     assert run.is_complete("models/fndcl/teacher-npair")
     assert not run.exists(f"{RAY_TRAIN_DIR}/" + "x")  # nothing stale to resume
     # Skipped when up to date.
-    again = train_fndcl(run, TrainFNDCLConfig(stage="teacher", loss="npair", **FAST), **QUIET)
+    again = train_fndcl(run, TrainFNDCLConfig(stage="teacher", loss="npair", **FAST))
     assert again.get("skipped")
 
     # Student FND-CL: crash after epoch 0, then the stage resumes from that checkpoint.
@@ -83,7 +80,7 @@ def test_teacher_student_train_resume_and_evaluate(fnd_run, capsys):
     trainer, _name = build_trainer(run, cfg, fail_after_epoch=0)
     with pytest.raises(Exception, match="injected failure"):
         trainer.fit()
-    student = train_fndcl(run, cfg, **QUIET)
+    student = train_fndcl(run, cfg)
     assert student["counts"]["epochs"]["resumed_at"] == 1
     assert student["counts"]["epochs"]["trained"] == 2
     model, spec, meta = load_model(run, "fndcl", "student-fndcl")

@@ -13,9 +13,8 @@ import pandas as pd
 import pytest
 
 from stylehub_ray.config import GenerateHMConfig
-from stylehub_ray.data import hm_generator as gen
-
-QUIET = {"log": lambda *a: None}
+from stylehub_ray.data import schemas
+from stylehub_ray.synth import hm as gen
 
 # Real slice: transactions per customer median 9 / mean 23.2; rows per same-day basket median
 # 2 / mean 3.6; identical rows 9.1%; later-day repeats 3.4%; channel 2 share 70.9%; price median
@@ -34,9 +33,9 @@ def test_layout_columns_and_exact_sizes(tiny_hm):
     arts = pd.read_csv(tiny_hm / "articles.csv", dtype=str)
     custs = pd.read_csv(tiny_hm / "customers.csv", dtype=str)
     tx = pd.read_csv(tiny_hm / "transactions_train.csv", dtype=str)
-    assert list(arts.columns) == gen.ARTICLE_COLUMNS and len(arts.columns) == 25
-    assert list(custs.columns) == gen.CUSTOMER_COLUMNS
-    assert list(tx.columns) == gen.TRANSACTION_COLUMNS
+    assert list(arts.columns) == schemas.ARTICLE_COLUMNS and len(arts.columns) == 25
+    assert list(custs.columns) == schemas.CUSTOMER_COLUMNS
+    assert list(tx.columns) == schemas.TRANSACTION_COLUMNS
     s = gen.SCALES["tiny"]
     assert (len(arts), len(custs), len(tx)) == (s.articles, s.customers, s.transactions)
     assert arts.article_id.str.fullmatch(r"\d{10}").all() and arts.article_id.is_unique
@@ -70,21 +69,21 @@ def test_full_scale_sizes_are_the_real_ones():
 def test_same_seed_same_bytes_other_seed_differs(tmp_path):
     cfg = GenerateHMConfig(scale="tiny", images=True, n_articles=150, n_customers=200,
                            n_transactions=3000)
-    gen.generate_hm(str(tmp_path / "a"), cfg, **QUIET)
-    gen.generate_hm(str(tmp_path / "b"), cfg, **QUIET)
+    gen.generate_hm(str(tmp_path / "a"), cfg)
+    gen.generate_hm(str(tmp_path / "b"), cfg)
     assert _digest(tmp_path / "a") == _digest(tmp_path / "b")
     other = GenerateHMConfig(**{**cfg.__dict__, "seed": 1})
-    gen.generate_hm(str(tmp_path / "c"), other, **QUIET)
+    gen.generate_hm(str(tmp_path / "c"), other)
     assert _digest(tmp_path / "a")["transactions_train.csv"] != _digest(
         tmp_path / "c")["transactions_train.csv"]
 
 
 def test_rerun_skips_unless_params_change(tmp_path):
     cfg = GenerateHMConfig(scale="tiny", images=False)
-    gen.generate_hm(str(tmp_path), cfg, **QUIET)
-    assert gen.generate_hm(str(tmp_path), cfg, **QUIET).get("skipped") is True
+    gen.generate_hm(str(tmp_path), cfg)
+    assert gen.generate_hm(str(tmp_path), cfg).get("skipped") is True
     assert "skipped" not in gen.generate_hm(str(tmp_path), GenerateHMConfig(
-        scale="tiny", images=False, seed=3), **QUIET)
+        scale="tiny", images=False, seed=3))
 
 
 @pytest.fixture(scope="module")
@@ -93,7 +92,7 @@ def realistic(tmp_path_factory):
     customers of the whole 105k-article catalogue)."""
     out = tmp_path_factory.mktemp("realism")
     cfg = GenerateHMConfig(scale="full", images=False, n_customers=4000, n_transactions=92_000)
-    gen.generate_hm(str(out), cfg, **QUIET)
+    gen.generate_hm(str(out), cfg)
     tx = pd.read_csv(out / "transactions_train.csv", dtype={"article_id": str})
     custs = pd.read_csv(out / "customers.csv")
     return tx, custs

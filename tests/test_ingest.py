@@ -14,8 +14,6 @@ from stylehub_ray.data import schemas
 from stylehub_ray.data.ingest import IngestError, ingest, read_table
 from stylehub_ray.run import Run
 
-QUIET = {"log": lambda *a: None}
-
 
 def _csv_rows(path) -> int:
     return sum(1 for line in path.read_text().splitlines() if line.strip()) - 1
@@ -72,19 +70,19 @@ def test_images_and_oracle(tiny_hm, tiny_run):
 
 def test_rerun_is_skipped_and_force_redoes(tiny_hm, ray_head, tmp_path):
     run = Run(str(tmp_path / "run"))
-    first = ingest(str(tiny_hm), run, IngestConfig(), **QUIET)
+    first = ingest(str(tiny_hm), run, IngestConfig())
     assert "skipped" not in first
-    again = ingest(str(tiny_hm), run, IngestConfig(), **QUIET)
+    again = ingest(str(tiny_hm), run, IngestConfig())
     assert again["skipped"] is True
-    changed = ingest(str(tiny_hm), run, IngestConfig(chunk_mb=0.05), **QUIET)
+    changed = ingest(str(tiny_hm), run, IngestConfig(chunk_mb=0.05))
     assert "skipped" not in changed  # a config change redoes the stage
-    forced = ingest(str(tiny_hm), run, IngestConfig(chunk_mb=0.05), force=True, **QUIET)
+    forced = ingest(str(tiny_hm), run, IngestConfig(chunk_mb=0.05), force=True)
     assert "skipped" not in forced
 
 
 def test_file_uri_run(tiny_hm, ray_head, tmp_path):
     run = Run(f"file://{tmp_path}/uri-run")
-    ingest(str(tiny_hm), run, IngestConfig(), **QUIET)
+    ingest(str(tiny_hm), run, IngestConfig())
     assert run.is_complete("raw/transactions")
     assert read_table(run, "raw/customers").num_rows == _csv_rows(tiny_hm / "customers.csv")
 
@@ -158,7 +156,7 @@ def bad_source(tiny_hm, tmp_path_factory):
 def bad_run(bad_source, ray_head, tmp_path_factory):
     run = Run(str(tmp_path_factory.mktemp("bad_run")))
     # Small chunks so the bad rows fall in a later chunk than the first.
-    ingest(str(bad_source["src"]), run, IngestConfig(chunk_mb=0.05), **QUIET)
+    ingest(str(bad_source["src"]), run, IngestConfig(chunk_mb=0.05))
     return run
 
 
@@ -215,7 +213,7 @@ def test_missing_file_names_the_file(tiny_hm, tmp_path):
     src = copy_source(tiny_hm, tmp_path / "src")
     (src / "customers.csv").unlink()
     with pytest.raises(IngestError, match=r"customers\.csv: missing"):
-        ingest(str(src), Run(str(tmp_path / "run")), IngestConfig(), **QUIET)
+        ingest(str(src), Run(str(tmp_path / "run")), IngestConfig())
 
 
 def test_missing_column_names_file_and_column(tiny_hm, tmp_path):
@@ -225,10 +223,10 @@ def test_missing_column_names_file_and_column(tiny_hm, tmp_path):
     path.write_text(text)
     with pytest.raises(IngestError, match=r"transactions_train\.csv: missing column\(s\) "
                                           r"sales_channel_id"):
-        ingest(str(src), Run(str(tmp_path / "run")), IngestConfig(), **QUIET)
+        ingest(str(src), Run(str(tmp_path / "run")), IngestConfig())
 
 
 def test_unknown_layout(tmp_path):
     (tmp_path / "notes.txt").write_text("hello")
     with pytest.raises(IngestError, match="neither layout found"):
-        ingest(str(tmp_path), Run(str(tmp_path / "run")), IngestConfig(), **QUIET)
+        ingest(str(tmp_path), Run(str(tmp_path / "run")), IngestConfig())

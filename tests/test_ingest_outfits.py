@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from stylehub_ray.cli import main
 from stylehub_ray.data.ingest import read_table
-from stylehub_ray.data.outfits_generator import generate_outfits
 from stylehub_ray.run import Run
+from stylehub_ray.synth.outfits import generate_outfits
 
 
 def test_outfits_ingest_detects_layout_and_reconciles(tmp_path, capsys):

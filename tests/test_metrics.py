@@ -1,4 +1,4 @@
-"""Exact tests for stylehub_ray.eval.metrics: hand-computed cases and Kaggle's apk/mapk."""
+"""Exact tests for stylehub_ray.metrics: hand-computed cases and Kaggle's apk/mapk."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from stylehub_ray.eval.metrics import (
+from stylehub_ray.metrics import (
     auc,
     average_precision_at_k,
     coverage,

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from stylehub_ray.data.ingest import read_table
-from stylehub_ray.data.oracle import HMOracle
-from stylehub_ray.eval.metrics import evaluate_ranking
+from stylehub_ray.metrics import evaluate_ranking
+from stylehub_ray.synth.oracle import HMOracle
 
 START, END = date(2020, 8, 26), date(2020, 9, 22)  # the last four H&M weeks
 

@@ -12,7 +12,6 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from stylehub_ray.data.outfits_generator import GENERATOR_VERSION, generate_outfits
 from stylehub_ray.data.polyvore import (
     EMPTY_IMAGE_NAME,
     ITEM_OUT_OF_RANGE,
@@ -26,6 +25,7 @@ from stylehub_ray.data.polyvore import (
     read_polyvore,
     reconcile,
 )
+from stylehub_ray.synth.outfits import GENERATOR_VERSION, generate_outfits
 
 SETS = ("630", "519", "53", "32")
 VARIABLE = {"630": False, "519": True, "53": False, "32": True}

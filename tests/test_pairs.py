@@ -10,11 +10,10 @@ import pytest
 
 from stylehub_ray.embed import index as I
 from stylehub_ray.embed import pair_math as P
-from stylehub_ray.embed.pairs import PairsConfig, load_index, mine_pairs, read_pairs
+from stylehub_ray.embed.index import read_index
+from stylehub_ray.embed.pairs import PairsConfig, mine_pairs, read_pairs
 from stylehub_ray.embed.text_model import l2_normalize
 from stylehub_ray.run import Run
-
-QUIET = {"log": lambda *a: None}
 
 
 def _clusters(n_clusters=20, per=12, dim=16, seed=0) -> tuple[np.ndarray, np.ndarray]:
@@ -58,6 +57,39 @@ def test_approximate_indexes_find_the_clusters(kind):
     assert (label[ids] == label[:, None]).mean() > 0.95
     back = I.deserialize(I.serialize(I.build_index(x, I.IndexParams(kind))))
     assert back.ntotal == len(x)
+
+
+def test_search_maps_rows_pads_and_leaves_out_the_query():
+    x, _ = _clusters(n_clusters=3, per=4)
+    rows = np.array([5, 9, 2, 7, 11, 0, 3, 8, 1, 6, 10, 4]) + 100  # FAISS row -> item id
+    index = I.build_index(x, I.IndexParams("flat"))
+    expected = _brute_force(x, 4)  # nearest other rows, best first
+    ids, scores = I.search(index, x, 4, rows=rows, exclude=rows, batch=5)
+    np.testing.assert_array_equal(ids, rows[expected])
+    np.testing.assert_allclose(scores, np.take_along_axis(x @ x.T, expected, 1), atol=1e-5)
+    # More than the index holds: padded with -1 and the fill value.
+    ids, scores = I.search(index, x[:2], 20, rows=rows, exclude=rows[:2], fill=np.nan)
+    assert (ids[:, :11] >= 0).all() and (ids[:, 11:] == -1).all()
+    assert np.isnan(scores[:, 11:]).all() and not (ids[0] == rows[0]).any()
+    ids, scores = I.search(index, x[:0], 3)
+    assert ids.shape == scores.shape == (0, 3)
+
+
+def test_index_folder_round_trip(tmp_path):
+    from stylehub_ray.run import Run
+
+    run = Run(str(tmp_path / "run"))
+    x, _ = _clusters(n_clusters=3, per=4)
+    index = I.build_index(x, I.IndexParams("flat"))
+    article_idx = np.arange(12)[::-1]
+    I.write_index(run, run.path("index/test"), index, article_idx, article_idx + 1000,
+                  {"kind": "test", "n": 12})
+    back, rows = I.read_index(run, "index/test")
+    np.testing.assert_array_equal(rows, article_idx)
+    np.testing.assert_allclose(back.reconstruct_n(0, 12), x, atol=1e-6)
+    assert run.read_json("index/test/index.json") == {"kind": "test", "n": 12}
+    with pytest.raises(ValueError, match="12 index rows but 3 article_idx"):
+        I.write_index(run, run.path("index/bad"), index, article_idx[:3], article_idx, {})
 
 
 # ------------------------------------------------------------------------------------------
@@ -168,12 +200,12 @@ def text_run(tiny_run, tmp_path_factory, ray_head):
     root = tmp_path_factory.mktemp("pairs_run") / "run"
     shutil.copytree(tiny_run.root, root)
     run = Run(str(root))
-    embed_text(run, EmbedTextConfig(encoder="tfidf"), **QUIET)
+    embed_text(run, EmbedTextConfig(encoder="tfidf"))
     return run
 
 
 def test_text_pairs_stage(text_run):
-    entry = mine_pairs(text_run, PairsConfig(), "text", **QUIET)
+    entry = mine_pairs(text_run, PairsConfig(), "text")
     pairs = read_pairs(text_run, "text")
     n = entry["counts"]["index"]["items"]
     assert n == 600
@@ -190,7 +222,7 @@ def test_text_pairs_stage(text_run):
     agree = entry["attribute_agreement"]["product_type_name"]
     assert agree["positive"] > agree["negative"] + 0.3
     # The stored index reproduces the positives.
-    index, rows = load_index(text_run, "text")
+    index, rows = read_index(text_run, "index/text")
     assert index.ntotal == n
     from stylehub_ray.embed.vectors import from_fixed_list, read_embeddings
 
@@ -199,13 +231,13 @@ def test_text_pairs_stage(text_run):
     ids, _ = I.nearest_others(index, x, 5)
     first = df[(df.anchor_idx == rows[0]) & (df.label == 1)].sort_values("rank")
     assert first.other_idx.tolist() == rows[ids[0]].tolist()
-    assert mine_pairs(text_run, PairsConfig(), "text", **QUIET)["skipped"] is True
-    hnsw = mine_pairs(text_run, PairsConfig(index="hnsw"), "text", **QUIET)
+    assert mine_pairs(text_run, PairsConfig(), "text")["skipped"] is True
+    hnsw = mine_pairs(text_run, PairsConfig(index="hnsw"), "text")
     assert "skipped" not in hnsw and hnsw["config"]["index"] == "hnsw"
 
 
 def test_transaction_pairs_stage(text_run):
-    entry = mine_pairs(text_run, PairsConfig(window_days=1), "transactions", **QUIET)
+    entry = mine_pairs(text_run, PairsConfig(window_days=1), "transactions")
     df = read_pairs(text_run, "transactions").to_pandas()
     from stylehub_ray.data.ingest import read_table
 
@@ -226,6 +258,6 @@ def test_transaction_pairs_stage(text_run):
 
 def test_pairs_need_their_embeddings(tiny_run):
     with pytest.raises(FileNotFoundError, match="embed images"):
-        mine_pairs(tiny_run, PairsConfig(), "image", **QUIET)
+        mine_pairs(tiny_run, PairsConfig(), "image")
     with pytest.raises(ValueError, match="pairs.index must be one of"):
-        mine_pairs(tiny_run, PairsConfig(index="annoy"), "text", **QUIET)
+        mine_pairs(tiny_run, PairsConfig(index="annoy"), "text")

@@ -14,10 +14,9 @@ from stylehub_ray.config import load_config, stage_config
 from stylehub_ray.data.ingest import read_table
 from stylehub_ray.eval import ranking as R
 from stylehub_ray.eval.baselines import make_baseline
-from stylehub_ray.eval.metrics import evaluate_ranking
+from stylehub_ray.metrics import evaluate_ranking
 from stylehub_ray.run import Run
 
-QUIET = {"log": lambda *a: None}
 FAST = {"bootstrap": 50, "als_factors": 8, "als_iterations": 3, "cf_neighbors": 20}
 
 
@@ -85,11 +84,10 @@ def test_score_perfect_list_and_oracle_fraction():
         R.score(np.zeros((3, 3), np.int64), test, cfg)
 
 
-def test_evaluate_baselines_stage_oracle_and_summary(feature_run, tmp_path):
+def test_evaluate_baselines_stage_oracle_and_summary(feature_run, tmp_path, logged):
     run = _copy(feature_run, tmp_path)
     cfg = R.EvaluateBaselinesConfig(**FAST)
-    lines: list[str] = []
-    out = R.evaluate_baselines(run, cfg, log=lines.append)
+    out = R.evaluate_baselines(run, cfg)
     test = R.load_test_set(run)
     data = R.load_training_interactions(run)
     oracle = out["oracle"]
@@ -114,7 +112,7 @@ def test_evaluate_baselines_stage_oracle_and_summary(feature_run, tmp_path):
     # The oracle ranks by the true probabilities: it beats popularity on generated data.
     pop = run.read_json("eval/baselines/popularity/metrics.json")
     assert o["map@12"] > pop["keep_bought"]["metrics"]["map@12"]
-    text = "\n".join(lines)
+    text = "\n".join(logged())
     for label in ("oracle (realized)", "oracle (expected)", "popularity", "item-cf", "als"):
         assert label in text
     assert run.fs.open_input_stream(run.path("eval/summary/models.png")).read(8) == \
@@ -122,21 +120,20 @@ def test_evaluate_baselines_stage_oracle_and_summary(feature_run, tmp_path):
     # Up to date: a second call recomputes nothing.
     ended = {k: v["ended"] for k, v in run.manifest()["steps"].items()
              if k.startswith("evaluate")}
-    R.evaluate_baselines(run, cfg, **QUIET)
+    R.evaluate_baselines(run, cfg)
     assert ended == {k: v["ended"] for k, v in run.manifest()["steps"].items()
                      if k.startswith("evaluate")}
 
 
-def test_real_data_runs_without_oracle(feature_run, tmp_path):
+def test_real_data_runs_without_oracle(feature_run, tmp_path, logged):
     run = _copy(feature_run, tmp_path)
     run.delete("raw/oracle")
     cfg = R.EvaluateBaselinesConfig(**FAST | {"baselines": ("popularity",)})
-    lines: list[str] = []
-    out = R.evaluate_baselines(run, cfg, log=lines.append)
+    out = R.evaluate_baselines(run, cfg)
     assert out["oracle"] is None
     res = run.read_json("eval/baselines/popularity/metrics.json")
     assert "fraction_of_oracle" not in res["drop_bought"]
-    assert "oracle" not in "\n".join(lines) and "popularity" in "\n".join(lines)
+    assert "oracle" not in "\n".join(logged()) and "popularity" in "\n".join(logged())
 
 
 def test_cli_evaluate_baselines(feature_run, tmp_path, capsys):
@@ -155,14 +152,13 @@ def test_cli_evaluate_baselines(feature_run, tmp_path, capsys):
     assert cfg.ks == (5, 10) and cfg.drop_bought == (True,)
 
 
-def test_evaluate_two_tower_with_plots_and_paired_differences(hm_trained, tmp_path):
-    from stylehub_ray.eval.recommend import recommend_matrix
+def test_evaluate_two_tower_with_plots_and_paired_differences(hm_trained, tmp_path, logged):
+    from stylehub_ray.models.recommender import recommend_matrix
 
     run = _copy(hm_trained, tmp_path)  # the shared run with a trained two-tower (conftest)
     R.evaluate_baselines(run, R.EvaluateBaselinesConfig(**FAST | {
-        "baselines": ("popularity",)}), **QUIET)
-    lines: list[str] = []
-    out = R.evaluate_two_tower(run, R.EvaluateRankingConfig(bootstrap=50), log=lines.append)
+        "baselines": ("popularity",)}))
+    out = R.evaluate_two_tower(run, R.EvaluateRankingConfig(bootstrap=50))
     res = run.read_json("eval/two-tower/default/metrics.json")
     test = R.load_test_set(run)
     want = evaluate_ranking(recommend_matrix(run, test.customers, 30, drop_bought=True),
@@ -178,6 +174,6 @@ def test_evaluate_two_tower_with_plots_and_paired_differences(hm_trained, tmp_pa
     base = run.read_json("eval/baselines/popularity/metrics.json")
     point = want["map@12"] - base["drop_bought"]["metrics"]["map@12"]
     assert lo <= point <= hi
-    assert any(line.startswith("two-tower/default") for line in lines)
+    assert any(line.startswith("two-tower/default") for line in logged())
     assert pc.max(read_table(run, "features/interactions", ["t_dat"]).column("t_dat")) \
         .as_py().isoformat() == res["period"][1]

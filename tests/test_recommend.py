@@ -10,10 +10,11 @@ import pytest
 import torch
 from conftest import copy_run
 
-from stylehub_ray.eval.recommend import History, SideTable, TwoTowerRecommender
+from stylehub_ray.features.history import History
+from stylehub_ray.features.inputs import SideTable
 from stylehub_ray.models import two_tower as M
+from stylehub_ray.models.recommender import TwoTowerRecommender
 
-QUIET = dict(log=lambda *a: None)
 N_C, N_A = 30, 40
 
 
@@ -119,18 +120,6 @@ def test_unknown_customers_get_popularity():
     np.testing.assert_allclose(scores[1, :3], [0.5, 1 / 3, 1 / 6], atol=1e-6)
 
 
-def test_history_keys_and_lookup():
-    h = History.from_pairs(np.array([2, 0, 2, 2]), np.array([4, 1, 4, 0]),
-                           np.array([True, False, False, True]), 3, 5)
-    assert h.keys.tolist() == [1, 10, 14]  # distinct pairs, customer * 5 + article
-    assert [b.tolist() for b in h.bought(np.array([0, 1, 2]))] == [[1], [], [0, 4]]
-    got = h.contains(np.array([2, 1]), np.array([[4, 1, -1], [1, 0, 4]]))
-    assert got.tolist() == [[True, False, False], [False, False, False]]
-    # One recent sale each for 4 and 0; the tie goes to 4 (two sales in all), then 1.
-    assert h.popular[:3].tolist() == [4, 0, 1]
-    np.testing.assert_allclose(h.popular_score[:3], [0.5, 0.5, 0.0])
-
-
 # ------------------------------------------------------------------------------------------
 # The stage on Ray Data
 # ------------------------------------------------------------------------------------------
@@ -142,17 +131,13 @@ def rec_run(hm_trained, tmp_path_factory):
 
 def test_recommend_stage_submission_and_scores(rec_run, tmp_path):
     from stylehub_ray.data.ingest import read_table
-    from stylehub_ray.eval.recommend import (
-        RecommendConfig,
-        read_scores,
-        recommend,
-        recommend_matrix,
-    )
+    from stylehub_ray.eval.recommend import RecommendConfig, read_scores, recommend
+    from stylehub_ray.models.recommender import recommend_matrix
 
     run = rec_run
     out = tmp_path / "out" / "submission.csv"
     entry = recommend(run, RecommendConfig(k=12, batch_size=128, actors=2, cpus_per_actor=0.5),
-                      out=str(out), **QUIET)
+                      out=str(out))
     customers = read_table(run, "raw/customers", ["customer_id", "customer_idx"]).to_pandas()
     amap = read_table(run, "raw/article_map").to_pandas()
     with open(out) as f:
@@ -182,7 +167,7 @@ def test_recommend_stage_submission_and_scores(rec_run, tmp_path):
     trained = meta["trained_customers"]
     assert (scores["path"] == np.where(trained, "model", "popularity")).all()
     # Bought articles are dropped (default on) and come back with the switch off.
-    from stylehub_ray.eval.recommend import load_history
+    from stylehub_ray.features.history import load_history
 
     hist = load_history(run, "test", 1000, 600)
     every = np.arange(1000)[trained]
@@ -191,8 +176,7 @@ def test_recommend_stage_submission_and_scores(rec_run, tmp_path):
     off = recommend_matrix(run, every, 12, drop_bought=False)
     assert hist.contains(every, off).any()
 
-    again = recommend(run, RecommendConfig(k=12, batch_size=128, actors=2, cpus_per_actor=0.5),
-                      **QUIET)
+    again = recommend(run, RecommendConfig(k=12, batch_size=128, actors=2, cpus_per_actor=0.5))
     assert again.get("skipped")
 
 
@@ -211,7 +195,7 @@ def test_serving_parts_load_only_what_they_use(rec_run):
     """history=False / index=False leave the purchase history and the FAISS index out (the
     serving deployments that never use them); what remains answers as the full recommender;
     the history alone is the full recommender's."""
-    from stylehub_ray.eval.recommend import load_model_history
+    from stylehub_ray.models.recommender import load_model_history
 
     full = TwoTowerRecommender.load(rec_run)
     bare = TwoTowerRecommender.load(rec_run, history=False, index=False)

@@ -1,7 +1,8 @@
-"""Tests of the synthetic product-photo renderer (stylehub_ray/data/render.py)."""
+"""Tests of the synthetic product-photo renderer (stylehub_ray/synth/render/)."""
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import time
@@ -11,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from stylehub_ray.data.render import (
+from stylehub_ray.synth.render import (
     COLOUR_RGB,
     PATTERNS,
     SILHOUETTES,
@@ -24,13 +25,80 @@ from stylehub_ray.data.render import (
 )
 
 VOCAB = json.loads(
-    (Path(__file__).resolve().parents[1] / "stylehub_ray/data/hm_vocab.json").read_text()
+    (Path(__file__).resolve().parents[1] / "stylehub_ray/synth/hm_vocab.json").read_text()
 )
 COLOURS = sorted({c["colour_group_name"] for c in VOCAB["colours"]})
 APPEARANCES = [g["graphical_appearance_name"] for g in VOCAB["graphical_appearances"]]
 TYPES = [(p["product_group_name"], p["product_type_name"]) for p in VOCAB["product_types"]]
 
 UPPER, LOWER, FULL = "Garment Upper body", "Garment Lower body", "Garment Full body"
+
+
+# sha256 of the raw RGB pixels (96x128, the generator's default size) of fixed renders,
+# recorded from the renderer before it was split into palette, shapes and textures: any change
+# to a pixel for a given seed fails here. Regenerate only for an intended change of the images
+# (`python tests/test_render.py` prints the current values).
+PIXEL_SEEDS = (0, 123_456_789)
+PIXEL_SHA256 = {
+    (UPPER, "T-shirt", "Red", "Solid"): (
+        "5c9b49bc5440d320c7f1c86d78d611e11726d0af9550eac30111c463934eb917",
+        "7db617d03ab9157ffb5254915b8ae00056cf846d6faaa3b0b741e394dc170479",
+    ),
+    (UPPER, "Sweater", "Dark Blue", "Stripe"): (
+        "7d22f34f5b580735f9af8aac49d7a085e2a960234f06af3b1fa7ff0a3ca99820",
+        "8040d62acda8741670809548da12de46b8aa2a940c4bf459a2e52919ff6041d2",
+    ),
+    (UPPER, "Hoodie", "Light Pink", "Melange"): (
+        "3222160de0d0a5153986fb3f8a0845ae48dab1addfa038b37092f38f9e1ef928",
+        "6a89aa56c25e2bbc9df76bcd110c8ce985e5922c4f9dfe94f412305dadf8c695",
+    ),
+    (UPPER, "Blazer", "Black", "Check"): (
+        "adf8f16450b3e3fe2925bbaa2f6e37ed0bf27d622594ca1686e14bd6d1a58188",
+        "65a735feb65e1cd0e067241d54875312dc4682532bcf1f4722ebdb935d642c38",
+    ),
+    (LOWER, "Trousers", "Blue", "Denim"): (
+        "264d40985dbbf6a7561925e3f2f25a6a4eb802726ffbe8cf5aff000033b30591",
+        "7efb405e6f45828bc1b778c2021fe1a382f088421c240fb27f9e29a93a27813e",
+    ),
+    (LOWER, "Skirt", "Dark Red", "Dot"): (
+        "6bbfe06b44c00e4e63001e43e8af4771e28ed4e97083486378566c904571db67",
+        "c809a70e06d2af51323fbbbc01fe793ade1e921652ee183c89d1e1a87c2932d3",
+    ),
+    (FULL, "Dress", "White", "All over pattern"): (
+        "785177f6a6639e4b4208ff2c21c8c740ab45a8ed2dfd54c179b478be70a090e6",
+        "34bf0f6f09d488f69ca8e857da267cd355375332ac092ed64751d142a475bb40",
+    ),
+    (FULL, "Jumpsuit/Playsuit", "Greenish Khaki", "Front print"): (
+        "7ceae56f000ceeacf98ffe93d4fe5e6d68a1fca54ffaa8547db5258c1960dcc6",
+        "c08380478b1a458ac04f459d195bb7de2d6f4fa1a8e02044e0f1c72450d228d8",
+    ),
+    ("Underwear", "Underwear set", "Off White", "Lace"): (
+        "3dc80df670ce86dbdac07fdfb744dc3e790200ab07c337f13e72bc60efdbb066",
+        "48941fca504285c318211a2834d232aee4962afb81332337dfb4c869e4a2225c",
+    ),
+    ("Shoes", "Sneakers", "Light Grey", "Colour blocking"): (
+        "71c150d088ac65ceaac73dbb0fbdb1f225333da4cf3676e033c98ff9b9b2fa8a",
+        "c7f3fb85be532652c9d630d0e948019a12ae5351be2bbb25778726e64429d3f7",
+    ),
+    ("Shoes", "Boots", "Yellowish Brown", "Glittering/Metallic"): (
+        "4d15c1cf8f184ece1898cfa4de26a499b10539b5b18a4ea676f6696d7cff4cb0",
+        "89d431060a9bf9738ea25d3f882abc30bc0e9efbe5400e69978b637525bb3bcc",
+    ),
+    ("Accessories", "Bag", "Gold", "Sequin"): (
+        "3ea0b1ede2f730f5588af054567d9d96b5987423f420726933301fdfb6e8d105",
+        "1d974208abedfb5f06a235357659b6ac37e5cf33bac54639324d2e081bc3b7f3",
+    ),
+    ("Accessories", "Sunglasses", "Transparent", "Embroidery"): (
+        "1cd80ad86410eb814a3968e875fdff65a4b8735162303a021574771575b44ea6",
+        "220c2c212782da23b9613e064f7e6c2537fc6bf4c054547f8a4f3997a3e73613",
+    ),
+    ("Unknown", "Unknown", "Mystery", "Holographic"): (
+        "c68801ebc1ac0f2957c7382de867bcf7ae716068218471c7b0357af7ee7d0c1e",
+        "256d6e483ea6cf65a5282212ff0dbab60613f8fc4d8db2e762d091003121117e",
+    ),
+}
+# Every vocabulary type, colour and appearance in turn (99 renders, seed = position).
+VOCAB_PIXEL_SHA256 = "553dbb61f5776f84e65f79920ea51bc42f484c065e4a8fed9f835d8b041ea07a"
 
 
 def _pixels(img: Image.Image) -> np.ndarray:
@@ -230,6 +298,37 @@ def test_jpeg_bytes_decode_to_requested_size(size: tuple[int, int]) -> None:
     assert np.abs(_pixels(img.convert("RGB")) - ref).mean() < 8
 
 
+def _pixel_sha256(img: Image.Image) -> str:
+    return hashlib.sha256(np.asarray(img).tobytes()).hexdigest()
+
+
+def _vocab_cycle() -> list[tuple[str, str, str, str]]:
+    """Every vocabulary type, colour and appearance at least once, in turn."""
+    n = max(len(COLOURS), len(APPEARANCES), len(TYPES))
+    return [(*TYPES[i % len(TYPES)], COLOURS[i % len(COLOURS)], APPEARANCES[i % len(APPEARANCES)])
+            for i in range(n)]
+
+
+def _current_pixel_hashes() -> tuple[dict, str]:
+    fixed = {args: tuple(_pixel_sha256(render_article(*args, size=(96, 128), seed=s))
+                         for s in PIXEL_SEEDS) for args in PIXEL_SHA256}
+    digest = hashlib.sha256()
+    for i, args in enumerate(_vocab_cycle()):
+        digest.update(np.asarray(render_article(*args, size=(96, 128), seed=i)).tobytes())
+    return fixed, digest.hexdigest()
+
+
+def test_renders_are_pixel_identical_to_the_recorded_ones() -> None:
+    cycle = _vocab_cycle()
+    # The cycle draws every silhouette and every pattern, so the digest covers all of them.
+    assert {silhouette_for(g, t) for g, t, _, _ in cycle} == set(SILHOUETTES)
+    assert {pattern_for(a) for _, _, _, a in cycle} == set(PATTERNS)
+    fixed, vocab_digest = _current_pixel_hashes()
+    for args, expected in PIXEL_SHA256.items():
+        assert fixed[args] == expected, args
+    assert vocab_digest == VOCAB_PIXEL_SHA256
+
+
 @pytest.mark.slow
 def test_render_throughput_at_least_300_per_second() -> None:
     n = 600
@@ -240,3 +339,10 @@ def test_render_throughput_at_least_300_per_second() -> None:
                        APPEARANCES[i % len(APPEARANCES)], seed=i)
     rate = n / (time.perf_counter() - start)
     assert rate >= 300, f"{rate:.0f} images/s"
+
+
+if __name__ == "__main__":  # print the current hashes, to record an intended change of images
+    current, vocab_digest = _current_pixel_hashes()
+    for case, hashes in current.items():
+        print(case, hashes)
+    print("VOCAB_PIXEL_SHA256 =", vocab_digest)

@@ -22,7 +22,6 @@ from conftest import REPO, VENV_BIN, _free_port, copy_run, wait_for
 
 from stylehub_ray.run import Run
 
-QUIET = dict(log=lambda *a: None)
 UPLOAD_LIMIT_MB = 0.05  # /similar-image limit in these tests: 52,428 bytes
 
 
@@ -33,7 +32,7 @@ def hm_run(hm_trained, tmp_path_factory) -> Run:
     from stylehub_ray.embed.text import EmbedTextConfig, embed_text
 
     run = copy_run(hm_trained, tmp_path_factory.mktemp("serve") / "run")
-    embed_text(run, EmbedTextConfig(encoder="tfidf", actors=1, threads=1), **QUIET)
+    embed_text(run, EmbedTextConfig(encoder="tfidf", actors=1, threads=1))
     return run
 
 
@@ -42,7 +41,7 @@ def outfits_run(ray_head, tmp_path_factory) -> Run:
     """Tiny generated outfits with a one-epoch N-pair teacher."""
     from stylehub_ray.config import IngestConfig
     from stylehub_ray.data.ingest import ingest
-    from stylehub_ray.data.outfits_generator import generate_outfits
+    from stylehub_ray.synth.outfits import generate_outfits
     from stylehub_ray.train.fndcl import (
         FNDCLItemsConfig,
         TrainFNDCLConfig,
@@ -53,11 +52,10 @@ def outfits_run(ray_head, tmp_path_factory) -> Run:
     src = tmp_path_factory.mktemp("serve_outfits_src")
     generate_outfits(str(src), scale="tiny", seed=0)
     run = Run(str(tmp_path_factory.mktemp("serve_outfits_run")))
-    ingest(str(src), run, IngestConfig(), **QUIET)
-    prepare_fndcl_items(run, FNDCLItemsConfig(image_size=64, ae_epochs=1, batch_size=256),
-                        **QUIET)
+    ingest(str(src), run, IngestConfig())
+    prepare_fndcl_items(run, FNDCLItemsConfig(image_size=64, ae_epochs=1, batch_size=256))
     train_fndcl(run, TrainFNDCLConfig(stage="teacher", loss="npair", epochs=1, batch_size=16,
-                                      cpus_per_worker=0.5), **QUIET)
+                                      cpus_per_worker=0.5))
     return run
 
 
@@ -104,7 +102,7 @@ def _ok(url: str) -> bool:
 
 @pytest.fixture(scope="module")
 def rec(hm_run):
-    from stylehub_ray.eval.recommend import TwoTowerRecommender
+    from stylehub_ray.models.recommender import TwoTowerRecommender
 
     return TwoTowerRecommender.load(hm_run)
 
@@ -326,15 +324,15 @@ def test_every_bad_input_is_a_4xx_with_a_message_and_the_graph_survives(base, hm
     assert requests.get(f"{base}/recommend/{cid}", timeout=60).status_code == 200
 
 
-def test_demo_prints_three_customers_fetched_over_http(base, serve_port, hm_run, outfits_run):
+def test_demo_prints_three_customers_fetched_over_http(base, serve_port, hm_run, outfits_run,
+                                                        logged):
     from stylehub_ray.serve.demo import serve_demo
 
-    lines: list[str] = []
     shown = serve_demo(hm_run.uri, outfits_run.uri, port=serve_port, app_name="demo-test",
-                       route_prefix="/demo", log=lines.append)
+                       route_prefix="/demo")
     assert len(shown) == 3 and all(s["path"] == "model" and len(s["items"]) == 12
                                    for s in shown)
-    text = "\n".join(lines)
+    text = "\n".join(logged())
     for s in shown:
         assert s["customer_id"][:12] in text and s["items"][0]["article_id"] in text
 

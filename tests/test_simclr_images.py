@@ -23,8 +23,6 @@ from stylehub_ray.models.simclr_images import (
 )
 from stylehub_ray.run import Run
 
-QUIET = dict(log=lambda *a: None)
-
 
 def test_two_views_differ_and_are_normalised():
     rng = np.random.default_rng(0)
@@ -83,7 +81,7 @@ def test_train_resume_embed_and_evaluate(tiny_run, tmp_path):
     trainer, _ = build_trainer(run, cfg, fail_after_epoch=0)
     with pytest.raises(Exception, match="injected failure"):
         trainer.fit()
-    entry = train_simclr_images(run, cfg, **QUIET)
+    entry = train_simclr_images(run, cfg)
     assert entry["counts"]["epochs"] == {"trained": 2, "resumed_at": 1}
     assert entry["counts"]["images"]["photos"] == 96
     history = run.read_json("models/simclr_images/resnet18-32/history.json")["history"]
@@ -93,7 +91,7 @@ def test_train_resume_embed_and_evaluate(tiny_run, tmp_path):
     # The checkpoint is what `embed images --model simclr:PATH` takes.
     path = checkpoint_path(run, "resnet18-32")
     embed_images(run, EmbedImagesConfig(arch="resnet18", model=f"simclr:{path}",
-                                         image_size=32, pca_dim=16), **QUIET)
+                                         image_size=32, pca_dim=16))
     emb = read_embeddings(run, "embeddings/images")
     assert emb.column("has_image").to_numpy(zero_copy_only=False).sum() > 500
     trained, present = embed_catalog(run, "resnet18-32")
@@ -101,7 +99,7 @@ def test_train_resume_embed_and_evaluate(tiny_run, tmp_path):
     np.testing.assert_array_equal(present, present_r)
     assert not np.allclose(trained[present], random[present])  # training moved the backbone
 
-    res = evaluate_contrastive(run, EvaluateContrastiveConfig(agreement_items=300), **QUIET)
+    res = evaluate_contrastive(run, EvaluateContrastiveConfig(agreement_items=300))
     r = res["simclr"]["resnet18-32"]
     assert r["images"] == int(present.sum())
     for enc in ("simclr", "random"):

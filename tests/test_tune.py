@@ -21,7 +21,6 @@ from stylehub_ray.tune.sweep import (
     tune_model,
 )
 
-QUIET = dict(log=lambda *a: None)
 TINY_FND = ["train_fndcl.epochs=2", "train_fndcl.batch_size=16", "train_fndcl.loss=fnd",
             "max_concurrent=2"]
 
@@ -81,7 +80,7 @@ def test_plan_linear_lr_and_sweep_names():
 def test_bad_input_stops_before_any_trial(tmp_path, sets, match):
     run = Run(str(tmp_path / "run"))
     with pytest.raises(ValueError, match=match):
-        tune_model(run, load_tune_config("fndcl", None, sets), **QUIET)
+        tune_model(run, load_tune_config("fndcl", None, sets))
     assert not run.exists("tune") and not run.exists("manifest.json")
 
 
@@ -153,7 +152,7 @@ def fnd_run(ray_head, tmp_path_factory):
     """Tiny outfits: ingest, item features and a 1-epoch N-pair teacher (the FND student's)."""
     from stylehub_ray.config import IngestConfig
     from stylehub_ray.data.ingest import ingest
-    from stylehub_ray.data.outfits_generator import generate_outfits
+    from stylehub_ray.synth.outfits import generate_outfits
     from stylehub_ray.train.fndcl import (
         FNDCLItemsConfig,
         TrainFNDCLConfig,
@@ -164,22 +163,20 @@ def fnd_run(ray_head, tmp_path_factory):
     src = tmp_path_factory.mktemp("tune_outfits_src")
     generate_outfits(str(src), scale="tiny", seed=0)
     run = Run(str(tmp_path_factory.mktemp("tune_outfits_run")))
-    ingest(str(src), run, IngestConfig(), **QUIET)
-    prepare_fndcl_items(run, FNDCLItemsConfig(image_size=64, ae_epochs=1, batch_size=256),
-                        **QUIET)
+    ingest(str(src), run, IngestConfig())
+    prepare_fndcl_items(run, FNDCLItemsConfig(image_size=64, ae_epochs=1, batch_size=256))
     train_fndcl(run, TrainFNDCLConfig(stage="teacher", loss="npair", epochs=1,
-                                      batch_size=16), **QUIET)
+                                      batch_size=16))
     return run
 
 
-def test_fndcl_alpha_sweep_failing_trials_and_best_config(fnd_run):
+def test_fndcl_alpha_sweep_failing_trials_and_best_config(fnd_run, logged):
     run = fnd_run
     # FIFO: ASHA could stop a trial at its first rung before its injected failure.
     cfg = load_tune_config("fndcl", None, [*TINY_FND, "space.alpha=grid:0.5,2.0",
                                            "space.fail_after_epoch=grid:null,0",
                                            "scheduler=fifo"])
-    lines: list[str] = []
-    entry = tune_model(run, cfg, log=lines.append)
+    entry = tune_model(run, cfg)
     out = "tune/fndcl/alpha"
     assert entry["status"] == "complete" and run.is_complete(out)
     assert not run.exists("tune/fndcl/_ray/alpha")  # Tune's and Train's folders cleaned up
@@ -197,7 +194,7 @@ def test_fndcl_alpha_sweep_failing_trials_and_best_config(fnd_run):
     assert set(failed["alpha"]) == {0.5, 2.0} and (failed["epochs_run"] <= 1).all()
     assert (failed["error"] == "RuntimeError: injected failure after epoch 0 (resume "
                                "test)").all()
-    assert any("failed: RuntimeError: injected failure" in ln for ln in lines)
+    assert any("failed: RuntimeError: injected failure" in ln for ln in logged())
     ok = trials[trials["status"] != "ERROR"]
     assert len(ok) == 2 and set(ok["alpha"]) == {0.5, 2.0}
     for _, t in ok.iterrows():
@@ -225,7 +222,7 @@ def test_fndcl_alpha_sweep_failing_trials_and_best_config(fnd_run):
     assert cfg_best.batch_size == 16 and cfg_best.stage == "student"
 
     # Up to date: the same sweep is skipped.
-    assert tune_model(run, cfg, **QUIET).get("skipped")
+    assert tune_model(run, cfg).get("skipped")
 
 
 def test_fractional_gpu_share_rebuilds_the_trainer(fnd_run, tmp_path):
@@ -261,14 +258,14 @@ def test_contrastive_tau_sweep(tiny_run, tmp_path):
 
     shutil.copytree(tiny_run.root, tmp_path / "run")
     run = Run(str(tmp_path / "run"))
-    embed_text(run, EmbedTextConfig(encoder="tfidf"), **QUIET)
-    mine_pairs(run, PairsConfig(), "text", **QUIET)
+    embed_text(run, EmbedTextConfig(encoder="tfidf"))
+    mine_pairs(run, PairsConfig(), "text")
     cfg = load_tune_config("contrastive", None, [
         "space.tau=grid:0.1,0.5", "space.projection_dim=choice:8,16", "samples=1",
         "train_contrastive.epochs=2", "train_contrastive.batch_size=64",
         "train_contrastive.hidden=64", "train_contrastive.embed_dim=32",
         "train_contrastive.projection_hidden=32", "scheduler=fifo", "max_concurrent=2"])
-    entry = tune_model(run, cfg, **QUIET)
+    entry = tune_model(run, cfg)
     trials = pd.read_parquet(run.path("tune/contrastive/projection_dim-tau/trials.parquet"))
     assert entry["counts"]["trials"] == {"total": 2, "complete": 2}
     assert sorted(trials["tau"]) == [0.1, 0.5]
@@ -290,7 +287,7 @@ def test_two_tower_temperature_sweep(hm_embedded, tmp_path):
         "train_two_tower.epochs=2", "train_two_tower.batch_size=512",
         "train_two_tower.val_customers=300", "train_two_tower.n_candidates=50",
         "max_concurrent=1", "grace_period=1", "reduction_factor=2"])
-    entry = tune_model(run, cfg, **QUIET)
+    entry = tune_model(run, cfg)
     trials = pd.read_parquet(run.path("tune/two-tower/temperature/trials.parquet"))
     history = pd.read_parquet(run.path("tune/two-tower/temperature/history.parquet"))
     assert entry["counts"]["trials"]["total"] == 2 and "error" not in entry["counts"]["trials"]

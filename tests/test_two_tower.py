@@ -12,8 +12,6 @@ from conftest import copy_run
 
 from stylehub_ray.models import two_tower as M
 
-QUIET = dict(log=lambda *a: None)
-
 
 def tiny_spec(**kw) -> M.TwoTowerSpec:
     base = dict(customer_numeric=3, customer_categories=(4, 3), article_numeric=2,
@@ -172,16 +170,15 @@ def test_config_validation_and_missing_inputs(tt_run, tmp_path):
         load_config(cls, sets=["index=annoy"])
     bare = Run(str(tmp_path / "bare"))
     with pytest.raises(FileNotFoundError, match="features/training_examples"):
-        train_two_tower(bare, TrainTwoTowerConfig(), **QUIET)
+        train_two_tower(bare, TrainTwoTowerConfig())
     with pytest.raises(FileNotFoundError, match="embeddings/text"):
-        train_two_tower(tt_run, TrainTwoTowerConfig(text=True), **QUIET)
+        train_two_tower(tt_run, TrainTwoTowerConfig(text=True))
 
 
 def test_train_resume_publish_and_index(tt_run):
-    from stylehub_ray.embed.index import deserialize
-    from stylehub_ray.embed.vectors import read_file
-    from stylehub_ray.eval.recommend import TwoTowerRecommender, read_index
+    from stylehub_ray.embed.index import read_index
     from stylehub_ray.models.artifacts import load_model
+    from stylehub_ray.models.recommender import TwoTowerRecommender
     from stylehub_ray.train.two_tower import (
         REPORTED_METRICS,
         TrainTwoTowerConfig,
@@ -196,7 +193,7 @@ def test_train_resume_publish_and_index(tt_run):
     assert trainer is not None and name.startswith("default-")
     with pytest.raises(Exception, match="injected failure"):
         trainer.fit()
-    entry = train_two_tower(run, cfg, **QUIET)
+    entry = train_two_tower(run, cfg)
     assert entry["counts"]["epochs"] == {"trained": 2, "best": entry["counts"]["epochs"]["best"],
                                          "resumed_at": 1}
     assert not run.exists(f"_ray_train/two-tower/{name}")  # complete: nothing left to resume
@@ -225,10 +222,9 @@ def test_train_resume_publish_and_index(tt_run):
     assert index.ntotal == 600 and np.array_equal(rows, np.arange(600))
     rec = TwoTowerRecommender.load(run, "default", "test")
     assert rec.index is not None and rec.article_vectors.shape == (600, 32)
-    stored = deserialize(read_file(run, "index/two-tower/faiss.index"))
-    np.testing.assert_allclose(stored.reconstruct_n(0, 600), rec.article_vectors, atol=1e-5)
+    np.testing.assert_allclose(index.reconstruct_n(0, 600), rec.article_vectors, atol=1e-5)
 
-    again = train_two_tower(run, cfg, **QUIET)
+    again = train_two_tower(run, cfg)
     assert again.get("skipped")
 
 
@@ -240,7 +236,7 @@ def test_two_workers_ddp(tt_run):
 
     cfg = TrainTwoTowerConfig(variant="ddp", workers=2, cpus_per_worker=0.5, epochs=1,
                               batch_size=256, val_customers=200, n_candidates=30)
-    entry = train_two_tower(tt_run, cfg, **QUIET)
+    entry = train_two_tower(tt_run, cfg)
     model, _spec, meta = load_model(tt_run, "two-tower", "ddp")
     h = meta["history"][0]
     ex = tt_run.entry("features")["counts"]["training_examples"]

@@ -1,1 +1,1 @@
-"""Data plane: schemas, readers, generators, validation and ingest."""
+"""Data plane: the real formats: schemas, readers, validation and ingest."""

@@ -10,6 +10,7 @@ recorded in the manifest.
 
 from __future__ import annotations
 
+import logging
 import posixpath
 import shutil
 from dataclasses import dataclass
@@ -23,6 +24,8 @@ import pyarrow.parquet as pq
 from stylehub_ray.config import IngestConfig, resolved
 from stylehub_ray.data import csv_chunks, hm_validate, schemas
 from stylehub_ray.run import Run, fingerprint_source, resolve_fs
+
+logger = logging.getLogger(__name__)
 
 H_AND_M = "hm"
 POLYVORE = "polyvore"
@@ -53,14 +56,14 @@ def detect_layout(source: str) -> str:
         f"{', '.join(sorted(names)) or 'nothing'}")
 
 
-def ingest(source: str, run: Run, cfg: IngestConfig, force: bool = False, log=print) -> dict:
+def ingest(source: str, run: Run, cfg: IngestConfig, force: bool = False) -> dict:
     """Ingest ``source`` into ``run``; returns the manifest entry (skipped when up to date)."""
     layout = detect_layout(source)
     if layout == POLYVORE:
         from stylehub_ray.data.ingest_outfits import ingest_polyvore
 
-        return ingest_polyvore(source, run, cfg, force=force, log=log)
-    return ingest_hm(source, run, cfg, force=force, log=log)
+        return ingest_polyvore(source, run, cfg, force=force)
+    return ingest_hm(source, run, cfg, force=force)
 
 
 # ------------------------------------------------------------------------------------------
@@ -206,7 +209,7 @@ def _parquet_rows(run: Run, path: str) -> int:
     return total
 
 
-def ingest_hm(source: str, run: Run, cfg: IngestConfig, force: bool = False, log=print) -> dict:
+def ingest_hm(source: str, run: Run, cfg: IngestConfig, force: bool = False) -> dict:
     import ray
 
     from stylehub_ray.ray_utils import ensure_ray
@@ -221,7 +224,7 @@ def ingest_hm(source: str, run: Run, cfg: IngestConfig, force: bool = False, log
             inputs[name] = fingerprint_source(_source_uri(source, name))
     step = run.step("ingest", config=resolved(cfg), inputs=inputs, outputs=outputs, force=force)
     if step.done:
-        log(f"ingest: {run.uri} is up to date with {source}; skipped (--force redoes it)")
+        logger.info(f"ingest: {run.uri} is up to date with {source}; skipped (--force redoes it)")
         return step.previous() | {"skipped": True}
     ensure_ray()
     counts: dict[str, dict] = {}
@@ -264,7 +267,7 @@ def ingest_hm(source: str, run: Run, cfg: IngestConfig, force: bool = False, log
             _copy_tree(oracle_dir, run, step.tmp("raw/oracle"))
             step.extra["generator"] = _generator_meta(oracle_dir)
         step.counts = counts
-    log_summary(counts, log)
+    log_summary(counts)
     return run.entry("ingest")
 
 
@@ -439,15 +442,15 @@ def _generator_meta(oracle_uri: str) -> dict:
     return {"version": meta.get("version"), "params_hash": meta.get("params_hash")}
 
 
-def log_summary(counts: dict, log=print) -> None:
+def log_summary(counts: dict) -> None:
     rows = [(t, c.get("read", ""), c.get("kept", ""), c.get("quarantined", ""))
             for t, c in counts.items() if "read" in c]
-    log(f"{'table':14s} {'read':>12s} {'kept':>12s} {'quarantined':>12s}")
+    logger.info(f"{'table':14s} {'read':>12s} {'kept':>12s} {'quarantined':>12s}")
     for t, r, k, q in rows:
-        log(f"{t:14s} {r:>12,} {k:>12,} {q:>12,}")
+        logger.info(f"{t:14s} {r:>12,} {k:>12,} {q:>12,}")
     if "images" in counts:
         im = counts["images"]
-        log("images         " + ", ".join(f"{k} {v:,}" for k, v in im.items()))
+        logger.info("images         " + ", ".join(f"{k} {v:,}" for k, v in im.items()))
 
 
 def read_table(run: Run, rel: str, columns: list[str] | None = None) -> pa.Table:

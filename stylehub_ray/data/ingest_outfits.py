@@ -7,17 +7,19 @@ this module publishes the tables through the run's manifest like the H&M ingest.
 
 from __future__ import annotations
 
+import logging
 import os
 
 from stylehub_ray.config import IngestConfig, resolved
 from stylehub_ray.data import polyvore
 from stylehub_ray.run import Run, fingerprint_source
 
+logger = logging.getLogger(__name__)
+
 OUTPUTS = ["raw/outfits", "raw/outfit_items", "raw/quarantine"]
 
 
-def ingest_polyvore(source: str, run: Run, cfg: IngestConfig, force: bool = False,
-                    log=print) -> dict:
+def ingest_polyvore(source: str, run: Run, cfg: IngestConfig, force: bool = False) -> dict:
     from stylehub_ray.data.ingest import _copy_tree, _write_parquet, log_summary
 
     if "://" in source:
@@ -30,7 +32,7 @@ def ingest_polyvore(source: str, run: Run, cfg: IngestConfig, force: bool = Fals
         inputs[name] = fingerprint_source(os.path.join(source, name))
     step = run.step("ingest", config=resolved(cfg), inputs=inputs, outputs=outputs, force=force)
     if step.done:
-        log(f"ingest: {run.uri} is up to date with {source}; skipped (--force redoes it)")
+        logger.info(f"ingest: {run.uri} is up to date with {source}; skipped (--force redoes it)")
         return step.previous() | {"skipped": True}
     with step:
         with step.time("read_s"):
@@ -62,5 +64,5 @@ def ingest_polyvore(source: str, run: Run, cfg: IngestConfig, force: bool = Fals
             step.extra["absent_files"] = tables.absent_files
         if has_oracle:
             _copy_tree(oracle_dir, run, step.tmp("raw/oracle"))
-    log_summary(step.counts, log)
+    log_summary(step.counts)
     return run.entry("ingest")

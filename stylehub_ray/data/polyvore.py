@@ -1,6 +1,6 @@
 """Reader for the Polyvore-U layout (Lu et al. 2019, lzcn/Fashion-Hash-Net), with a quarantine.
 
-The layout, as released and as ``outfits_generator`` writes it::
+The layout, as released and as ``stylehub_ray.synth.outfits`` writes it::
 
     ROOT/
       tuples_630/ tuples_53/          fixed length: user,top,bottom,shoe

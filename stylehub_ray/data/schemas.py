@@ -4,7 +4,21 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-from stylehub_ray.data.hm_generator import ARTICLE_COLUMNS, CUSTOMER_COLUMNS, TRANSACTION_COLUMNS
+# The columns of the Kaggle CSV files, in file order.
+ARTICLE_COLUMNS = [
+    "article_id", "product_code", "prod_name", "product_type_no", "product_type_name",
+    "product_group_name", "graphical_appearance_no", "graphical_appearance_name",
+    "colour_group_code", "colour_group_name", "perceived_colour_value_id",
+    "perceived_colour_value_name", "perceived_colour_master_id", "perceived_colour_master_name",
+    "department_no", "department_name", "index_code", "index_name", "index_group_no",
+    "index_group_name", "section_no", "section_name", "garment_group_no", "garment_group_name",
+    "detail_desc",
+]
+CUSTOMER_COLUMNS = [
+    "customer_id", "FN", "Active", "club_member_status", "fashion_news_frequency", "age",
+    "postal_code",
+]
+TRANSACTION_COLUMNS = ["t_dat", "customer_id", "article_id", "price", "sales_channel_id"]
 
 SOURCE_FILES = {
     "articles": ("articles.csv", ARTICLE_COLUMNS),

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import posixpath
 import time
 from dataclasses import dataclass
@@ -29,9 +30,11 @@ from stylehub_ray.embed.pool import PoolPlan, plan_pool
 from stylehub_ray.embed.weights import ImageWeights, resolve_image_weights
 from stylehub_ray.run import Run, fingerprint_source, resolve_fs
 
+logger = logging.getLogger(__name__)
+
 OUT = "embeddings/images"
 PCA_OUT = "embeddings/images_pca"
-STAGE, VARIANT = "embed", "images"
+STAGE = "embed_images"
 
 
 @dataclass
@@ -183,7 +186,7 @@ def _sample_vectors(run: Run, folder: str, limit: int, seed: int) -> tuple[np.nd
 # ------------------------------------------------------------------------------------------
 # The stage
 # ------------------------------------------------------------------------------------------
-def embed_images(run: Run, cfg: EmbedImagesConfig, force: bool = False, log=print) -> dict:
+def embed_images(run: Run, cfg: EmbedImagesConfig, force: bool = False) -> dict:
     """Embed every article photo of ``run``; returns the manifest entry (skipped when up to
     date). Missing weights fail before any work, naming the file to provide."""
     import ray
@@ -198,10 +201,10 @@ def embed_images(run: Run, cfg: EmbedImagesConfig, force: bool = False, log=prin
     inputs = {"raw/images": run.marker("raw/images")["fingerprint"]}
     if weights.path is not None:
         inputs["weights"] = fingerprint_source(weights.path)
-    step = run.step(STAGE, VARIANT, config=resolved(cfg), inputs=inputs,
+    step = run.step(STAGE, config=resolved(cfg), inputs=inputs,
                     outputs=[OUT, PCA_OUT], force=force)
     if step.done:
-        log(f"embed images: {run.uri} is up to date; skipped (--force redoes it)")
+        logger.info(f"embed images: {run.uri} is up to date; skipped (--force redoes it)")
         return step.previous() | {"skipped": True}
     if weights.path is not None:
         build_backbone(cfg.arch, weights)  # a wrong arch/state dict fails here, not in actors
@@ -210,8 +213,9 @@ def embed_images(run: Run, cfg: EmbedImagesConfig, force: bool = False, log=prin
     present = images.filter(pc.equal(images.column("status"), "present"))
     absent = images.filter(pc.not_equal(images.column("status"), "present"))
     plan = plan_pool(cfg.actors, cfg.batch_size, cfg.gpu_batch_size, cfg.threads)
-    log(f"embed images: {present.num_rows:,} photos, {cfg.arch} ({weights.label}) on "
-        f"{plan.actors} {plan.device} actor(s), {plan.threads} threads, batch {plan.batch_size}")
+    logger.info(f"embed images: {present.num_rows:,} photos, {cfg.arch} ({weights.label}) on "
+                f"{plan.actors} {plan.device} actor(s), {plan.threads} threads, batch "
+                f"{plan.batch_size}")
     dim = FEATURE_DIM[cfg.arch]
     with step:
         stage1 = posixpath.join(step.tmp(OUT), "_stage1")
@@ -259,10 +263,11 @@ def embed_images(run: Run, cfg: EmbedImagesConfig, force: bool = False, log=prin
         step.extra.update(explained_variance=round(explained, 4), pool=plan.as_dict(),
                           images_per_s=round(present.num_rows / max(embed_s, 1e-9), 2),
                           weights=weights.label)
-    log(f"embed images: {status['embedded']:,} embedded, {status['missing']:,} missing, "
-        f"{status['unreadable']:,} unreadable; PCA {dim} -> {pca_dim} keeps "
-        f"{explained:.1%} of the variance; {present.num_rows / max(embed_s, 1e-9):.1f} images/s")
-    return run.entry(STAGE, VARIANT)
+    logger.info(f"embed images: {status['embedded']:,} embedded, {status['missing']:,} missing, "
+                f"{status['unreadable']:,} unreadable; PCA {dim} -> {pca_dim} keeps "
+                f"{explained:.1%} of the variance; "
+                f"{present.num_rows / max(embed_s, 1e-9):.1f} images/s")
+    return run.entry(STAGE)
 
 
 def features_dataset(present: pa.Table, cfg: EmbedImagesConfig, weights: ImageWeights,

@@ -7,7 +7,8 @@ random negatives come from outside them (``pair_math.knn_pairs``). ``transaction
 co-purchases of one customer on the same day or within ``window_days``, negatives from items
 that customer never bought. Pairs are split 80/20 by canonical anchor so that (a, b) and
 (b, a) always land on the same side. Writes ``pairs/<kind>`` and, for text / image,
-``index/<kind>/`` (the FAISS index and its row -> article table).
+``index/<kind>/`` (the FAISS index and its row -> article table, read back by
+``embed.index.read_index``).
 
 The stage also records how often a positive pair shares ``product_type_name`` and
 ``colour_group_name`` against the same share for its random negatives: a check against labels
@@ -17,8 +18,7 @@ construction; images do not).
 
 from __future__ import annotations
 
-import json
-import posixpath
+import logging
 from dataclasses import dataclass
 
 import numpy as np
@@ -30,6 +30,8 @@ from stylehub_ray.embed import pair_math
 from stylehub_ray.embed import vectors as V
 from stylehub_ray.embed.text_model import l2_normalize
 from stylehub_ray.run import Run
+
+logger = logging.getLogger(__name__)
 
 KINDS = ("text", "image", "transactions")
 SOURCES = {"text": "embeddings/text", "image": "embeddings/images"}
@@ -72,7 +74,7 @@ class PairsConfig:
                              ivf_nprobe=self.ivf_nprobe, seed=self.seed)
 
 
-def mine_pairs(run: Run, cfg: PairsConfig, kind: str, force: bool = False, log=print) -> dict:
+def mine_pairs(run: Run, cfg: PairsConfig, kind: str, force: bool = False) -> dict:
     """Mine ``kind`` pairs in ``run``; returns the manifest entry (skipped when up to date)."""
     cfg.validate()
     if kind not in KINDS:
@@ -90,7 +92,7 @@ def mine_pairs(run: Run, cfg: PairsConfig, kind: str, force: bool = False, log=p
     step = run.step(STAGE, kind, config=resolved(cfg), inputs=inputs, outputs=outputs,
                     force=force)
     if step.done:
-        log(f"pairs {kind}: {run.uri} is up to date; skipped (--force redoes it)")
+        logger.info(f"pairs {kind}: {run.uri} is up to date; skipped (--force redoes it)")
         return step.previous() | {"skipped": True}
     if cfg.threads:
         import faiss
@@ -107,7 +109,7 @@ def mine_pairs(run: Run, cfg: PairsConfig, kind: str, force: bool = False, log=p
         agreement = attribute_agreement(run, table)
         if agreement:
             step.extra["attribute_agreement"] = agreement
-    _log_summary(kind, run.entry(STAGE, kind), log)
+    _log_summary(kind, run.entry(STAGE, kind))
     return run.entry(STAGE, kind)
 
 
@@ -132,16 +134,10 @@ def _knn(run: Run, cfg: PairsConfig, kind: str, step) -> pa.Table:
                                          x[p["other"][negative]])
     idx = emb.column("article_idx").to_numpy()
     ids = emb.column("article_id").to_numpy()
-    folder = step.tmp(f"index/{kind}")
-    run.write_at(posixpath.join(folder, "faiss.index"), I.serialize(index))
-    V.write_table(run, folder, pa.table({
-        "row": pa.array(np.arange(n), pa.int32()), "article_idx": pa.array(idx, pa.int32()),
-        "article_id": pa.array(ids, pa.int64())}), name="ids.parquet")
     meta = {"kind": kind, "source": SOURCES[kind], "index": cfg.index,
             "metric": "inner_product", "normalised": True, "n": n, "dim": int(x.shape[1]),
             "params": vars(cfg.index_params())}
-    run.write_at(posixpath.join(folder, "index.json"),
-                 (json.dumps(meta, indent=2) + "\n").encode())
+    I.write_index(run, step.tmp(f"index/{kind}"), index, idx, ids, meta)
     pos = p["label"] == 1
     step.counts["index"] = {"items": n, "dim": int(x.shape[1])}
     # The paper's measure (cosine distance = 1 - similarity), for comparison with 0.229/0.585.
@@ -216,17 +212,17 @@ def _by_label(same: np.ndarray, label: np.ndarray) -> dict[str, float]:
     return {"positive": share(label == 1), "negative": share(label == 0)}
 
 
-def _log_summary(kind: str, entry: dict, log) -> None:
+def _log_summary(kind: str, entry: dict) -> None:
     c = entry["counts"]["pairs"]
-    log(f"pairs {kind}: {c['positive']:,} positive, {c['negative']:,} negative; "
-        f"train {c['train']:,}, test {c['test']:,}")
+    logger.info(f"pairs {kind}: {c['positive']:,} positive, {c['negative']:,} negative; "
+                f"train {c['train']:,}, test {c['test']:,}")
     if "cosine_distance" in entry:
         d = entry["cosine_distance"]
-        log(f"pairs {kind}: cosine distance positive {d['positive']:.3f}, "
-            f"negative {d['negative']:.3f}")
+        logger.info(f"pairs {kind}: cosine distance positive {d['positive']:.3f}, "
+                    f"negative {d['negative']:.3f}")
     for col, shares in entry.get("attribute_agreement", {}).items():
-        log(f"pairs {kind}: same {col}: positives {shares['positive']:.1%}, "
-            f"random negatives {shares['negative']:.1%}")
+        logger.info(f"pairs {kind}: same {col}: positives {shares['positive']:.1%}, "
+                    f"random negatives {shares['negative']:.1%}")
 
 
 def read_pairs(run: Run, kind: str) -> pa.Table:
@@ -236,14 +232,4 @@ def read_pairs(run: Run, kind: str) -> pa.Table:
     return read_table(run, f"pairs/{kind}")
 
 
-def load_index(run: Run, kind: str):
-    """(faiss index, article_idx per index row) of ``index/<kind>``."""
-    import pyarrow.parquet as pq
-
-    index = I.deserialize(V.read_file(run, f"index/{kind}/faiss.index"))
-    ids = pq.read_table(run.path(f"index/{kind}/ids.parquet"), filesystem=run.fs,
-                        columns=["row", "article_idx"])
-    return index, ids.column("article_idx").to_numpy()[np.argsort(ids.column("row"))]
-
-
-__all__ = ["PairsConfig", "mine_pairs", "attribute_agreement", "read_pairs", "load_index"]
+__all__ = ["PairsConfig", "mine_pairs", "attribute_agreement", "read_pairs"]

@@ -9,6 +9,7 @@ fitted vocabulary go to ``embeddings/text_encoder`` so a new item can be encoded
 from __future__ import annotations
 
 import json
+import logging
 import posixpath
 import time
 from dataclasses import dataclass
@@ -29,9 +30,11 @@ from stylehub_ray.embed.text_model import (
 from stylehub_ray.embed.weights import resolve_text_model
 from stylehub_ray.run import Run, fingerprint_source
 
+logger = logging.getLogger(__name__)
+
 OUT = "embeddings/text"
 ENCODER_OUT = "embeddings/text_encoder"
-STAGE, VARIANT = "embed", "text"
+STAGE = "embed_text"
 ENCODERS = ("bert", "tfidf", "tfidf+bert")
 
 
@@ -98,7 +101,7 @@ class TextEmbedActor:
         return batch.append_column("embedding", V.to_fixed_list(emb))
 
 
-def embed_text(run: Run, cfg: EmbedTextConfig, force: bool = False, log=print) -> dict:
+def embed_text(run: Run, cfg: EmbedTextConfig, force: bool = False) -> dict:
     """Embed every article's text; returns the manifest entry (skipped when up to date).
     A missing model folder fails before any work, naming what to provide."""
     import ray.data
@@ -113,16 +116,16 @@ def embed_text(run: Run, cfg: EmbedTextConfig, force: bool = False, log=print) -
     inputs = {"raw/articles": run.marker("raw/articles")["fingerprint"]}
     if model_dir is not None:
         inputs["model"] = fingerprint_source(str(model_dir))
-    step = run.step(STAGE, VARIANT, config=resolved(cfg), inputs=inputs,
+    step = run.step(STAGE, config=resolved(cfg), inputs=inputs,
                     outputs=[OUT, ENCODER_OUT], force=force)
     if step.done:
-        log(f"embed text: {run.uri} is up to date; skipped (--force redoes it)")
+        logger.info(f"embed text: {run.uri} is up to date; skipped (--force redoes it)")
         return step.previous() | {"skipped": True}
     ensure_ray()
     articles = read_table(run, "raw/articles", ["article_id", "article_idx", *TEXT_COLUMNS])
     plan = plan_pool(cfg.actors, cfg.batch_size, cfg.gpu_batch_size, cfg.threads)
-    log(f"embed text: {articles.num_rows:,} articles, {cfg.encoder}"
-        f"{f' ({model_dir})' if model_dir else ''} on {plan.actors} {plan.device} actor(s)")
+    logger.info(f"embed text: {articles.num_rows:,} articles, {cfg.encoder}"
+                f"{f' ({model_dir})' if model_dir else ''} on {plan.actors} {plan.device} actor(s)")
     with step:
         with step.time("clean_s"):
             step_n = cfg.clean_batch_size
@@ -160,9 +163,9 @@ def embed_text(run: Run, cfg: EmbedTextConfig, force: bool = False, log=print) -
                                 "empty_text": empty}, "dims": {"total": dim, **dims}}
         step.extra.update(pool=plan.as_dict(),
                           texts_per_s=round(articles.num_rows / max(embed_s, 1e-9), 1))
-    log(f"embed text: {articles.num_rows:,} articles -> {dim}-d ({cfg.encoder}); "
-        f"{articles.num_rows / max(embed_s, 1e-9):.0f} texts/s")
-    return run.entry(STAGE, VARIANT)
+    logger.info(f"embed text: {articles.num_rows:,} articles -> {dim}-d ({cfg.encoder}); "
+                f"{articles.num_rows / max(embed_s, 1e-9):.0f} texts/s")
+    return run.entry(STAGE)
 
 
 def encode_dataset(cleaned, tfidf: Tfidf | None, model_dir, cfg: EmbedTextConfig,

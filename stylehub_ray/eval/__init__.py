@@ -1,1 +1,1 @@
-"""Evaluation: metrics, ..."""
+"""Evaluation: batch recommendation, baselines, the evaluation stages and similar items."""

@@ -26,6 +26,8 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
+from stylehub_ray.features.history import Purchases, top_up
+
 BASELINES = ("popularity", "item-cf", "als")
 # The popularity fallback of every baseline: the last week, half-life 3 days.
 FALLBACK_WINDOW_DAYS, FALLBACK_HALF_LIFE_DAYS = 7, 3.0
@@ -68,61 +70,6 @@ class Interactions:
         return m
 
 
-class BoughtIndex:
-    """Which articles each customer bought before the cutoff, for exclusion: every (customer,
-    article) pair of a CSR matrix as one sorted int64 key, looked up by binary search."""
-
-    def __init__(self, purchases: sp.csr_matrix):
-        purchases = purchases.tocsr()
-        purchases.sort_indices()
-        self.n_articles = purchases.shape[1]
-        self.per_customer = np.diff(purchases.indptr)
-        rows = np.repeat(np.arange(purchases.shape[0], dtype=np.int64), self.per_customer)
-        self.keys = rows * self.n_articles + purchases.indices.astype(np.int64)  # sorted
-
-    def count(self, customer_idx: np.ndarray) -> np.ndarray:
-        return self.per_customer[customer_idx]
-
-    def contains(self, customer_idx: np.ndarray, articles: np.ndarray) -> np.ndarray:
-        """(m, L) bool: True where ``articles[i, j]`` was bought by ``customer_idx[i]``."""
-        if self.keys.size == 0:
-            return np.zeros(articles.shape, bool)
-        q = customer_idx.astype(np.int64)[:, None] * self.n_articles + articles
-        pos = np.searchsorted(self.keys, q)
-        pos[pos == self.keys.size] = 0
-        return (self.keys[pos] == q) & (articles >= 0)
-
-
-def finalize(candidates: np.ndarray, customer_idx: np.ndarray, k: int,
-             bought: BoughtIndex | None, fallback: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The first ``k`` usable articles of each row of ``candidates`` (m, L), best first and
-    ``-1`` padded, followed by the ``fallback`` ranking: padding, repeats and (when ``bought``
-    is given) articles the customer bought are skipped. Returns (recs (m, k), filled (m,) bool:
-    rows that needed the fallback)."""
-    m = len(customer_idx)
-    extra = k + candidates.shape[1] + (int(bought.count(customer_idx).max(initial=0))
-                                       if bought is not None else 0)
-    full = np.hstack([candidates.astype(np.int64),
-                      np.broadcast_to(fallback[:extra].astype(np.int64),
-                                      (m, min(extra, len(fallback))))])
-    usable = full >= 0
-    if bought is not None:
-        usable &= ~bought.contains(customer_idx, full)
-    # Keep an article at its first usable position only.
-    rows = np.repeat(np.arange(m, dtype=np.int64), full.shape[1])
-    keys = np.where(usable, full, -1).ravel() + rows * (int(full.max(initial=0)) + 2) + 1
-    _, first = np.unique(keys, return_index=True)
-    unique = np.zeros(full.size, bool)
-    unique[first] = True
-    usable &= unique.reshape(full.shape)
-    order = np.argsort(~usable, axis=1, kind="stable")[:, :k]  # usable positions first
-    recs = np.where(np.take_along_axis(usable, order, 1), np.take_along_axis(full, order, 1), -1)
-    if recs.shape[1] < k:
-        recs = np.hstack([recs, np.full((m, k - recs.shape[1]), -1, np.int64)])
-    own = usable[:, :candidates.shape[1]].sum(1)
-    return recs, own < k
-
-
 def top_per_row(scores: sp.csr_matrix, n: int) -> tuple[np.ndarray, np.ndarray]:
     """(rows, n) int64 columns and (rows, n) float64 values of each row's ``n`` largest stored
     values (ties: lower column first), ``-1`` / 0 padded. Only stored entries are candidates."""
@@ -147,7 +94,8 @@ class _Base:
 
     def _fit_common(self, data: Interactions) -> None:
         self.n_articles = data.n_articles
-        self.bought = BoughtIndex(data.counts())
+        self.bought = Purchases.from_rows(data.customer_idx, data.article_idx,
+                                          data.n_customers, data.n_articles)
         self.fallback = popularity_ranking(data, FALLBACK_WINDOW_DAYS, FALLBACK_HALF_LIFE_DAYS)
         self.filled = 0
 
@@ -165,10 +113,10 @@ class _Base:
         for lo in range(0, len(customer_idx), self.batch_size):
             cs = customer_idx[lo:lo + self.batch_size]
             n = k + (int(self.bought.count(cs).max(initial=0)) if exclude_bought else 0)
-            recs, filled = finalize(self._candidates(cs, min(n, self.n_articles)), cs, k,
-                                    self.bought if exclude_bought else None, self.fallback)
+            recs, column = top_up(self._candidates(cs, min(n, self.n_articles)), cs, k,
+                                  self.bought if exclude_bought else None, self.fallback)
             out[lo:lo + len(cs)] = recs
-            self.filled += int(filled.sum())
+            self.filled += int(((column >= 0).sum(1) < k).sum())  # rows the fallback filled
         return out
 
 

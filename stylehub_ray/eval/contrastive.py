@@ -10,7 +10,7 @@ source, beside the same measures on its untrained input vectors:
   (4.2.3);
 - ranking: for each test anchor, its positives' ranks among all items (``recall@5``,
   ``recall@20``, ``mrr``; MRR over the first ``mrr_depth`` ranks, a reciprocal rank beyond
-  them counts 0), through :mod:`stylehub_ray.eval.metrics`;
+  them counts 0), through :mod:`stylehub_ray.metrics`;
 - neighbour agreement: the share of each item's ``neighbours`` nearest items that share its
   ``product_type_name``, ``colour_group_name`` and both, beside chance (the share two random
   items share it);
@@ -28,6 +28,7 @@ init, in ``eval/simclr_images/<variant>/metrics.json``.
 
 from __future__ import annotations
 
+import logging
 import posixpath
 from dataclasses import asdict, dataclass
 
@@ -35,7 +36,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from stylehub_ray import plots
+from stylehub_ray.embed.pair_measures import knn, pair_measures, unit_rows
 from stylehub_ray.run import Run
+
+logger = logging.getLogger(__name__)
 
 EVAL = "eval/contrastive"
 EVAL_SIMCLR = "eval/simclr_images"
@@ -78,89 +83,9 @@ class EvaluateContrastiveConfig:
 
 
 # --------------------------------------------------------------------------------------------
-# Measures (numpy + FAISS; shared with the training loop's validation)
+# Measures (numpy + FAISS; the pair measures live in embed/pair_measures.py, shared with the
+# trainer's validation)
 # --------------------------------------------------------------------------------------------
-def unit_rows(x: np.ndarray) -> np.ndarray:
-    from stylehub_ray.embed.text_model import l2_normalize
-
-    return l2_normalize(np.asarray(x, np.float32))
-
-
-def knn(unit: np.ndarray, queries: np.ndarray, k: int, candidates: np.ndarray | None = None,
-        batch: int = 4096) -> tuple[np.ndarray, np.ndarray]:
-    """The ``k`` nearest candidate rows of each query row (itself excluded), best first, by
-    cosine over unit rows: (ids (Q, k) padded -1, similarities (Q, k))."""
-    from stylehub_ray.embed import index as I
-
-    rows = np.arange(len(unit)) if candidates is None else np.flatnonzero(candidates)
-    index = I.build_index(unit[rows], I.IndexParams("flat"))
-    queries = np.asarray(queries, np.int64)
-    ids = np.full((len(queries), k), -1, np.int64)
-    sims = np.full((len(queries), k), -np.inf, np.float32)
-    width = min(k + 1, len(rows))
-    for lo in range(0, len(queries), batch):
-        q = queries[lo:lo + batch]
-        s, i = index.search(np.ascontiguousarray(unit[q]), width)
-        found = np.where(i >= 0, rows[np.maximum(i, 0)], -1)
-        keep = (found != q[:, None]) & (found >= 0)
-        rank = np.cumsum(keep, axis=1) - 1
-        take = keep & (rank < k)
-        r, c = np.nonzero(take)
-        ids[lo + r, rank[r, c]] = found[r, c]
-        sims[lo + r, rank[r, c]] = s[r, c]
-    return ids, sims
-
-
-def pair_measures(emb: np.ndarray, pairs: pa.Table, has_vector: np.ndarray,
-                  ks: tuple[int, ...] = (5, 20), mrr_depth: int | None = None,
-                  max_anchors: int = 5000, seed: int = 0, distances: bool = False) -> dict:
-    """The paper's distances and the ranking of each anchor's positives among all items.
-
-    ``pairs``: ``anchor_idx``, ``other_idx``, ``label`` (1 positive, 0 negative); pairs with an
-    item without a vector are left out. With ``distances``, the per-pair distances come back
-    too (``pos``, ``neg``) for the histograms.
-    """
-    from stylehub_ray.eval.metrics import evaluate_ranking, mrr
-
-    unit = unit_rows(emb)
-    a = pairs.column("anchor_idx").to_numpy().astype(np.int64)
-    b = pairs.column("other_idx").to_numpy().astype(np.int64)
-    label = pairs.column("label").to_numpy()
-    ok = has_vector[a] & has_vector[b]
-    a, b, label = a[ok], b[ok], label[ok]
-    dist = 1.0 - np.einsum("ij,ij->i", unit[a], unit[b])  # 4.6: 1 - cosine similarity
-    pos, neg = dist[label == 1], dist[label == 0]
-    out = {"pos_pairs": int(len(pos)), "neg_pairs": int(len(neg)),
-           "pos_dist": _mean(pos), "neg_dist": _mean(neg)}
-    out["separation"] = out["neg_dist"] - out["pos_dist"]
-    anchors = np.unique(a[label == 1])
-    if len(anchors) > max_anchors:
-        anchors = np.sort(np.random.default_rng([seed, 0xA]).choice(anchors, max_anchors,
-                                                                    replace=False))
-    depth = max(mrr_depth or max(ks), max(ks))
-    truth_of: dict[int, set] = {}
-    sel = np.isin(a, anchors) & (label == 1)
-    for x, y in zip(a[sel].tolist(), b[sel].tolist()):
-        truth_of.setdefault(x, set()).add(y)
-    out["anchors"] = int(len(anchors))
-    if len(anchors):
-        recs, _ = knn(unit, anchors, depth, has_vector)
-        truth = [truth_of[int(x)] for x in anchors]
-        r = evaluate_ranking(recs, truth, ks=ks)
-        for k in ks:
-            out[f"recall@{k}"] = float(r[f"recall@{k}"])
-        out["mrr"] = float(mrr(recs, truth, depth))
-    else:
-        out.update({f"recall@{k}": float("nan") for k in ks} | {"mrr": float("nan")})
-    if distances:
-        out["pos"], out["neg"] = pos, neg
-    return out
-
-
-def _mean(x: np.ndarray) -> float:
-    return float(x.mean()) if len(x) else float("nan")
-
-
 def neighbour_agreement(emb: np.ndarray, labels: dict[str, np.ndarray], has_vector: np.ndarray,
                         k: int = 10, max_items: int = 5000, seed: int = 0) -> dict:
     """Share of each item's ``k`` nearest items (cosine) that share its label, per column and
@@ -329,44 +254,15 @@ def write_plots(run: Run, folder: str, variant: str, history: list[dict], traine
                 raw: dict, emb: np.ndarray, has_vector: np.ndarray, groups: np.ndarray,
                 cfg: EvaluateContrastiveConfig) -> list[str]:
     """loss.png, distances.png, map.png into ``folder`` (a path in the run's filesystem)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-
     written = []
 
-    def save(fig, name: str) -> None:
-        import io
-
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-        plt.close(fig)
-        run.write_at(posixpath.join(folder, name), buf.getvalue())
+    def save(png: bytes, name: str) -> None:
+        run.write_at(posixpath.join(folder, name), png)
         written.append(name)
 
-    epochs = [h["epoch"] for h in history]
-    fig, ax = plt.subplots(1, 2, figsize=(10, 3.6))
-    ax[0].plot(epochs, [h["loss"] for h in history], marker="o", ms=3)
-    ax[0].set(xlabel="epoch", ylabel="NT-Xent loss", title=f"{variant}: training loss")
-    for key in ("val_pos_dist", "val_neg_dist", "val_recall5"):
-        ax[1].plot(epochs, [h[key] for h in history], marker="o", ms=3, label=key)
-    ax[1].set(xlabel="epoch", title="validation")
-    ax[1].legend()
-    save(fig, "loss.png")
-
-    fig, ax = plt.subplots(1, 2, figsize=(10, 3.6), sharey=False)
-    bins = np.linspace(0, 2, 61)
-    for a, (name, m) in zip(ax, (("trained embeddings", trained), ("input vectors", raw))):
-        a.hist(m["pos"], bins=bins, alpha=0.6, density=True,
-               label=f"positive (mean {m['pos_dist']:.3f})")
-        if len(m["neg"]):
-            a.hist(m["neg"], bins=bins, alpha=0.6, density=True,
-                   label=f"negative (mean {m['neg_dist']:.3f})")
-        a.set(xlabel="cosine distance", title=f"{variant}: {name}, test pairs")
-        a.legend()
-    save(fig, "distances.png")
+    save(plots.contrastive_history_png(variant, history), "loss.png")
+    save(plots.distance_histograms_png(
+        variant, (("trained embeddings", trained), ("input vectors", raw))), "distances.png")
 
     rows = np.flatnonzero(has_vector)
     if len(rows) > cfg.map_points:
@@ -383,19 +279,8 @@ def write_plots(run: Run, folder: str, variant: str, history: list[dict], traine
 
         xy = PCA(2, random_state=cfg.seed).fit_transform(x) if len(rows) > 2 else \
             np.zeros((len(rows), 2))
-    g = np.array([str(v) for v in groups[rows]], dtype=object)
-    names, counts = np.unique(g, return_counts=True)
-    top = set(names[np.argsort(-counts)][:10].tolist())
-    fig, ax = plt.subplots(figsize=(7, 6))
-    for name in sorted(top):
-        sel = g == name
-        ax.scatter(xy[sel, 0], xy[sel, 1], s=4, alpha=0.7, label=name)
-    other = ~np.isin(g, list(top))
-    if other.any():
-        ax.scatter(xy[other, 0], xy[other, 1], s=4, alpha=0.4, c="lightgrey", label="other")
-    ax.set(title=f"{variant}: item embeddings ({cfg.map_method.upper()}), by {MAP_COLUMN}")
-    ax.legend(markerscale=3, fontsize=7, loc="best")
-    save(fig, "map.png")
+    title = f"{variant}: item embeddings ({cfg.map_method.upper()}), by {MAP_COLUMN}"
+    save(plots.group_map_png(xy, groups[rows], title), "map.png")
     return written
 
 
@@ -424,8 +309,7 @@ def evaluate_simclr_variant(run: Run, variant: str, cfg: EvaluateContrastiveConf
 # --------------------------------------------------------------------------------------------
 # The stage
 # --------------------------------------------------------------------------------------------
-def evaluate_contrastive(run: Run, cfg: EvaluateContrastiveConfig, force: bool = False,
-                         log=print) -> dict:
+def evaluate_contrastive(run: Run, cfg: EvaluateContrastiveConfig, force: bool = False) -> dict:
     """Evaluate every trained variant (one manifest step each) and print the table."""
     from stylehub_ray.models.artifacts import list_variants, load_meta
     from stylehub_ray.train import contrastive as T
@@ -480,7 +364,7 @@ def evaluate_contrastive(run: Run, cfg: EvaluateContrastiveConfig, force: bool =
             run.write_json(posixpath.join(_rel_of(run, step.tmp(out)), "metrics.json"), res)
         results["simclr"][variant] = res
     for line in format_table(results):
-        log(line)
+        logger.info(line)
     return results
 
 
@@ -548,12 +432,12 @@ def _f(x) -> str:
 
 
 def contrastive_stage(run: Run, train_cfg, eval_cfg: EvaluateContrastiveConfig,
-                      force: bool = False, log=print) -> dict:
+                      force: bool = False) -> dict:
     """The pipeline's contrastive stage: train ``train_cfg`` (a
     :class:`~stylehub_ray.train.contrastive.TrainContrastiveConfig`; its pairs must have been
     mined, e.g. by the ``pairs_text`` stage), then evaluate every trained variant and print
     the table. Each step is skipped when up to date."""
     from stylehub_ray.train.contrastive import train_contrastive
 
-    train_contrastive(run, train_cfg, force=force, log=log)
-    return evaluate_contrastive(run, eval_cfg, force=force, log=log)
+    train_contrastive(run, train_cfg, force=force)
+    return evaluate_contrastive(run, eval_cfg, force=force)

@@ -2,7 +2,7 @@
 
 - Per user, the test outfits (its positives and their negatives, 1:10) are ranked by the
   model's preference and AUC and NDCG (over the whole candidate list) are averaged over users
-  (4.1.2), with ``eval.metrics``; the hard-negative setting swaps the random negatives for other
+  (4.1.2), with ``metrics``; the hard-negative setting swaps the random negatives for other
   users' positives (4.4, Table 4).
 - Cold starters (4.3, Table 3): users of the small set (53 for a model trained on 630, 32 for
   519) are scored without retraining from their 1 or 5 training outfits, with the avg and w-avg
@@ -18,6 +18,7 @@
 
 from __future__ import annotations
 
+import logging
 import posixpath
 import resource
 import time
@@ -25,8 +26,10 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from stylehub_ray.eval.metrics import auc, ndcg_at_k
+from stylehub_ray.metrics import per_user_auc_ndcg
 from stylehub_ray.run import Run
+
+logger = logging.getLogger(__name__)
 
 EVAL = "eval/fndcl"
 EFFICIENCY = f"{EVAL}/efficiency"
@@ -62,27 +65,6 @@ class EvaluateFNDCLConfig:
 # --------------------------------------------------------------------------------------------
 # Metrics
 # --------------------------------------------------------------------------------------------
-def per_user_auc_ndcg(users: np.ndarray, labels: np.ndarray, scores: np.ndarray) -> dict:
-    """Mean over users of AUC and NDCG (whole candidate list) of each user's candidates; users
-    without both a positive and a negative are left out."""
-    order = np.argsort(users, kind="stable")
-    u, lab, sc = users[order], labels[order], scores[order]
-    bounds = np.flatnonzero(np.diff(u)) + 1
-    aucs, recs, truth = [], [], []
-    for lo, hi in zip(np.r_[0, bounds], np.r_[bounds, len(u)]):
-        y, s = lab[lo:hi], sc[lo:hi]
-        if y.min() == y.max():
-            continue
-        aucs.append(auc(y, s))
-        recs.append(np.argsort(-s, kind="stable"))  # candidate positions, best first
-        truth.append(np.flatnonzero(y))
-    if not aucs:
-        return {"auc": float("nan"), "ndcg": float("nan"), "users": 0}
-    width = max(len(r) for r in recs)
-    return {"auc": float(np.mean(aucs)), "ndcg": float(ndcg_at_k(recs, truth, width)),
-            "users": len(aucs)}
-
-
 def candidates(data, split: str, kind: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(users, outfits, labels) of a split's positives and their ``kind`` negatives."""
     pos, neg = data.get(split, "posi"), data.get(split, kind)
@@ -375,7 +357,7 @@ def list_variants(run: Run) -> list[str]:
                   and run.is_complete(f"{MODELS}/{v['variant']}"))
 
 
-def evaluate_fndcl(run: Run, cfg: EvaluateFNDCLConfig, force: bool = False, log=print) -> dict:
+def evaluate_fndcl(run: Run, cfg: EvaluateFNDCLConfig, force: bool = False) -> dict:
     """Evaluate every trained variant (one manifest step each) and print the tables."""
     from stylehub_ray.train.fndcl import MODELS
 
@@ -419,7 +401,7 @@ def evaluate_fndcl(run: Run, cfg: EvaluateFNDCLConfig, force: bool = False, log=
                                               "table.json"), rows)
             results["efficiency"] = rows
     for line in format_tables(results):
-        log(line)
+        logger.info(line)
     return results
 
 

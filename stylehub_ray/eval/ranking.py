@@ -1,6 +1,6 @@
 """The ranking protocol of the H&M models: test truth, metric table, oracle, bootstrap, plots.
 
-Protocol (the same for the two-tower and every baseline, all scored by ``eval.metrics``):
+Protocol (the same for the two-tower and every baseline, all scored by ``stylehub_ray.metrics``):
 
 - **Customers that count**: every customer with at least one purchase in the ``test`` period
   of ``features/interactions`` (the H&M MAP@12 convention), those without a purchase before
@@ -27,7 +27,7 @@ which :func:`format_summary` prints.
 
 from __future__ import annotations
 
-import io
+import logging
 import posixpath
 from collections import defaultdict
 from collections.abc import Callable
@@ -39,8 +39,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from stylehub_ray import plots
 from stylehub_ray.eval.baselines import BASELINES, Interactions, make_baseline
-from stylehub_ray.eval.metrics import (
+from stylehub_ray.metrics import (
     evaluate_ranking,
     map_at_k,
     ndcg_at_k,
@@ -48,6 +49,8 @@ from stylehub_ray.eval.metrics import (
     recall_at_k,
 )
 from stylehub_ray.run import Run
+
+logger = logging.getLogger(__name__)
 
 INTERACTIONS = "features/interactions"
 ORACLE = "eval/oracle"
@@ -319,10 +322,10 @@ def _without_history(run: Run, customers: np.ndarray, data: Interactions | None 
 # Oracle
 # --------------------------------------------------------------------------------------------
 def oracle_scores(run: Run, cfg: EvaluateRankingConfig, test: TestSet | None = None,
-                  force: bool = False, log=print) -> dict | None:
+                  force: bool = False) -> dict | None:
     """The oracle's realized and expected scores on the test period (``eval/oracle/``), or
     None on real data. One step shared by every evaluation."""
-    from stylehub_ray.data.oracle import HMOracle
+    from stylehub_ray.synth.oracle import HMOracle
 
     if not run.is_complete("raw/oracle"):
         return None
@@ -349,8 +352,8 @@ def oracle_scores(run: Run, cfg: EvaluateRankingConfig, test: TestSet | None = N
             {"customer_idx": test.customers, "setting": "oracle", **per_user}))
         step.extra["map"] = {"realized": realized["metrics"][f"map@{cfg.map_k}"],
                              "expected": expected[f"map@{cfg.map_k}"]}
-    log(f"oracle: MAP@{cfg.map_k} {realized['metrics'][f'map@{cfg.map_k}']:.4f} realized, "
-        f"{expected[f'map@{cfg.map_k}']:.4f} expected")
+    logger.info(f"oracle: MAP@{cfg.map_k} {realized['metrics'][f'map@{cfg.map_k}']:.4f} realized, "
+                f"{expected[f'map@{cfg.map_k}']:.4f} expected")
     return res
 
 
@@ -364,15 +367,14 @@ def _write_result(run: Run, step, rel: str, result: dict, per_user: pd.DataFrame
 # --------------------------------------------------------------------------------------------
 # Stages
 # --------------------------------------------------------------------------------------------
-def evaluate_baselines(run: Run, cfg: EvaluateBaselinesConfig, force: bool = False,
-                       log=print) -> dict:
+def evaluate_baselines(run: Run, cfg: EvaluateBaselinesConfig, force: bool = False) -> dict:
     """`stylehub evaluate baselines`: fit each baseline on the interactions before
     ``test_start`` and score it on the test period (``eval/baselines/<name>/``), then refresh
     and print the summary."""
     cfg.validate()
     run.require(INTERACTIONS, f"stylehub features --run {run.uri}")
     test = load_test_set(run)
-    oracle = oracle_scores(run, cfg, test, force=force, log=log)
+    oracle = oracle_scores(run, cfg, test, force=force)
     data: Interactions | None = None
     results = {}
     for name in cfg.baselines:
@@ -405,27 +407,27 @@ def evaluate_baselines(run: Run, cfg: EvaluateBaselinesConfig, force: bool = Fal
             _write_result(run, step, out, res, per_user)
             step.extra["map"] = {s: res[s]["metrics"][f"map@{cfg.map_k}"]
                                  for s in SETTINGS.values() if s in res}
-        log(f"baseline {name}: fitted and scored in {step.timings['total_s']:.1f} s; " + ", ".join(
-            f"{s} MAP@{cfg.map_k} {res[s]['metrics'][f'map@{cfg.map_k}']:.4f}"
-            for s in SETTINGS.values() if s in res))
+        scores = ", ".join(f"{s} MAP@{cfg.map_k} {res[s]['metrics'][f'map@{cfg.map_k}']:.4f}"
+                           for s in SETTINGS.values() if s in res)
+        logger.info(f"baseline {name}: fitted and scored in {step.timings['total_s']:.1f} s; "
+                    f"{scores}")
         results[name] = res
-    summary = summarize(run, cfg, force=force, log=log)
+    summary = summarize(run, cfg, force=force)
     return {"baselines": results, "oracle": oracle, "summary": summary}
 
 
-def evaluate_two_tower(run: Run, cfg: EvaluateRankingConfig, force: bool = False,
-                       log=print) -> dict:
+def evaluate_two_tower(run: Run, cfg: EvaluateRankingConfig, force: bool = False) -> dict:
     """`stylehub evaluate two-tower`: score the trained two-tower (``recommend_matrix``, the
     test feature set) on the test period (``eval/two-tower/<variant>/``), with its training
     curves and the 2-D map of its article vectors; then refresh and print the summary."""
-    from stylehub_ray.eval.recommend import index_name, recommend_matrix
+    from stylehub_ray.models.recommender import index_name, recommend_matrix
 
     cfg.validate()
     model_rel = f"{TWO_TOWER_MODELS}/{cfg.variant}"
     run.require(model_rel, f"stylehub train two-tower --run {run.uri}")
     run.require(index_name(cfg.variant), f"stylehub train two-tower --run {run.uri}")
     test = load_test_set(run)
-    oracle = oracle_scores(run, cfg, test, force=force, log=log)
+    oracle = oracle_scores(run, cfg, test, force=force)
     out = f"{TWO_TOWER_DIR}/{cfg.variant}"
     step = run.step("evaluate_two_tower", cfg.variant,
                     config=protocol_of(cfg).protocol() | {"plots": cfg.plots,
@@ -452,7 +454,7 @@ def evaluate_two_tower(run: Run, cfg: EvaluateRankingConfig, force: bool = False
                                               "metrics.json"), res)
             step.extra["map"] = {s: res[s]["metrics"][f"map@{cfg.map_k}"]
                                  for s in SETTINGS.values() if s in res}
-    summary = summarize(run, cfg, force=force, log=log)
+    summary = summarize(run, cfg, force=force)
     return {"two_tower": res, "oracle": oracle, "summary": summary}
 
 
@@ -512,7 +514,7 @@ def paired_differences(run: Run, cfg: EvaluateRankingConfig, reference: str,
     return out
 
 
-def summarize(run: Run, cfg: EvaluateRankingConfig, force: bool = False, log=print) -> dict:
+def summarize(run: Run, cfg: EvaluateRankingConfig, force: bool = False) -> dict:
     """``eval/summary/``: table.json, table.txt and models.png over every complete evaluation;
     prints the table."""
     found = [r for r in [*_listed(run, TWO_TOWER_DIR), *_listed(run, BASELINE_DIR), ORACLE]
@@ -538,7 +540,7 @@ def summarize(run: Run, cfg: EvaluateRankingConfig, force: bool = False, log=pri
             if cfg.plots and summary["models"]:
                 run.write_bytes(posixpath.join(rel, "models.png"), bars_png(summary))
     for line in format_summary(summary):
-        log(line)
+        logger.info(line)
     return summary
 
 
@@ -606,45 +608,15 @@ def format_summary(summary: dict) -> list[str]:
 
 
 # --------------------------------------------------------------------------------------------
-# Plots
+# Plots (drawn by stylehub_ray.plots)
 # --------------------------------------------------------------------------------------------
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _png(fig) -> bytes:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    _pyplot().close(fig)
-    return buf.getvalue()
-
-
 def bars_png(summary: dict) -> bytes:
     """Bars of MAP@k and recall@k of every model and setting against the oracle, with the
     bootstrap intervals as error bars."""
-    plt = _pyplot()
     mk = summary["map_k"]
-    rows = _rows(summary)
-    names = [f"{label} {setting}".strip() for label, setting, _ in rows]
-    fig, axes = plt.subplots(1, 2, figsize=(12, 0.45 * len(rows) + 1.5), sharey=True)
-    for ax, metric in zip(axes, (f"map@{mk}", f"recall@{mk}")):
-        values = np.array([s["metrics"][metric] for _, _, s in rows])
-        ci = [s.get("ci", {}).get(metric) for _, _, s in rows]
-        err = np.array([[v - c[0], c[1] - v] if c else [0, 0] for v, c in zip(values, ci)]).T
-        colors = ["#444444" if n.startswith("oracle") else "#1f77b4" if n.startswith(
-            "two-tower") else "#ff7f0e" for n in names]
-        ax.barh(np.arange(len(rows)), values, xerr=err, color=colors, capsize=3)
-        ax.set_yticks(np.arange(len(rows)), names)
-        ax.set_xlabel(metric)
-        ax.grid(axis="x", alpha=0.3)
-    axes[0].invert_yaxis()  # the axes share y: once puts the first row (the oracle) on top
-    fig.suptitle("test period: models (blue), baselines (orange), oracle (grey)")
-    return _png(fig)
+    rows = [(f"{label} {setting}".strip(), scored) for label, setting, scored in _rows(summary)]
+    return plots.model_bars_png(rows, (f"map@{mk}", f"recall@{mk}"),
+                                "test period: models (blue), baselines (orange), oracle (grey)")
 
 
 def two_tower_history(run: Run, variant: str) -> list[dict]:
@@ -659,62 +631,16 @@ def two_tower_history(run: Run, variant: str) -> list[dict]:
     return list(load_meta(run, "two-tower", variant).get("history", []))
 
 
-def curves_png(history: list[dict]) -> bytes:
-    """Training curves: loss (total, retrieval, ranking), AUC, precision / recall, val MAP@12."""
-    plt = _pyplot()
-    epochs = [h.get("epoch", i) for i, h in enumerate(history)]
-    panels = [("loss", ("loss", "retrieval_loss", "ranking_loss")), ("AUC", ("auc",)),
-              ("precision / recall", ("precision", "recall")), ("val MAP@12", ("val_map12",))]
-    fig, axes = plt.subplots(1, 4, figsize=(16, 3.5))
-    for ax, (title, keys) in zip(axes, panels):
-        for key in keys:
-            ys = [h.get(key) for h in history]
-            if any(y is not None for y in ys):
-                ax.plot(epochs, [np.nan if y is None else y for y in ys], marker="o",
-                        label=key)
-        ax.set_title(title)
-        ax.set_xlabel("epoch")
-        ax.grid(alpha=0.3)
-        if len(keys) > 1:
-            ax.legend(fontsize=8)
-    return _png(fig)
-
-
-def embedding_map_png(vectors: np.ndarray, labels: np.ndarray, n: int, seed: int = 0
-                      ) -> bytes:
-    """2-D map (the first two principal components) of article vectors, coloured by label
-    (the eight commonest labels, the rest grey); at most ``n`` articles, drawn at random."""
-    plt = _pyplot()
-    rng = np.random.default_rng(seed)
-    pick = rng.choice(len(vectors), size=min(n, len(vectors)), replace=False)
-    x = vectors[pick].astype(np.float64)
-    x -= x.mean(0)
-    _, _, vt = np.linalg.svd(x, full_matrices=False)
-    xy = x @ vt[:2].T
-    lab = labels[pick].astype(str)
-    names, counts = np.unique(lab, return_counts=True)
-    top = names[np.argsort(-counts)][:8]
-    fig, ax = plt.subplots(figsize=(7, 6))
-    rest = ~np.isin(lab, top)
-    ax.scatter(xy[rest, 0], xy[rest, 1], s=4, c="#cccccc", label="other")
-    for name in top:
-        m = lab == name
-        ax.scatter(xy[m, 0], xy[m, 1], s=4, label=name)
-    ax.legend(fontsize=7, markerscale=3)
-    ax.set_title("article tower vectors, first two principal components")
-    return _png(fig)
-
-
 def two_tower_plots(run: Run, cfg: EvaluateRankingConfig, folder: str) -> list[str]:
     """curves.png and articles_2d.png into ``folder`` (a path in the run's filesystem)."""
     from stylehub_ray.data.ingest import read_table
-    from stylehub_ray.eval.recommend import TwoTowerRecommender
+    from stylehub_ray.models.recommender import TwoTowerRecommender
 
     written = []
     history = two_tower_history(run, cfg.variant)
     if history:
         with run.fs.open_output_stream(posixpath.join(folder, "curves.png")) as f:
-            f.write(curves_png(history))
+            f.write(plots.training_curves_png(history))
         written.append("curves.png")
     rec = TwoTowerRecommender.load(run, variant=cfg.variant, feature_set="test")
     articles = read_table(run, "raw/articles", ["article_idx", "product_group_name"])
@@ -722,8 +648,8 @@ def two_tower_plots(run: Run, cfg: EvaluateRankingConfig, folder: str) -> list[s
     labels[articles.column("article_idx").to_numpy()] = articles.column(
         "product_group_name").to_numpy(zero_copy_only=False)
     with run.fs.open_output_stream(posixpath.join(folder, "articles_2d.png")) as f:
-        f.write(embedding_map_png(np.asarray(rec.article_vectors), labels, cfg.map_articles,
-                                  cfg.seed))
+        f.write(plots.embedding_map_png(np.asarray(rec.article_vectors), labels,
+                                        cfg.map_articles, cfg.seed))
     written.append("articles_2d.png")
     return written
 

@@ -23,6 +23,7 @@ nothing is collected on the driver but the small per-customer tables.
 
 from __future__ import annotations
 
+import logging
 import posixpath
 from datetime import date, timedelta
 
@@ -37,6 +38,8 @@ from stylehub_ray.data.io import read_parquet
 from stylehub_ray.features import aggregates as agg
 from stylehub_ray.features.preprocess import Preprocessor
 from stylehub_ray.run import Run
+
+logger = logging.getLogger(__name__)
 
 OUTPUTS = ["features/customers", "features/articles", "features/interactions",
            "features/training_examples", "features/preprocess"]
@@ -224,7 +227,7 @@ def examples_task(batch: pa.Table, scratch: str, shared: list, cutoff: str, n_ar
 # ------------------------------------------------------------------------------------------
 # The stage
 # ------------------------------------------------------------------------------------------
-def build_features(run: Run, cfg: FeaturesConfig, force: bool = False, log=print) -> dict:
+def build_features(run: Run, cfg: FeaturesConfig, force: bool = False) -> dict:
     import ray
     import ray.data
 
@@ -239,7 +242,7 @@ def build_features(run: Run, cfg: FeaturesConfig, force: bool = False, log=print
     step = run.step("features", config=resolved(cfg), inputs=inputs, outputs=OUTPUTS,
                     force=force)
     if step.done:
-        log(f"features: {run.uri} is up to date; skipped (--force redoes it)")
+        logger.info(f"features: {run.uri} is up to date; skipped (--force redoes it)")
         return step.previous() | {"skipped": True}
     ensure_ray()
     customers = read_table(run, "raw/customers").to_pandas()
@@ -267,7 +270,7 @@ def build_features(run: Run, cfg: FeaturesConfig, force: bool = False, log=print
                                  customers, articles)
         finally:
             run.delete(scratch_rel)
-    log_features(run.entry("features"), log)
+    log_features(run.entry("features"))
     return run.entry("features")
 
 
@@ -380,19 +383,21 @@ def _finish(features: pd.DataFrame, n: int, kind: str, never: int) -> tuple[pd.D
     return agg.complete(features, np.arange(n), kind, never, medians, channel)
 
 
-def log_features(entry: dict, log=print) -> None:
+def log_features(entry: dict) -> None:
     cut = entry.get("cutoffs", {})
     c = entry.get("counts", {})
-    log(f"split {entry['config']['split']}: train {cut.get('train_start')} .. "
-        f"val {cut.get('val_start')} .. test {cut.get('test_start')} .. {cut.get('test_end')}"
-        + (f"; training labels from {cut['fit_start']} (features as of then)"
-           if cut.get("fit_start") else ""))
+    logger.info(f"split {entry['config']['split']}: train {cut.get('train_start')} .. "
+                f"val {cut.get('val_start')} .. test {cut.get('test_start')} .. "
+                f"{cut.get('test_end')}"
+                + (f"; training labels from {cut['fit_start']} (features as of then)"
+                   if cut.get("fit_start") else ""))
     rows = c.get("split_rows", {})
-    log("rows: " + ", ".join(f"{k} {v:,}" for k, v in rows.items()))
+    logger.info("rows: " + ", ".join(f"{k} {v:,}" for k, v in rows.items()))
     ex = c.get("training_examples", {})
     if ex:
-        log(f"training examples: {ex['positives']:,} positives, {ex['negatives']:,} negatives"
-            + (f" ({ex['negatives_short']:,} short)" if ex.get("negatives_short") else ""))
+        logger.info(f"training examples: {ex['positives']:,} positives, "
+                    f"{ex['negatives']:,} negatives"
+                    + (f" ({ex['negatives_short']:,} short)" if ex.get("negatives_short") else ""))
 
 
 def load_features(run: Run, kind: str, feature_set: str = "train") -> pd.DataFrame:

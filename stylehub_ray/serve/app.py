@@ -23,6 +23,7 @@ to train.
 
 import asyncio
 import io
+import logging
 from dataclasses import asdict
 from typing import Annotated
 
@@ -41,6 +42,8 @@ from stylehub_ray.serve.schemas import (
     parse_article_id,
 )
 from stylehub_ray.serve.settings import ServeConfig, resolve_run_path
+
+logger = logging.getLogger(__name__)
 
 APP_NAME = "stylehub"
 TRIVIAL_APP_NAME = "stylehub-trivial"
@@ -427,7 +430,7 @@ def start_http(host: str, port: int) -> None:
     serve.start(http_options={"host": host, "port": port})
 
 
-def serve_forever(cfg: ServeConfig, log=print) -> None:
+def serve_forever(cfg: ServeConfig) -> None:
     """`stylehub serve`: run the graph on the local (or ``RAY_ADDRESS``) Ray instance until
     interrupted, then delete the app."""
     import time
@@ -437,12 +440,12 @@ def serve_forever(cfg: ServeConfig, log=print) -> None:
     ensure_ray()
     start_http(cfg.host, cfg.port)
     serve.run(build_app(asdict(cfg)), name=APP_NAME, route_prefix="/")
-    log(f"serving {cfg.run or '-'} (outfits: {cfg.outfits_run or '-'}) on "
-        f"http://{cfg.host}:{cfg.port}/ (OpenAPI at /docs); Ctrl-C stops")
+    logger.info(f"serving {cfg.run or '-'} (outfits: {cfg.outfits_run or '-'}) on "
+                f"http://{cfg.host}:{cfg.port}/ (OpenAPI at /docs); Ctrl-C stops")
     try:
         while True:
             time.sleep(3600)
     except KeyboardInterrupt:
-        log("stopping")
+        logger.info("stopping")
     finally:
         serve.delete(APP_NAME)

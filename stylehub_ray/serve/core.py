@@ -5,7 +5,7 @@ Every deployment in ``serve/app.py`` is a thin Ray Serve wrapper around one *par
 the ingress runs :func:`recommend_flow` over :class:`HandleParts` (``await handle.m.remote()``);
 the in-process floor of ``bench/serve.py`` runs the very same flow over :class:`LocalParts`
 (direct calls), so the two compute the same recommendation by the same functions. The model
-math stays in the models' own modules (``eval.recommend.TwoTowerRecommender``,
+math stays in the models' own modules (``models.recommender.TwoTowerRecommender``,
 ``eval.fndcl.ColdStartScorer``, ``models.fndcl.cold_start_scores``); the parts only look up,
 validate and route.
 
@@ -16,7 +16,6 @@ is the same topology with them in place of the models.
 from __future__ import annotations
 
 import asyncio
-import posixpath
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,7 +26,6 @@ from stylehub_ray.serve.settings import ServeConfig
 
 ATTRIBUTES = ("prod_name", "product_type_name", "product_group_name", "colour_group_name",
               "department_name", "index_group_name", "garment_group_name")
-TWO_TOWER_INDEX = "index/two-tower"
 
 
 class BadInput(Exception):
@@ -155,11 +153,11 @@ class CustomerMap:
 # Two-tower parts (one per deployment)
 # ------------------------------------------------------------------------------------------
 def load_recommender(run: Run, cfg: ServeConfig, history: bool = True, index: bool = True):
-    """The two-tower recommender of ``run`` (contract: ``eval.recommend``), or
+    """The two-tower recommender of ``run`` (contract: ``models.recommender``), or
     :class:`Unavailable` saying what is missing. A part leaves out the purchase history and
     the FAISS index where it does not use them (``history`` / ``index`` False)."""
     try:
-        from stylehub_ray.eval.recommend import TwoTowerRecommender
+        from stylehub_ray.models.recommender import TwoTowerRecommender
     except ImportError as exc:
         raise Unavailable(f"two-tower recommender not installed: {exc}") from exc
     try:
@@ -309,7 +307,7 @@ class HistoryPart:
     """Bought filter (purchase history before the feature set's cutoff) and popularity."""
 
     def __init__(self, run: Run, cfg: ServeConfig):
-        from stylehub_ray.eval.recommend import load_model_history
+        from stylehub_ray.models.recommender import load_model_history
 
         self.run = run
         try:  # the history only: no model inputs, no index
@@ -464,19 +462,6 @@ async def _none() -> np.ndarray:
 # ------------------------------------------------------------------------------------------
 # Item similarity: by article (contrastive model, else the run's item vectors) and by photo
 # ------------------------------------------------------------------------------------------
-def _read_index(run: Run, rel: str):
-    """(faiss index, row -> article_idx) of ``index/<kind>/``."""
-    from stylehub_ray.data.ingest import read_table
-    from stylehub_ray.embed import index as I
-    from stylehub_ray.embed.vectors import read_file
-
-    index = I.deserialize(read_file(run, posixpath.join(rel, "faiss.index")))
-    ids = read_table(run, posixpath.join(rel, "ids.parquet"), ["row", "article_idx"])
-    rows = np.zeros(ids.num_rows, np.int64)
-    rows[ids.column("row").to_numpy()] = ids.column("article_idx").to_numpy()
-    return index, rows
-
-
 class VectorSearch:
     """Unit item vectors (row = article_idx) and a FAISS inner-product index over those with
     a vector: the k nearest other articles of an article, or of a query vector."""
@@ -506,20 +491,22 @@ class VectorSearch:
         valid = np.zeros(n, bool)
         valid[idx] = t.column("embedding").is_valid().to_numpy(zero_copy_only=False)
         if index_rel and run.is_complete(index_rel):
-            index, rows = _read_index(run, index_rel)
+            from stylehub_ray.embed.index import read_index
+
+            index, rows = read_index(run, index_rel)
             return cls(vectors, valid, source, index, rows)
         return cls(vectors, valid, source)
 
     def search(self, query: np.ndarray, k: int, exclude: int = -1
                ) -> tuple[np.ndarray, np.ndarray]:
+        from stylehub_ray.embed.index import search
         from stylehub_ray.embed.text_model import l2_normalize
 
         q = l2_normalize(np.asarray(query, np.float32).reshape(1, -1))
-        scores, rows = self.index.search(q, k + 1)
-        ok = rows[0] >= 0
-        idx, s = self.rows[rows[0][ok]], scores[0][ok]
-        keep = idx != exclude
-        return idx[keep][:k], s[keep][:k]
+        idx, s = search(self.index, q, k, rows=self.rows, exclude=np.array([exclude]),
+                        batch=None)
+        found = idx[0] >= 0
+        return idx[0][found], s[0][found]
 
     def similar(self, article_idx: int, k: int) -> tuple[np.ndarray, np.ndarray]:
         if article_idx >= len(self.valid) or not self.valid[article_idx]:
@@ -529,7 +516,7 @@ class VectorSearch:
 
 class SimilarPart:
     """``/similar/{article_id}``: the contrastive model's neighbours when one is trained in
-    the run (``embed.similar``), else the nearest articles by the run's text, then image,
+    the run (``eval.similar``), else the nearest articles by the run's text, then image,
     embeddings (the vectors the contrastive model starts from)."""
 
     def __init__(self, run: Run, cfg: ServeConfig):
@@ -560,9 +547,9 @@ class SimilarPart:
 
 def _contrastive_similar(run: Run):
     """A ``(article_idx, k) -> (article_idx, scores)`` callable over the run's contrastive
-    model (``stylehub_ray.embed.similar``), or None when none is trained or installed."""
+    model (``stylehub_ray.eval.similar``), or None when none is trained or installed."""
     try:
-        from stylehub_ray.embed import similar as S
+        from stylehub_ray.eval import similar as S
     except ImportError:
         return None
     finder = getattr(S, "SimilarItems", None)
@@ -591,7 +578,7 @@ class ImageSearchPart:
         from stylehub_ray.embed.weights import resolve_image_weights
 
         self.run = run
-        entry = run.entry("embed", "images")
+        entry = run.entry("embed_images")
         if not entry or entry.get("status") != "complete":
             raise Unavailable(f"{run.uri}: no image embeddings; run `stylehub embed images "
                               f"--run {run.uri}`")

@@ -8,10 +8,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import urllib.error
 import urllib.request
 
+from stylehub_ray import logs
 from stylehub_ray.run import Run
+
+logger = logging.getLogger(__name__)
 
 
 def _get(url: str, timeout: float = 120.0) -> dict:
@@ -55,7 +59,7 @@ def _serve_running() -> bool:
 
 
 def serve_demo(run: str, outfits_run: str = "", port: int = 8000, n: int = 3, k: int = 12,
-               app_name: str = "stylehub", route_prefix: str = "/", log=print) -> list[dict]:
+               app_name: str = "stylehub", route_prefix: str = "/") -> list[dict]:
     """Deploy the graph for ``run`` (and ``outfits_run``), fetch ``n`` customers' top-``k``
     over HTTP (customers the model knows, most test-period purchases first), print them with
     the hits among what each bought in the test period, and take the app down again (and
@@ -76,8 +80,8 @@ def serve_demo(run: str, outfits_run: str = "", port: int = 8000, n: int = 3, k:
                   route_prefix=route_prefix)
         base = f"http://127.0.0.1:{port}{route_prefix.rstrip('/')}"
         health = _get(f"{base}/healthz")
-        log(f"serving {cfg.run} at {base}/ (OpenAPI at {base}/docs): "
-            + ", ".join(f"{name} {'ok' if 'unavailable' not in p else 'unavailable'}"
+        logger.info(f"serving {cfg.run} at {base}/ (OpenAPI at {base}/docs): "
+                    + ", ".join(f"{name} {'ok' if 'unavailable' not in p else 'unavailable'}"
                         for name, p in health["parts"].items()))
         for customer_id, test_bought in demo_customers(Run(cfg.run)):
             body = _get(f"{base}/recommend/{customer_id}?k={k}")
@@ -85,18 +89,20 @@ def serve_demo(run: str, outfits_run: str = "", port: int = 8000, n: int = 3, k:
                 continue
             ids = [item["article_id"] for item in body["items"]]
             hits = [a for a in ids if a in test_bought]
-            log(f"\ncustomer {customer_id[:16]}... ({body['path']}; bought {len(test_bought)} "
-                f"articles in the test week, {len(hits)} of them among these {len(ids)})")
+            logger.info(f"\ncustomer {customer_id[:16]}... ({body['path']}; bought "
+                        f"{len(test_bought)} articles in the test week, {len(hits)} of them "
+                        f"among these {len(ids)})")
             for rank, item in enumerate(body["items"], 1):
                 mark = " *" if item["article_id"] in test_bought else ""
-                log(f"  {rank:2d}. {item['article_id']}  {item['score']:.3f}  "
-                    f"{item.get('prod_name') or ''} | {item.get('product_type_name') or ''} | "
-                    f"{item.get('colour_group_name') or ''}{mark}")
+                logger.info(f"  {rank:2d}. {item['article_id']}  {item['score']:.3f}  "
+                            f"{item.get('prod_name') or ''} | "
+                            f"{item.get('product_type_name') or ''} | "
+                            f"{item.get('colour_group_name') or ''}{mark}")
             shown.append(body)
             if len(shown) == n:
                 break
         if len(shown) < n:
-            log(f"only {len(shown)} customers known to the model were found")
+            logger.info(f"only {len(shown)} customers known to the model were found")
     finally:
         serve.delete(app_name)
         if started:
@@ -111,10 +117,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--customers", type=int, default=3)
     args = p.parse_args(argv)
+    logs.setup()
     try:
         shown = serve_demo(args.run, args.outfits_run, args.port, args.customers)
     except (urllib.error.URLError, FileNotFoundError) as exc:
-        print(f"serve demo: error: {exc}")
+        logger.error(f"serve demo: {exc}")
         return 2
     return 0 if len(shown) == args.customers else 1
 

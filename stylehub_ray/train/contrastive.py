@@ -20,7 +20,7 @@ of the items (seeded) are held out of training. Every epoch every worker reports
 ``REPORTED_METRICS``; the best epoch by ``select_by`` is published as
 ``models/contrastive/<variant>/`` (:mod:`stylehub_ray.models.artifacts`), with the item
 embeddings in ``embeddings/contrastive/<variant>`` and their FAISS index in
-``index/contrastive-<variant>`` (what :mod:`stylehub_ray.embed.similar` serves). The Ray Train
+``index/contrastive-<variant>`` (what :mod:`stylehub_ray.eval.similar` serves). The Ray Train
 loop is :mod:`stylehub_ray.train.loop`; :class:`ContrastiveRecipe` is this model's part of it
 (DDP; the global batch is split across the workers and each worker's NT-Xent uses its own
 part).
@@ -28,7 +28,7 @@ part).
 
 from __future__ import annotations
 
-import json
+import logging
 import posixpath
 from dataclasses import asdict, dataclass
 
@@ -39,6 +39,8 @@ import pyarrow.compute as pc
 from stylehub_ray.models.artifacts import FORMAT, write_artifact
 from stylehub_ray.run import Run
 from stylehub_ray.train import loop as L
+
+logger = logging.getLogger(__name__)
 
 MODEL = "contrastive"
 MODELS = f"models/{MODEL}"
@@ -265,8 +267,7 @@ def build_trainer(run: Run, cfg: TrainContrastiveConfig, *, name: str | None = N
     return trainer, name
 
 
-def train_contrastive(run: Run, cfg: TrainContrastiveConfig, force: bool = False,
-                      log=print) -> dict:
+def train_contrastive(run: Run, cfg: TrainContrastiveConfig, force: bool = False) -> dict:
     """Train one variant; publish its best epoch, the item embeddings and their FAISS index."""
     variant = cfg.variant()
     config, inputs = _plan(run, cfg)
@@ -274,7 +275,7 @@ def train_contrastive(run: Run, cfg: TrainContrastiveConfig, force: bool = False
     step = run.step("train_contrastive", variant, config=config, inputs=inputs,
                     outputs=outputs, force=force)
     if step.done:
-        log(f"train_contrastive/{variant}: up to date; skipped (--force redoes it)")
+        logger.info(f"train_contrastive/{variant}: up to date; skipped (--force redoes it)")
         return step.previous() | {"skipped": True}
     name = L.ray_train_name(variant, config, inputs)
     if force:
@@ -297,9 +298,10 @@ def train_contrastive(run: Run, cfg: TrainContrastiveConfig, force: bool = False
         step.extra["ray_train_path"] = path
     run.delete(posixpath.join(RAY_TRAIN_DIR, name))  # complete: nothing left to resume
     b = meta["best"]
-    log(f"train_contrastive/{variant}: best epoch {meta['best_epoch']} loss {b['loss']:.4f} "
-        f"val distance pos {b['val_pos_dist']:.3f} neg {b['val_neg_dist']:.3f} recall@5 "
-        f"{b['val_recall5']:.3f} ({step.timings.get('fit_s', 0):.0f}s)")
+    logger.info(f"train_contrastive/{variant}: best epoch {meta['best_epoch']} loss "
+                f"{b['loss']:.4f} val distance pos {b['val_pos_dist']:.3f} neg "
+                f"{b['val_neg_dist']:.3f} recall@5 {b['val_recall5']:.3f} "
+                f"({step.timings.get('fit_s', 0):.0f}s)")
     return run.entry("train_contrastive", variant)
 
 
@@ -322,17 +324,10 @@ def _publish_embeddings(run: Run, step, variant: str, model, meta: dict) -> int:
         "embedding": V.to_fixed_list(emb, items.has_vector)}))
     rows = np.flatnonzero(items.has_vector)
     index = I.build_index(emb[rows], I.IndexParams("flat"))
-    folder = step.tmp(index_dir(variant))
-    run.write_at(posixpath.join(folder, "faiss.index"), I.serialize(index))
-    V.write_table(run, folder, pa.table({
-        "row": pa.array(np.arange(len(rows)), pa.int32()),
-        "article_idx": pa.array(rows, pa.int32()),
-        "article_id": pa.array(items.article_id[rows], pa.int64())}), name="ids.parquet")
     meta = {"kind": f"contrastive-{variant}", "source": embeddings_dir(variant),
             "index": "flat", "metric": "inner_product", "normalised": True, "n": len(rows),
             "dim": int(emb.shape[1]), "inputs": items.inputs}
-    run.write_at(posixpath.join(folder, "index.json"),
-                 (json.dumps(meta, indent=2) + "\n").encode())
+    I.write_index(run, step.tmp(index_dir(variant)), index, rows, items.article_id[rows], meta)
     return len(rows)
 
 
@@ -430,7 +425,7 @@ class ContrastiveRecipe(L.Recipe):
         return {"loss": float(np.mean(losses))}
 
     def validate(self, model, epoch: int) -> dict:
-        from stylehub_ray.eval.contrastive import pair_measures
+        from stylehub_ray.embed.pair_measures import pair_measures
 
         emb = model.embed_all(self.x).cpu().numpy()
         m = pair_measures(emb, self.val, self.items.has_vector, ks=(5,),

@@ -21,6 +21,7 @@ The model math (forward, losses, the teacher's distillation weights) lives in
 
 from __future__ import annotations
 
+import logging
 import os
 import posixpath
 from dataclasses import asdict, dataclass
@@ -32,6 +33,8 @@ import pyarrow.compute as pc
 from stylehub_ray.models.artifacts import FORMAT, load_model, write_artifact
 from stylehub_ray.run import Run
 from stylehub_ray.train import loop as L
+
+logger = logging.getLogger(__name__)
 
 ITEMS = "features/fndcl/items"
 NEIGHBORS = "features/fndcl/neighbors"
@@ -394,8 +397,7 @@ def _ingest_fingerprint(run: Run) -> str:
     return entry["fingerprint"]
 
 
-def prepare_fndcl_items(run: Run, cfg: FNDCLItemsConfig, force: bool = False,
-                        log=print) -> dict:
+def prepare_fndcl_items(run: Run, cfg: FNDCLItemsConfig, force: bool = False) -> dict:
     """Frozen item features (Ray Data) and replace neighbours of the configured sets."""
     from stylehub_ray.data.ingest import read_table
 
@@ -405,7 +407,7 @@ def prepare_fndcl_items(run: Run, cfg: FNDCLItemsConfig, force: bool = False,
                     inputs={"raw/outfit_items": fp, "raw/outfits": fp},
                     outputs=[ITEMS, NEIGHBORS], force=force)
     if step.done:
-        log(f"fndcl_items: {run.uri} is up to date; skipped (--force redoes it)")
+        logger.info(f"fndcl_items: {run.uri} is up to date; skipped (--force redoes it)")
         return step.previous() | {"skipped": True}
     import ray
 
@@ -451,8 +453,8 @@ def prepare_fndcl_items(run: Run, cfg: FNDCLItemsConfig, force: bool = False,
         step.counts = {"items": {"featurized": present.num_rows,
                                  "missing_images": items.num_rows - present.num_rows}}
         step.extra["autoencoder_mse"] = [round(h, 5) for h in history]
-    log(f"fndcl_items: {present.num_rows} items featurized ({', '.join(cfg.backbones)}); "
-        f"autoencoder mse {history[0]:.4f} -> {history[-1]:.4f}")
+    logger.info(f"fndcl_items: {present.num_rows} items featurized ({', '.join(cfg.backbones)}); "
+                f"autoencoder mse {history[0]:.4f} -> {history[-1]:.4f}")
     return run.entry("fndcl_items")
 
 
@@ -533,7 +535,7 @@ def build_trainer(run: Run, cfg: TrainFNDCLConfig, *, name: str | None = None,
     return trainer, name
 
 
-def train_fndcl(run: Run, cfg: TrainFNDCLConfig, force: bool = False, log=print) -> dict:
+def train_fndcl(run: Run, cfg: TrainFNDCLConfig, force: bool = False) -> dict:
     """Train one variant with a Ray TorchTrainer; publish the best epoch (by val AUC on this
     stage's half of val) as ``models/fndcl/<variant>/``."""
     variant = cfg.variant()
@@ -541,7 +543,7 @@ def train_fndcl(run: Run, cfg: TrainFNDCLConfig, force: bool = False, log=print)
     step = run.step("train_fndcl", variant, config=config, inputs=inputs, outputs=[out],
                     force=force)
     if step.done:
-        log(f"train_fndcl/{variant}: up to date; skipped (--force redoes it)")
+        logger.info(f"train_fndcl/{variant}: up to date; skipped (--force redoes it)")
         return step.previous() | {"skipped": True}
     name = L.ray_train_name(variant, config, inputs)
     if force:
@@ -560,8 +562,9 @@ def train_fndcl(run: Run, cfg: TrainFNDCLConfig, force: bool = False, log=print)
         step.extra["ray_train_path"] = path
     run.delete(posixpath.join(RAY_TRAIN_DIR, name))  # complete: nothing left to resume
     b = meta["best"]
-    log(f"train_fndcl/{variant}: best epoch {meta['best_epoch']} val_auc {b['val_auc']:.4f} "
-        f"val_ndcg {b['val_ndcg']:.4f} ({step.timings.get('fit_s', 0):.0f}s)")
+    logger.info(f"train_fndcl/{variant}: best epoch {meta['best_epoch']} val_auc "
+                f"{b['val_auc']:.4f} val_ndcg {b['val_ndcg']:.4f} "
+                f"({step.timings.get('fit_s', 0):.0f}s)")
     return run.entry("train_fndcl", variant)
 
 
@@ -707,7 +710,7 @@ class FNDCLRecipe(L.Recipe):
         return torch.from_numpy(neg_idx)
 
     def validate(self, model, epoch: int) -> dict:
-        from stylehub_ray.eval.fndcl import per_user_auc_ndcg
+        from stylehub_ray.metrics import per_user_auc_ndcg
 
         device = self.worker.device
         model.eval()

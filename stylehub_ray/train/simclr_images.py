@@ -16,6 +16,7 @@ arch=<arch>``), ``spec.json``, ``meta.json`` and ``history.json``.
 
 from __future__ import annotations
 
+import logging
 import posixpath
 from dataclasses import asdict, dataclass
 
@@ -25,6 +26,8 @@ import pyarrow.compute as pc
 from stylehub_ray.models.artifacts import FORMAT, load_meta, write_artifact
 from stylehub_ray.run import Run
 from stylehub_ray.train import loop as L
+
+logger = logging.getLogger(__name__)
 
 MODEL = "simclr_images"
 MODELS = f"models/{MODEL}"
@@ -139,8 +142,7 @@ def build_trainer(run: Run, cfg: TrainSimCLRImagesConfig, *, name: str | None = 
     return trainer, name
 
 
-def train_simclr_images(run: Run, cfg: TrainSimCLRImagesConfig, force: bool = False,
-                        log=print) -> dict:
+def train_simclr_images(run: Run, cfg: TrainSimCLRImagesConfig, force: bool = False) -> dict:
     """Train the SimCLR image encoder; publish ``models/simclr_images/<variant>/``."""
     variant = cfg.variant()
     config, inputs = _plan(run, cfg)
@@ -148,8 +150,8 @@ def train_simclr_images(run: Run, cfg: TrainSimCLRImagesConfig, force: bool = Fa
     step = run.step("train_simclr_images", variant, config=config, inputs=inputs,
                     outputs=[out], force=force)
     if step.done:
-        log(f"train_simclr_images/{variant}: up to date; skipped (--force redoes it); "
-            f"--model simclr:{checkpoint_path(run, variant)}")
+        logger.info(f"train_simclr_images/{variant}: up to date; skipped (--force redoes it); "
+                    f"--model simclr:{checkpoint_path(run, variant)}")
         return step.previous() | {"skipped": True}
     name = L.ray_train_name(variant, config, inputs)
     if force:
@@ -167,9 +169,9 @@ def train_simclr_images(run: Run, cfg: TrainSimCLRImagesConfig, force: bool = Fa
                        "images": {"photos": present.num_rows}}
         step.extra["final_loss"] = h[-1]["loss"]
     run.delete(posixpath.join(RAY_TRAIN_DIR, name))
-    log(f"train_simclr_images/{variant}: {len(h)} epochs, loss {h[0]['loss']:.4f} -> "
-        f"{h[-1]['loss']:.4f} ({step.timings.get('fit_s', 0):.0f}s); embed with --model "
-        f"simclr:{checkpoint_path(run, variant)} --set arch={cfg.arch}")
+    logger.info(f"train_simclr_images/{variant}: {len(h)} epochs, loss {h[0]['loss']:.4f} -> "
+                f"{h[-1]['loss']:.4f} ({step.timings.get('fit_s', 0):.0f}s); embed with --model "
+                f"simclr:{checkpoint_path(run, variant)} --set arch={cfg.arch}")
     return run.entry("train_simclr_images", variant)
 
 

@@ -3,7 +3,7 @@
 - :func:`build_trainer`: a TorchTrainer whose workers each read their shard of
   ``features/training_examples`` through Ray Data (``ray.train.get_dataset_shard``; the dataset
   is materialized first), join the customer and article inputs by index
-  (``stylehub_ray.eval.recommend.build_inputs``: the ``fit`` feature set where the features
+  (``stylehub_ray.features.inputs.build_inputs``: the ``fit`` feature set where the features
   stage built a point-in-time label window, else ``train``), and train the
   :class:`~stylehub_ray.models.two_tower.TwoStageRecommender` with DDP (CPU or GPU from the
   scaling config) in the one Ray Train loop (:mod:`stylehub_ray.train.loop`;
@@ -23,7 +23,7 @@ paper's metrics). The model math lives in ``stylehub_ray.models.two_tower``.
 
 from __future__ import annotations
 
-import json
+import logging
 import posixpath
 import time
 from dataclasses import asdict, dataclass
@@ -35,6 +35,8 @@ import pyarrow.compute as pc
 from stylehub_ray.models.artifacts import FORMAT, load_model, write_artifact
 from stylehub_ray.run import Run
 from stylehub_ray.train import loop as L
+
+logger = logging.getLogger(__name__)
 
 MODEL_NAME = "two-tower"
 MODELS = f"models/{MODEL_NAME}"
@@ -115,7 +117,7 @@ def examples_dataset(run: Run, cfg: TrainTwoTowerConfig):
     """The training examples as a materialized Ray Dataset of (customer_idx, article_idx,
     label) (materialized: on 2 CPUs a 2-worker trainer over a lazy dataset hangs)."""
     from stylehub_ray.data.io import read_parquet
-    from stylehub_ray.eval.recommend import feature_cutoff
+    from stylehub_ray.features.inputs import feature_cutoff
 
     cols = ["customer_idx", "article_idx", "label"] + (["t_dat"] if cfg.train_days else [])
     ds = read_parquet(run, EXAMPLES, cols)
@@ -149,7 +151,7 @@ def build_trainer(run: Run, cfg: TrainTwoTowerConfig, *, name: str | None = None
     return trainer, name
 
 
-def train_two_tower(run: Run, cfg: TrainTwoTowerConfig, force: bool = False, log=print) -> dict:
+def train_two_tower(run: Run, cfg: TrainTwoTowerConfig, force: bool = False) -> dict:
     """Train with a Ray TorchTrainer; publish the best epoch by val MAP@12 as
     ``models/two-tower/<variant>/``; build ``index/two-tower/``."""
     variant = cfg.variant
@@ -158,7 +160,7 @@ def train_two_tower(run: Run, cfg: TrainTwoTowerConfig, force: bool = False, log
     step = run.step("train_two_tower", variant, config=config, inputs=inputs, outputs=[out],
                     force=force)
     if step.done:
-        log(f"train_two_tower/{variant}: up to date; skipped (--force redoes it)")
+        logger.info(f"train_two_tower/{variant}: up to date; skipped (--force redoes it)")
         entry = step.previous() | {"skipped": True}
     else:
         name = L.ray_train_name(variant, config, inputs)
@@ -181,22 +183,22 @@ def train_two_tower(run: Run, cfg: TrainTwoTowerConfig, force: bool = False, log
         run.delete(posixpath.join(RAY_TRAIN_DIR, name))  # complete: nothing left to resume
         entry = run.entry("train_two_tower", variant)
         b = meta["best"]
-        log(f"train_two_tower/{variant}: best epoch {meta['best_epoch']} val_map12 "
-            f"{b['val_map12']:.4f} auc {b['auc']:.4f} ({step.timings.get('fit_s', 0):.0f}s)")
-    build_two_tower_index(run, variant, cfg.index, force=force, log=log)
+        logger.info(f"train_two_tower/{variant}: best epoch {meta['best_epoch']} val_map12 "
+                    f"{b['val_map12']:.4f} auc {b['auc']:.4f} "
+                    f"({step.timings.get('fit_s', 0):.0f}s)")
+    build_two_tower_index(run, variant, cfg.index, force=force)
     return entry
 
 
 def build_two_tower_index(run: Run, variant: str = "default", kind: str = "flat",
-                          feature_set: str = "test", force: bool = False, log=print) -> dict:
+                          feature_set: str = "test", force: bool = False) -> dict:
     """FAISS index of the article-tower vectors (``feature_set`` inputs) at
     ``index/two-tower/`` (``index/two-tower-<variant>/``): faiss.index, ids.parquet
     (row, article_idx, article_id), index.json."""
-    import pyarrow.parquet as pq
-
     from stylehub_ray.data.ingest import read_table
-    from stylehub_ray.embed.index import IndexParams, build_index, serialize
-    from stylehub_ray.eval.recommend import InputLayout, build_inputs, index_name
+    from stylehub_ray.embed.index import IndexParams, build_index, write_index
+    from stylehub_ray.features.inputs import InputLayout, build_inputs
+    from stylehub_ray.models.recommender import index_name
 
     model_rel = _model_dir(variant)
     name = index_name(variant)
@@ -216,18 +218,13 @@ def build_two_tower_index(run: Run, variant: str = "default", kind: str = "flat"
     with step:
         with step.time("index_s"):
             index = build_index(vectors, IndexParams(kind=kind))
-        tmp = step.tmp(name)
-        run.write_at(posixpath.join(tmp, "faiss.index"), serialize(index))
-        table = pa.table({"row": pa.array(np.arange(len(vectors)), pa.int64()),
-                          "article_idx": ids["article_idx"], "article_id": ids["article_id"]})
-        run.fs.create_dir(tmp, recursive=True)
-        pq.write_table(table, posixpath.join(tmp, "ids.parquet"), filesystem=run.fs)
         info = {"kind": kind, "dim": int(vectors.shape[1]), "items": len(vectors),
                 "metric": "inner_product", "source": model_rel, "variant": variant,
                 "feature_set": feature_set, "model": inputs[model_rel]}
-        run.write_at(posixpath.join(tmp, "index.json"), json.dumps(info, indent=2).encode())
+        write_index(run, step.tmp(name), index, ids["article_idx"].to_numpy(),
+                    ids["article_id"].to_numpy(), info)
         step.counts = {"index": {"items": len(vectors), "dim": int(vectors.shape[1])}}
-    log(f"index_two_tower/{variant}: {len(vectors):,} article vectors ({kind}) at {name}")
+    logger.info(f"index_two_tower/{variant}: {len(vectors):,} article vectors ({kind}) at {name}")
     return run.entry("index_two_tower", variant)
 
 
@@ -239,7 +236,7 @@ def trained_customers(run: Run, cfg: TrainTwoTowerConfig, n_customers: int) -> n
     """Bool per customer: has a positive among the training examples used."""
     import pyarrow.dataset as pads
 
-    from stylehub_ray.eval.recommend import feature_cutoff
+    from stylehub_ray.features.inputs import feature_cutoff
 
     ds = pads.dataset(run.path(EXAMPLES), filesystem=run.fs, format="parquet",
                       ignore_prefixes=["_", "."])
@@ -295,8 +292,8 @@ def evaluate_epoch(model, customers, articles, history, trained, val: dict,
     """Validation metrics of the current weights (see the module docstring)."""
     import torch
 
-    from stylehub_ray.eval.metrics import auc, map_at_k
-    from stylehub_ray.eval.recommend import TwoTowerRecommender
+    from stylehub_ray.metrics import auc, map_at_k
+    from stylehub_ray.models.recommender import TwoTowerRecommender
 
     model.eval()
     rec = TwoTowerRecommender(model, customers, articles, history, trained,
@@ -323,7 +320,7 @@ def evaluate_epoch(model, customers, articles, history, trained, val: dict,
 
 def model_inputs(run: Run, cfg: TrainTwoTowerConfig):
     """(layout, customer inputs, article inputs, model spec) of the ``train`` feature set."""
-    from stylehub_ray.eval.recommend import build_inputs, input_layout
+    from stylehub_ray.features.inputs import build_inputs, input_layout
     from stylehub_ray.features.preprocess import Preprocessor
     from stylehub_ray.models.two_tower import TwoTowerSpec
 
@@ -342,18 +339,6 @@ def model_inputs(run: Run, cfg: TrainTwoTowerConfig):
         article_ids=layout.n_articles + 1 if cfg.id_embeddings else 0,
         id_dim=cfg.id_dim, cat_dim=cfg.cat_dim)
     return layout, customers, articles, spec
-
-
-def training_feature_set(run: Run) -> str:
-    """The feature set the training examples join: ``fit`` where the features stage built a
-    point-in-time label window (``features.label_days``), else ``train``."""
-    from stylehub_ray.eval.recommend import feature_cutoff
-
-    try:
-        feature_cutoff(run, "fit")
-    except FileNotFoundError:
-        return "train"
-    return "fit"
 
 
 def run_epoch(model, batches, c_tab: dict, a_tab: dict, opt, cfg: TrainTwoTowerConfig,
@@ -406,7 +391,8 @@ class TwoTowerRecipe(L.Recipe):
     cfg: TrainTwoTowerConfig
 
     def setup(self, worker: L.Worker):
-        from stylehub_ray.eval.recommend import build_inputs, load_history
+        from stylehub_ray.features.history import load_history
+        from stylehub_ray.features.inputs import build_inputs, training_feature_set
         from stylehub_ray.models.two_tower import TwoStageRecommender
 
         cfg, run = self.cfg, Run(self.run)

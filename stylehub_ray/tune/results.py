@@ -15,9 +15,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from stylehub_ray.plots import metric_vs_param_png
 from stylehub_ray.run import Run
-from stylehub_ray.tune.plots import metric_vs_param
-from stylehub_ray.tune.spaces import FAIL_PARAM, RESOURCE_FIELDS, encode_value
+from stylehub_ray.tune.spaces import FAIL_PARAM, RESOURCE_FIELDS, Param, encode_value
 
 STATUSES = ("COMPLETE", "STOPPED", "ERROR")  # STOPPED: ASHA ended it before its last epoch
 
@@ -111,6 +111,34 @@ def best_trial(trials: pd.DataFrame, metric: str, mode: str) -> pd.Series | None
     values = ok[metric].to_numpy(float)
     i = int(np.argmax(values) if mode == "max" else np.argmin(values))
     return ok.iloc[i]
+
+
+def metric_vs_param(trials: pd.DataFrame, param: Param, metric: str, mode: str,
+                    title: str = "") -> bytes:
+    """PNG of ``trials[metric]`` (each trial's best epoch) against ``trials[param.name]``:
+    every finished trial, the mean per value, the best trial (:func:`plots.metric_vs_param_png`).
+    """
+    ok = trials[trials["status"] != "ERROR"].dropna(subset=[metric])
+    name = param.name
+    complete = (ok["status"] == "COMPLETE").to_numpy()
+    y = ok[metric].to_numpy(float)
+    labels = None
+    if param.categorical:
+        labels = sorted(ok[name].astype(str).unique())
+        pos = {v: i for i, v in enumerate(labels)}
+        x = ok[name].astype(str).map(pos).to_numpy(float)
+        means = ok.groupby(ok[name].astype(str))[metric].mean()
+        mean_x, mean_y = np.arange(len(labels)), [means[v] for v in labels]
+    else:
+        x = ok[name].to_numpy(float)
+        means = ok.groupby(name)[metric].mean().sort_index()
+        mean_x, mean_y = means.index.to_numpy(float), means.to_numpy()
+    best, row = None, best_trial(trials, metric, mode)
+    if row is not None:
+        bx = labels.index(str(row[name])) if labels is not None else float(row[name])
+        best = (bx, row[metric])
+    return metric_vs_param_png(x, y, complete, mean_x, mean_y, best, param=name, metric=metric,
+                               title=title, labels=labels, log=param.log)
 
 
 def write_results(run: Run, folder: str, plan, trials: pd.DataFrame,

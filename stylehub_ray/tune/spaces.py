@@ -67,18 +67,8 @@ class TrainerEntry:
     def config_class(self) -> type:
         from stylehub_ray import config as C
 
-        module = self.load()
-        try:
-            return C.stage_config(self.stage)
-        except (ValueError, AttributeError):
-            pass  # not registered (yet): the module's Train*Config dataclass
-        found = [v for k, v in vars(module).items() if k.startswith("Train")
-                 and k.endswith("Config") and dataclasses.is_dataclass(v)
-                 and getattr(v, "__module__", "") == module.__name__]
-        if len(found) != 1:
-            raise ValueError(f"tune {self.name}: cannot tell the config class of {self.module} "
-                             f"(register {self.stage!r} in config.LAZY_STAGE_CONFIGS)")
-        return found[0]
+        self.load()
+        return C.stage_config(self.stage)
 
 
 # Default spaces follow the papers: FND-CL 4.1.4 (tau 0.1, lambda 0.2, alpha 1.25 / 1.5,

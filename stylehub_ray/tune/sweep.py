@@ -21,6 +21,7 @@ Tune's experiment and each trial's Ray Train folder live under ``tune/<model>/_r
 from __future__ import annotations
 
 import json
+import logging
 import math
 import posixpath
 import typing
@@ -43,6 +44,8 @@ from stylehub_ray.tune.spaces import (
     parse_space,
     shape_value,
 )
+
+logger = logging.getLogger(__name__)
 
 TUNE_DIR = "tune"
 SEARCHES = ("random", "grid")
@@ -211,14 +214,7 @@ def make_trainer_config(cls: type, values: dict, where: str):
     hints = typing.get_type_hints(cls)
     given = {k: v if v is None or k not in hints else shape_value(f"{where}.{k}", v, hints[k])
              for k, v in values.items()}
-    registered = cls in C.STAGE_CONFIGS.values() or any(
-        path.endswith(f":{cls.__name__}") for path in C.LAZY_STAGE_CONFIGS.values())
-    if registered:
-        return C.load_config(cls, None, None, **given)
-    cfg = cls(**{k: v for k, v in given.items() if v is not None})  # not (yet) a stage
-    if hasattr(cfg, "validate"):
-        cfg.validate()
-    return cfg
+    return C.load_config(cls, None, None, **given)
 
 
 def trial_values(plan: SweepPlan, params: dict) -> dict:
@@ -291,7 +287,7 @@ def param_space(plan: SweepPlan, search: str, grid_points: int) -> dict:
     return space
 
 
-def _resources(cfg: TuneSweepConfig, plan: SweepPlan, log) -> tuple[dict, float]:
+def _resources(cfg: TuneSweepConfig, plan: SweepPlan) -> tuple[dict, float]:
     """(trainer resource settings, GPU share per worker): GPUs where the cluster has them."""
     import ray
 
@@ -302,16 +298,16 @@ def _resources(cfg: TuneSweepConfig, plan: SweepPlan, log) -> tuple[dict, float]
     workers = int(plan.base["workers"])
     demand = cfg.trial_cpus + workers * float(plan.base["cpus_per_worker"])
     if demand > total.get("CPU", 0):
-        log(f"tune: warning: a trial needs {demand:g} CPUs (trial_cpus {cfg.trial_cpus:g} + "
-            f"{workers} x {plan.base['cpus_per_worker']}) and the cluster has "
-            f"{total.get('CPU', 0):g} now: trials wait until it grows")
+        logger.warning(f"tune: a trial needs {demand:g} CPUs (trial_cpus {cfg.trial_cpus:g} + "
+                       f"{workers} x {plan.base['cpus_per_worker']}) and the cluster has "
+                       f"{total.get('CPU', 0):g} now: trials wait until it grows")
     if gpus > 0 and total.get("GPU", 0) < gpus:
-        log(f"tune: warning: {gpus:g} GPU per trial asked, the cluster has "
-            f"{total.get('GPU', 0):g} now")
+        logger.info(f"tune: warning: {gpus:g} GPU per trial asked, the cluster has "
+                    f"{total.get('GPU', 0):g} now")
     return {"use_gpu": gpus > 0}, (gpus / workers if gpus > 0 else 0.0)
 
 
-def tune_model(run: Run, cfg: TuneSweepConfig, force: bool = False, log=print) -> dict:
+def tune_model(run: Run, cfg: TuneSweepConfig, force: bool = False) -> dict:
     """Run one sweep; write its tables, plots and best config; return the manifest entry."""
     from stylehub_ray.ray_utils import ensure_ray
 
@@ -328,13 +324,13 @@ def tune_model(run: Run, cfg: TuneSweepConfig, force: bool = False, log=print) -
     step = run.step("tune", f"{model}/{plan.sweep}", config=config, inputs=inputs,
                     outputs=[out], force=force)
     if step.done:
-        log(f"tune/{model}/{plan.sweep}: up to date; skipped (--force redoes it)")
+        logger.info(f"tune/{model}/{plan.sweep}: up to date; skipped (--force redoes it)")
         return step.previous() | {"skipped": True}
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
     from ray.tune.search.basic_variant import BasicVariantGenerator
 
-    resources, gpu_share = _resources(cfg, plan, log)
+    resources, gpu_share = _resources(cfg, plan)
     ray_rel = f"{TUNE_DIR}/{model}/_ray/{plan.sweep}"
     run.delete(ray_rel)  # a sweep never resumes a previous one's trials
     setup = {"plan": plan, "run": run.uri, "resources": resources, "gpu_share": gpu_share,
@@ -357,9 +353,9 @@ def tune_model(run: Run, cfg: TuneSweepConfig, force: bool = False, log=print) -
                                   failure_config=tune.FailureConfig(max_failures=0)),
     )
     shown = ", ".join(f"{p.name}={p.describe()}" for p in plan.swept)
-    log(f"tune/{model}/{plan.sweep}: {plan.trials or plan.num_samples} trials of {shown}; "
-        f"{plan.metric} ({plan.mode}), {cfg.search} search, {cfg.scheduler}, "
-        f"{plan.epochs} epochs max")
+    logger.info(f"tune/{model}/{plan.sweep}: {plan.trials or plan.num_samples} trials of {shown}; "
+                f"{plan.metric} ({plan.mode}), {cfg.search} search, {cfg.scheduler}, "
+                f"{plan.epochs} epochs max")
     with step:
         with step.time("sweep_s"):
             grid = tuner.fit()
@@ -378,13 +374,13 @@ def tune_model(run: Run, cfg: TuneSweepConfig, force: bool = False, log=print) -
     from stylehub_ray.tune.results import format_trials
 
     for line in format_trials(trials, plan):
-        log(line)
+        logger.info(line)
     if best:
-        log(f"tune/{model}/{plan.sweep}: best {plan.metric} {best['value']:.4f} "
-            f"({best['trial_id']}: {best['params']}); `stylehub train {model} --run "
-            f"{run.uri} --set config=best` trains it")
+        logger.info(f"tune/{model}/{plan.sweep}: best {plan.metric} {best['value']:.4f} "
+                    f"({best['trial_id']}: {best['params']}); `stylehub train {model} --run "
+                    f"{run.uri} --set config=best` trains it")
     else:
-        log(f"tune/{model}/{plan.sweep}: no trial finished an epoch; no best config")
+        logger.info(f"tune/{model}/{plan.sweep}: no trial finished an epoch; no best config")
     return run.entry("tune", f"{model}/{plan.sweep}")
 
 

@@ -418,3 +418,25 @@ def evaluate_ranking(
         )
     result["n_users"] = int((matched.n_truth > 0).sum())
     return result
+
+
+def per_user_auc_ndcg(users: np.ndarray, labels: np.ndarray, scores: np.ndarray) -> dict:
+    """Mean over users of AUC and NDCG (whole candidate list) of each user's candidates, as
+    FND-CL reports them: one row per (user, candidate), ``labels`` 1 / 0; users without both a
+    positive and a negative are left out."""
+    order = np.argsort(users, kind="stable")
+    u, lab, sc = users[order], labels[order], scores[order]
+    bounds = np.flatnonzero(np.diff(u)) + 1
+    aucs, recs, truth = [], [], []
+    for lo, hi in zip(np.r_[0, bounds], np.r_[bounds, len(u)]):
+        y, s = lab[lo:hi], sc[lo:hi]
+        if y.min() == y.max():
+            continue
+        aucs.append(auc(y, s))
+        recs.append(np.argsort(-s, kind="stable"))  # candidate positions, best first
+        truth.append(np.flatnonzero(y))
+    if not aucs:
+        return {"auc": float("nan"), "ndcg": float("nan"), "users": 0}
+    width = max(len(r) for r in recs)
+    return {"auc": float(np.mean(aucs)), "ndcg": float(ndcg_at_k(recs, truth, width)),
+            "users": len(aucs)}

@@ -25,8 +25,8 @@ import pyarrow.compute as pc
 import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 
-from stylehub_ray.data import hm_generator as gen
 from stylehub_ray.run import Run
+from stylehub_ray.synth import hm as gen
 
 
 def _day(d: date | str) -> int:
@@ -167,7 +167,7 @@ class HMOracle:
         """Expected score of the oracle's top-k when each customer buys ``n_purchases[i]``
         articles drawn from the model (Monte Carlo over ``draws`` draws): the best achievable
         MAP@k / recall@k / NDCG@k for customers with that many purchases."""
-        from stylehub_ray.eval.metrics import evaluate_ranking
+        from stylehub_ray.metrics import evaluate_ranking
 
         customer_idx = np.asarray(customer_idx, np.int64)
         n_purchases = np.asarray(n_purchases, np.int64)

@@ -38,8 +38,6 @@ class SimilarItems:
 
     @classmethod
     def load(cls, run: Run, variant: str = "text") -> SimilarItems:
-        import pyarrow.parquet as pq
-
         from stylehub_ray.embed import index as I
         from stylehub_ray.embed import vectors as V
         from stylehub_ray.train.contrastive import embeddings_dir, index_dir
@@ -50,12 +48,10 @@ class SimilarItems:
                                         f"variant with `stylehub train contrastive --run "
                                         f"{run.uri}`")
         folder = index_dir(variant)
-        index = I.deserialize(V.read_file(run, posixpath.join(folder, "faiss.index")))
-        ids = pq.read_table(run.path(posixpath.join(folder, "ids.parquet")), filesystem=run.fs)
-        order = np.argsort(ids.column("row").to_numpy())
+        index, rows = I.read_index(run, folder)
         emb = V.read_embeddings(run, embeddings_dir(variant))
         meta = run.read_json(posixpath.join(folder, "index.json"))
-        return cls(run, variant, index, ids.column("article_idx").to_numpy()[order],
+        return cls(run, variant, index, rows,
                    emb.column("article_id").to_numpy().astype(np.int64),
                    V.from_fixed_list(emb.column("embedding")),
                    emb.column("has_vector").to_numpy(zero_copy_only=False), meta["inputs"])
@@ -73,21 +69,12 @@ class SimilarItems:
                ) -> tuple[np.ndarray, np.ndarray]:
         """(article_idx (m, k) padded -1, cosine (m, k)) nearest to unit ``vectors`` (m, d);
         ``exclude`` (m,) article_idx left out of each row (the query article)."""
+        from stylehub_ray.embed.index import search
+
         if k < 1:
             raise ValueError(f"k must be >= 1, got {k}")
-        x = np.ascontiguousarray(np.atleast_2d(vectors), dtype=np.float32)
-        width = min(k + (exclude is not None), self.index.ntotal)
-        s, rows = self.index.search(x, width)
-        found = np.where(rows >= 0, self.row_article_idx[np.maximum(rows, 0)], -1)
-        out_i = np.full((len(x), k), -1, np.int64)
-        out_s = np.full((len(x), k), np.nan, np.float32)
-        for r in range(len(x)):
-            keep = found[r] >= 0
-            if exclude is not None:
-                keep &= found[r] != exclude[r]
-            ids, sc = found[r][keep][:k], s[r][keep][:k]
-            out_i[r, :len(ids)], out_s[r, :len(ids)] = ids, sc
-        return out_i, out_s
+        return search(self.index, np.atleast_2d(vectors), k, rows=self.row_article_idx,
+                      exclude=exclude, batch=None, fill=np.nan)
 
     def by_article(self, article_id: int | str, k: int = 10) -> list[dict]:
         """The ``k`` articles most similar to ``article_id`` (itself excluded), best first."""

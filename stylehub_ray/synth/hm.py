@@ -17,7 +17,7 @@ Writes ``articles.csv`` (25 columns), ``customers.csv`` (7), ``transactions_trai
   basket (the data's way of writing quantity > 1), a repeat of an earlier-day purchase, or a new
   purchase: style z ~ theta_c(t), article ~ pop[w, a] within z.
 
-The oracle (``stylehub_ray.data.oracle``) answers from the same factors. Parameters are set by
+The oracle (``stylehub_ray.synth.oracle``) answers from the same factors. Parameters are set by
 realism against the real slice (bench/realism.py prints both side by side), never by model
 scores; their hash goes into the manifest.
 """
@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 import os
 from dataclasses import asdict, dataclass
@@ -37,27 +38,16 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from stylehub_ray.data.schemas import ARTICLE_COLUMNS, TRANSACTION_COLUMNS
+
+logger = logging.getLogger(__name__)
+
 GENERATOR_VERSION = "hm-1"
 START = date(2018, 9, 20)
 END = date(2020, 9, 22)
 N_DAYS = (END - START).days + 1  # 734
 N_WEEKS = (N_DAYS + 6) // 7  # 105
 TASTE_TOP = 6  # styles kept per taste vector (sparse, so full scale fits in memory)
-
-ARTICLE_COLUMNS = [
-    "article_id", "product_code", "prod_name", "product_type_no", "product_type_name",
-    "product_group_name", "graphical_appearance_no", "graphical_appearance_name",
-    "colour_group_code", "colour_group_name", "perceived_colour_value_id",
-    "perceived_colour_value_name", "perceived_colour_master_id", "perceived_colour_master_name",
-    "department_no", "department_name", "index_code", "index_name", "index_group_no",
-    "index_group_name", "section_no", "section_name", "garment_group_no", "garment_group_name",
-    "detail_desc",
-]
-CUSTOMER_COLUMNS = [
-    "customer_id", "FN", "Active", "club_member_status", "fashion_news_frequency", "age",
-    "postal_code",
-]
-TRANSACTION_COLUMNS = ["t_dat", "customer_id", "article_id", "price", "sales_channel_id"]
 
 
 @dataclass(frozen=True)
@@ -544,7 +534,7 @@ def write_csv(table: pa.Table, path: str) -> None:
 # --------------------------------------------------------------------------------------------
 # The whole generator
 # --------------------------------------------------------------------------------------------
-def generate_hm(out: str, cfg, force: bool = False, log=print) -> dict:
+def generate_hm(out: str, cfg, force: bool = False) -> dict:
     """Write the H&M layout and ``_oracle/`` under ``out``; returns a summary.
 
     Skips when ``out`` already holds a complete generation with the same parameters.
@@ -561,7 +551,7 @@ def generate_hm(out: str, cfg, force: bool = False, log=print) -> dict:
     if done.exists() and not force:
         prev = json.loads((root / "_oracle" / "generator.json").read_text())
         if prev.get("params_hash") == phash:
-            log(f"generate hm: {out} already holds this generation ({phash}); skipped")
+            logger.info(f"generate hm: {out} already holds this generation ({phash}); skipped")
             return prev["summary"] | {"skipped": True}
     done.unlink(missing_ok=True)
     root.mkdir(parents=True, exist_ok=True)
@@ -669,7 +659,7 @@ def _write_transactions(path: Path, rows: dict, cu: dict, art: dict,
 def render_block(root: str, items: list[tuple[str, str, str, str, str]],
                  size: tuple[int, int], seed: int) -> int:
     """Render and write one block of article images; returns how many were written."""
-    from stylehub_ray.data.render import render_to_jpeg
+    from stylehub_ray.synth.render import render_to_jpeg
 
     for article_id, group, kind, colour, graphic in items:
         folder = Path(root) / "images" / article_id[:3]
