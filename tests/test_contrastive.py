@@ -284,10 +284,10 @@ def test_cli_parses_and_rejects_bad_settings(con_run, capsys):
 
     args = build_parser().parse_args(["train", "contrastive", "--run", "R", "--workers", "2",
                                       "--gpus-per-worker", "1", "--set", "pairs=image"])
-    assert (args.model, args.workers, args.gpus_per_worker) == ("contrastive", 2, 1.0)
-    assert build_parser().parse_args(["evaluate", "contrastive", "--run", "R"]).model == \
+    assert (args.what, args.workers, args.gpus_per_worker) == ("contrastive", 2, 1.0)
+    assert build_parser().parse_args(["evaluate", "contrastive", "--run", "R"]).what == \
         "contrastive"
-    assert build_parser().parse_args(["train", "simclr-images", "--run", "R"]).model == \
+    assert build_parser().parse_args(["train", "simclr-images", "--run", "R"]).what == \
         "simclr-images"
     assert main(["train", "contrastive", "--run", con_run.root, "--set", "pairs=audio"]) == 2
     assert "train_contrastive.pairs must be one of" in capsys.readouterr().err

@@ -64,7 +64,7 @@ def test_items_stage_features_and_neighbours(fnd_run):
     assert not pos0 & {tuple(x) for x in o1[y1 == 1].tolist()}
 
 
-def test_teacher_student_train_resume_and_evaluate(fnd_run, capsys):
+def test_teacher_student_train_resume_and_evaluate(fnd_run, logged):
     run = fnd_run
     teacher = train_fndcl(run, TrainFNDCLConfig(stage="teacher", loss="npair", **FAST))
     assert teacher["counts"]["epochs"]["trained"] == 2
@@ -91,7 +91,7 @@ def test_teacher_student_train_resume_and_evaluate(fnd_run, capsys):
 
     results = evaluate_fndcl(run, EvaluateFNDCLConfig(efficiency_sizes=("xs",),
                                                       efficiency_repeats=1))
-    out = capsys.readouterr().out
+    out = "\n".join(logged())
     assert "AUC" in out and "cold starters" in out and "student-fndcl" in out
     for variant in ("teacher-npair", "student-fndcl"):
         r = results[variant]
