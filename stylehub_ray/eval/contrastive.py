@@ -429,15 +429,3 @@ def format_table(results: dict) -> list[str]:
 
 def _f(x) -> str:
     return "     -" if x is None or (isinstance(x, float) and x != x) else f"{x:6.3f}"
-
-
-def contrastive_stage(run: Run, train_cfg, eval_cfg: EvaluateContrastiveConfig,
-                      force: bool = False) -> dict:
-    """The pipeline's contrastive stage: train ``train_cfg`` (a
-    :class:`~stylehub_ray.train.contrastive.TrainContrastiveConfig`; its pairs must have been
-    mined, e.g. by the ``pairs_text`` stage), then evaluate every trained variant and print
-    the table. Each step is skipped when up to date."""
-    from stylehub_ray.train.contrastive import train_contrastive
-
-    train_contrastive(run, train_cfg, force=force)
-    return evaluate_contrastive(run, eval_cfg, force=force)
