@@ -80,6 +80,9 @@ class FeaturesConfig:
     recent_days: int = 30
     negatives: int = 4  # per positive
     negative_sampling: str = "uniform"  # or "popularity"
+    # Negatives only from articles on sale on the positive's day (first sold on or before it);
+    # false: from the whole catalogue, articles first sold later included.
+    negatives_on_sale: bool = True
     # Point-in-time training examples: positives from the last `label_days` before `val`
     # only, joined with a third feature set `fit` as of their first day, so no positive's own
     # purchase is counted in its features, as on `val` and `test` (0: every purchase before

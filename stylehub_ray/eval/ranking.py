@@ -445,7 +445,8 @@ def evaluate_two_tower(run: Run, cfg: EvaluateRankingConfig, force: bool = False
             with step.time("score_s"):
                 res, per_user = evaluate_recommender(recommend, test, cfg, oracle,
                                                      _without_history(run, test.customers))
-            res |= {"model": "two-tower", "variant": cfg.variant}
+            res |= {"model": "two-tower", "variant": cfg.variant,
+                    **_choices_of(run, cfg.variant, test.customers)}
             _write_result(run, step, out, res, per_user)
             if cfg.plots:
                 with step.time("plots_s"):
@@ -456,6 +457,19 @@ def evaluate_two_tower(run: Run, cfg: EvaluateRankingConfig, force: bool = False
                                  for s in SETTINGS.values() if s in res}
     summary = summarize(run, cfg, force=force)
     return {"two_tower": res, "oracle": oracle, "summary": summary}
+
+
+def _choices_of(run: Run, variant: str, customers: np.ndarray) -> dict:
+    """The two-tower's choices made on val and how many test buyers lack a training
+    positive (the group the cold choice serves)."""
+    from stylehub_ray.models.artifacts import load_meta
+
+    meta = load_meta(run, "two-tower", variant)
+    if not meta.get("choices"):
+        return {}
+    trained = np.asarray(meta["trained_customers"], bool)
+    c = np.asarray(customers, np.int64)
+    return {"choices": meta["choices"], "cold_customers": int((~trained[c]).sum())}
 
 
 def _inputs(run: Run, rels: list[str]) -> dict[str, str]:
@@ -486,9 +500,9 @@ def collect(run: Run) -> dict:
 
 
 def paired_differences(run: Run, cfg: EvaluateRankingConfig, reference: str,
-                       metric: str) -> dict[str, list[float]]:
+                       metric: str, drop: bool = True) -> dict[str, list[float]]:
     """Bootstrap interval of (reference - other) in ``metric`` for every other evaluated
-    model, setting drop_bought, over the same resampled customers."""
+    model, in one drop-bought setting, over the same resampled customers."""
     folders = {f"two-tower/{posixpath.basename(r)}": r for r in _listed(run, TWO_TOWER_DIR)}
     folders |= {posixpath.basename(r): r for r in _listed(run, BASELINE_DIR)}
     if reference not in folders:
@@ -497,10 +511,12 @@ def paired_differences(run: Run, cfg: EvaluateRankingConfig, reference: str,
     def values(rel: str) -> pd.Series:
         t = pq.read_table(run.path(f"{rel}/per_user.parquet"), filesystem=run.fs,
                           columns=["customer_idx", "setting", metric]).to_pandas()
-        t = t[t["setting"] == SETTINGS[True]]
+        t = t[t["setting"] == SETTINGS[drop]]
         return t.set_index("customer_idx")[metric]
 
     ref = values(folders[reference])
+    if ref.empty:
+        return {}
     out = {}
     for label, rel in folders.items():
         if label == reference:
@@ -529,9 +545,11 @@ def summarize(run: Run, cfg: EvaluateRankingConfig, force: bool = False) -> dict
                    "map_k": cfg.map_k, "ks": list(cfg.ks)}
         reference = next((m for m in collected["models"] if m.startswith("two-tower/")), None)
         if reference:
-            summary["differences"] = {"reference": reference, "metric": f"map@{cfg.map_k}",
-                                      "intervals": paired_differences(
-                                          run, cfg, reference, f"map@{cfg.map_k}")}
+            summary["differences"] = {
+                "reference": reference, "metric": f"map@{cfg.map_k}",
+                "intervals": paired_differences(run, cfg, reference, f"map@{cfg.map_k}"),
+                "intervals_keep": paired_differences(run, cfg, reference,
+                                                     f"map@{cfg.map_k}", drop=False)}
         with step:
             rel = posixpath.relpath(step.tmp(SUMMARY), run.root)
             run.write_json(posixpath.join(rel, "table.json"), summary)
@@ -598,12 +616,24 @@ def format_summary(summary: dict) -> list[str]:
                      f"{e[f'recall@{mk}']:7.4f}   (the generator's expectation, "
                      f"{oracle['customers']:,} customers)")
     diff = summary.get("differences")
-    if diff and diff["intervals"]:
-        lines.append(f"{diff['reference']} minus each model, {diff['metric']}, drop_bought, "
-                     f"paired 95% bootstrap interval:")
-        for label, (lo, hi) in diff["intervals"].items():
-            verdict = "better" if lo > 0 else "worse" if hi < 0 else "not separable"
-            lines.append(f"  vs {label:20s} [{lo:+.4f}, {hi:+.4f}]  {verdict}")
+    for key, setting in (("intervals", "bought dropped"), ("intervals_keep", "bought kept")):
+        if diff and diff.get(key):
+            lines.append(f"{diff['reference']} minus each model, {diff['metric']}, {setting}, "
+                         f"paired 95% bootstrap interval:")
+            for label, (lo, hi) in diff[key].items():
+                verdict = "better" if lo > 0 else "worse" if hi < 0 else "not separable"
+                lines.append(f"  vs {label:20s} [{lo:+.4f}, {hi:+.4f}]  {verdict}")
+    for label, res in sorted(summary["models"].items()):
+        if res.get("choices"):
+            c = res["choices"]
+            lines.append(
+                f"{label}: chosen on val: bought articles "
+                f"{'dropped' if c['drop_bought'] else 'kept'} by default; customers without a "
+                f"training positive ({res.get('cold_customers', 0):,} of the test buyers) get "
+                + ("the model's vector from their features" if c["cold"] == "model"
+                   else "popularity")
+                + (f"; final score = ranking + retrieval at weight {c['retrieval_weight']:g}"
+                   if c["retrieval_weight"] else "; final score = the ranking model"))
     return lines
 
 

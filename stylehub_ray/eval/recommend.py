@@ -21,6 +21,7 @@ from stylehub_ray.features.inputs import FEATURE_SETS
 from stylehub_ray.models.recommender import (
     MODEL_NAME,
     N_CANDIDATES,
+    PATHS,
     TwoTowerRecommender,
     index_name,
 )
@@ -41,7 +42,7 @@ class RecommendConfig:
     variant: str = "default"
     k: int = 12
     n_candidates: int = N_CANDIDATES  # N retrieved before dropping bought and ranking
-    drop_bought: bool = True
+    drop_bought: bool | None = None  # None: the model's choice, made on val by training
     feature_set: str = "test"
     batch_size: int = 2048  # customers per actor call
     actors: int | None = None  # None: one per 2 CPUs of the cluster (at least 1)
@@ -136,12 +137,15 @@ def recommend(run: Run, cfg: RecommendConfig, out: str | None = None, force: boo
             if not np.array_equal(res["customer_idx"], customers["customer_idx"].to_numpy()):
                 raise RuntimeError("recommend: the actors did not return every customer once")
             with step.time("write_s"):
-                step.counts = _write_outputs(run, step.tmp(rel), customers, articles, res, cfg)
+                step.counts = _write_outputs(run, step.tmp(rel), customers, articles, res, cfg,
+                                             _drop_bought(run, cfg))
         entry = run.entry("recommend", cfg.variant)
         c = entry["counts"]["customers"]
         logger.info(f"recommend/{cfg.variant}: {c['total']:,} customers ({c['model']:,} model, "
-                    f"{c['popularity']:,} popularity fallback) in "
-                    f"{entry['timings'].get('recommend_s', 0):.1f}s")
+                    f"{c['model-cold']:,} model from features (no training positive), "
+                    f"{c['popularity']:,} popularity); bought articles "
+                    f"{'dropped' if entry['counts']['recommendations']['drop_bought'] else 'kept'}"
+                    f" in {entry['timings'].get('recommend_s', 0):.1f}s")
     if out:
         copy_out(run, posixpath.join(rel, "submission.csv"), out)
         logger.info(f"submission: {out}")
@@ -149,7 +153,7 @@ def recommend(run: Run, cfg: RecommendConfig, out: str | None = None, force: boo
 
 
 def _write_outputs(run: Run, folder: str, customers: pa.Table, articles: pa.Table, res: dict,
-                   cfg: RecommendConfig) -> dict:
+                   cfg: RecommendConfig, drop_bought: bool) -> dict:
     import pyarrow.parquet as pq
 
     from stylehub_ray.embed.vectors import to_fixed_list
@@ -176,10 +180,22 @@ def _write_outputs(run: Run, folder: str, customers: pa.Table, articles: pa.Tabl
     run.fs.create_dir(posixpath.join(folder, "scores"), recursive=True)
     pq.write_table(table, posixpath.join(folder, "scores", "part-0.parquet"), filesystem=run.fs)
     paths = res["path"]
-    return {"customers": {"total": len(paths), "model": int((paths == "model").sum()),
-                          "popularity": int((paths == "popularity").sum())},
+    return {"customers": {"total": len(paths),
+                          **{p: int((paths == p).sum()) for p in PATHS}},
             "recommendations": {"k": cfg.k, "padded_rows": int((arts < 0).any(1).sum()),
-                                "distinct_articles": int(len(np.unique(arts[arts >= 0])))}}
+                                "distinct_articles": int(len(np.unique(arts[arts >= 0]))),
+                                "drop_bought": drop_bought}}
+
+
+def _drop_bought(run: Run, cfg: RecommendConfig) -> bool:
+    """Whether the submission drops bought articles: the setting, else the model's choice."""
+    from stylehub_ray.models.artifacts import load_meta
+    from stylehub_ray.models.recommender import DEFAULT_CHOICES
+
+    if cfg.drop_bought is not None:
+        return bool(cfg.drop_bought)
+    meta = load_meta(run, MODEL_NAME, cfg.variant)
+    return bool((DEFAULT_CHOICES | (meta.get("choices") or {}))["drop_bought"])
 
 
 def copy_out(run: Run, rel: str, out: str) -> None:
