@@ -206,6 +206,8 @@ def _coerce(name: str, value: Any, hint: Any) -> Any:
         inner = [a for a in args if a is not type(None)]
         return _coerce(name, value, inner[0])
     if origin is tuple:
+        if value is None or value == "":  # `--set key=`: the empty tuple
+            return ()
         items = value if isinstance(value, (list, tuple)) else [
             v for v in str(value).split(",") if v.strip()
         ]
