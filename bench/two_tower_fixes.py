@@ -11,9 +11,9 @@ writes ``bench/results/two_tower_fixes.json``.
     .venv/bin/python bench/two_tower_fixes.py                       # seeds 0 1 2, every rung
     .venv/bin/python bench/two_tower_fixes.py --seeds 0 --rungs 0 6
 
-Rung 0 is not the old code: the old log-q used in-batch counts, which with distinct articles
-in a batch change nothing (defect 1), so "off" stands for it; the rest is the old behaviour
-switched back on by configuration.
+Rung 0 is the old behaviour switched back on by configuration: the in-batch log-q estimate
+(``logq=batch``), the files' order, no id dropout (every article and customer keeps its own id
+row), negatives from the whole catalogue, no hard negatives, no choices on val.
 """
 
 from __future__ import annotations
@@ -44,25 +44,25 @@ from stylehub_ray.synth.hm import generate_hm  # noqa: E402
 RESULTS = Path(__file__).resolve().parent / "results" / "two_tower_fixes.json"
 EMBED_SETS = ["model=random", "arch=resnet18", "image_size=64"]
 DEMO_TRAIN = ["epochs=2"]  # as `make demo`
-OFF = ["logq=false", "shuffle=false", "id_dropout=0", "hard_negatives=0", "choose=",
+OFF = ["logq=batch", "shuffle=false", "id_dropout=0", "hard_negatives=0", "choose=",
        "context=false"]
 
 # (label, negatives on sale, train_two_tower settings): cumulative.
 LADDER = [
     ("0 before (every fix off)", False, OFF),
     ("1 + log-q by sampling probability", False,
-     OFF + ["logq=true"]),
+     OFF + ["logq=sampling"]),
     ("2 + shuffled epochs", False,
-     OFF + ["logq=true", "shuffle=true"]),
+     OFF + ["logq=sampling", "shuffle=true"]),
     ("3 + id dropout, cold path by val", False,
-     OFF + ["logq=true", "shuffle=true", "id_dropout=0.1", "choose=cold,drop_bought"]),
+     OFF + ["logq=sampling", "shuffle=true", "id_dropout=0.1", "choose=cold,drop_bought"]),
     ("4 + negatives on sale", True,
-     OFF + ["logq=true", "shuffle=true", "id_dropout=0.1", "choose=cold,drop_bought"]),
+     OFF + ["logq=sampling", "shuffle=true", "id_dropout=0.1", "choose=cold,drop_bought"]),
     ("5 + hard negatives, score by val", True,
-     OFF + ["logq=true", "shuffle=true", "id_dropout=0.1", "hard_negatives=1",
+     OFF + ["logq=sampling", "shuffle=true", "id_dropout=0.1", "hard_negatives=1",
             "choose=cold,drop_bought,retrieval_weight"]),
     ("6 + day context", True,
-     OFF + ["logq=true", "shuffle=true", "id_dropout=0.1", "hard_negatives=1",
+     OFF + ["logq=sampling", "shuffle=true", "id_dropout=0.1", "hard_negatives=1",
             "choose=cold,drop_bought,retrieval_weight", "context=true"]),
 ]
 

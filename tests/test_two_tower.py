@@ -97,6 +97,13 @@ def test_retrieval_loss_matches_hand_computation():
     got = M.retrieval_loss(u, v, t, article_ids=distinct, log_q=log_q[distinct]).item()
     assert got == pytest.approx(exp_q, rel=1e-6)
     assert got != pytest.approx(expected, rel=1e-3)  # the correction changes the loss
+    # The in-batch estimate (before issue 15): a constant for distinct articles, so the loss
+    # is the uncorrected one; it only corrects articles repeated in the batch.
+    in_batch = M.batch_log_q(distinct)
+    assert M.retrieval_loss(u, v, t, distinct, log_q=in_batch).item() == pytest.approx(
+        expected, rel=1e-6)
+    assert np.allclose(M.batch_log_q(torch.tensor([5, 7, 5])).numpy(),
+                       np.log([2 / 3, 1 / 3, 2 / 3]), atol=1e-6)
     # An article without positives keeps a finite log q (it never enters the softmax).
     assert torch.isfinite(M.sampling_log_q(torch.tensor([0, 5]))).all()
 

@@ -35,6 +35,12 @@ PATHS = ("model", "model-cold", "popularity")  # which path answered a customer
 DEFAULT_CHOICES = {"retrieval_weight": 0.0, "drop_bought": True, "cold": "popularity"}
 
 
+def uses_unknown_id(config: dict) -> bool:
+    """Whether a model trained with ``config`` encodes rows without a training positive with
+    the unknown id 0: only when id dropout trained that row (else each keeps its own row)."""
+    return float((config or {}).get("id_dropout", 0.0)) > 0
+
+
 def known_ids(side: SideTable, trained: np.ndarray | None) -> SideTable:
     """``side`` with the id of every row without a training positive set to 0 ("unknown"):
     its own id row was never trained, the unknown row was (id dropout)."""
@@ -82,8 +88,10 @@ class TwoTowerRecommender:
         if trained_articles is None:
             trained_articles = self.meta.get("trained_articles")
         self.trained = np.asarray(trained, bool)
-        self.customers = known_ids(customers, self.trained)
-        self.articles = known_ids(articles, trained_articles)
+        self.customers, self.articles = customers, articles
+        if uses_unknown_id(self.meta.get("config")):
+            self.customers = known_ids(customers, self.trained)
+            self.articles = known_ids(articles, trained_articles)
         self.history = history
         self.n_articles = len(articles)
         self.n_candidates = int(n_candidates)

@@ -218,6 +218,15 @@ def sampling_log_q(article_positives: torch.Tensor) -> torch.Tensor:
     return torch.log(counts.clamp(min=1.0) / total).to(torch.float32)
 
 
+def batch_log_q(article_ids: torch.Tensor) -> torch.Tensor:
+    """log q per column from the batch alone: each article's share of the batch's positives.
+    Distinct articles all get log(1/B), a constant that leaves the softmax unchanged; only
+    articles repeated within the batch are corrected. :func:`sampling_log_q` is the estimate
+    Yi et al. prescribe."""
+    _, inverse, counts = torch.unique(article_ids, return_inverse=True, return_counts=True)
+    return torch.log(counts[inverse].to(torch.float32) / len(article_ids))
+
+
 def drop_ids(ids: torch.Tensor, rate: float, generator: torch.Generator | None = None
              ) -> torch.Tensor:
     """Id dropout: each id replaced by 0 ("unknown") with probability ``rate``, so the unknown

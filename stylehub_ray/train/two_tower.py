@@ -43,6 +43,7 @@ MODELS = f"models/{MODEL_NAME}"
 RAY_TRAIN_DIR = f"_ray_train/{MODEL_NAME}"
 EXAMPLES = "features/training_examples"
 # Metrics every epoch reports (Tune and early stopping key on these names).
+LOGQ = ("sampling", "batch", "off")
 REPORTED_METRICS = ("epoch", "loss", "retrieval_loss", "ranking_loss", "auc", "precision",
                     "recall", "val_map12", "epoch_s")
 
@@ -61,7 +62,10 @@ class TrainTwoTowerConfig:
     lr: float = 1e-3  # Adam, as the paper
     temperature: float = 0.05  # retrieval softmax temperature over unit-vector dot products
     ranking_weight: float = 1.0  # total = retrieval + ranking_weight * ranking
-    logq: bool = True  # log-q correction by each article's share of the training positives
+    # The log-q correction of the in-batch softmax: "sampling" = each article's share of all
+    # training positives (Yi et al. 2019); "batch" = its share of the batch's positives (what
+    # training did before issue 15: only duplicates within a batch are corrected); "off".
+    logq: str = "sampling"
     id_dropout: float = 0.1  # share of ids sent to the unknown row (trains it; cold starts)
     hard_negatives: int = 1  # per positive, from the model's own top n_candidates (ranking)
     hard_max_positives: int = 100_000  # positives per worker and epoch that mine them
@@ -94,6 +98,8 @@ class TrainTwoTowerConfig:
         if self.val_customers < 1 or self.n_candidates < 1 or self.train_days < 0:
             raise ValueError("train_two_tower: val_customers >= 1, n_candidates >= 1, "
                              "train_days >= 0 expected")
+        if self.logq not in LOGQ:
+            raise ValueError(f"train_two_tower.logq must be one of {LOGQ}, got {self.logq!r}")
         unknown = set(self.choose) - {"retrieval_weight", "drop_bought", "cold"}
         if unknown:
             raise ValueError(f"train_two_tower.choose: unknown choices {sorted(unknown)} "
@@ -223,7 +229,7 @@ def build_two_tower_index(run: Run, variant: str = "default", kind: str = "flat"
     from stylehub_ray.data.ingest import read_table
     from stylehub_ray.embed.index import IndexParams, build_index, write_index
     from stylehub_ray.features.inputs import InputLayout, build_inputs
-    from stylehub_ray.models.recommender import index_name, known_ids
+    from stylehub_ray.models.recommender import index_name, known_ids, uses_unknown_id
 
     model_rel = _model_dir(variant)
     name = index_name(variant)
@@ -237,7 +243,8 @@ def build_two_tower_index(run: Run, variant: str = "default", kind: str = "flat"
         return step.previous() | {"skipped": True}
     model, _spec, meta = load_model(run, MODEL_NAME, variant)
     _customers, articles = build_inputs(run, feature_set, InputLayout(**meta["layout"]))
-    articles = known_ids(articles, meta.get("trained_articles"))
+    if uses_unknown_id(meta.get("config")):
+        articles = known_ids(articles, meta.get("trained_articles"))
     vectors = model.article_vectors(articles.tensors()).numpy().astype(np.float32)
     ids = read_table(run, "raw/article_map", ["article_idx", "article_id"]).sort_by(
         "article_idx")
@@ -504,8 +511,10 @@ def run_epoch(model, batches, c_tab: dict, a_tab: dict, opt, cfg: TrainTwoTowerC
         u, v, logits = model(ci, ai)
         pos = y > 0.5
         if int(pos.sum()) >= 2:
-            r_loss = M.retrieval_loss(u[pos], v[pos], cfg.temperature, a[pos], c[pos],
-                                      log_q[a[pos]] if log_q is not None else None)
+            lq = log_q[a[pos]] if log_q is not None else None
+            if cfg.logq == "batch":
+                lq = M.batch_log_q(a[pos])
+            r_loss = M.retrieval_loss(u[pos], v[pos], cfg.temperature, a[pos], c[pos], lq)
         else:  # no in-batch softmax over fewer than two positives
             r_loss = (u.sum() + v.sum()) * 0.0
         k_loss = M.ranking_loss(logits, y)
@@ -616,10 +625,12 @@ class TwoTowerRecipe(L.Recipe):
         self.trained, positives = training_positives(run, cfg, self.layout.n_customers,
                                                      self.layout.n_articles)
         self.trained_articles = positives > 0
-        # An id row without a training positive is never trained: such rows use the unknown
-        # id 0, in training as at inference.
-        self.customers = known_ids(self.customers, self.trained)
-        self.articles = known_ids(self.articles, self.trained_articles)
+        # An id row without a training positive is never trained: with id dropout (which
+        # trains the unknown id 0) such rows use id 0, in training as at inference.
+        remap = cfg.id_dropout > 0
+        if remap:
+            self.customers = known_ids(self.customers, self.trained)
+            self.articles = known_ids(self.articles, self.trained_articles)
         # The examples join the feature set of their own time (point in time: `fit`, where
         # the features stage built one); validation scores `val` with the `train` set, as of
         # `val`.
@@ -627,12 +638,13 @@ class TwoTowerRecipe(L.Recipe):
         fit_set = training_feature_set(run)
         if fit_set != "train":
             fit_c, fit_a = build_inputs(run, fit_set, self.layout)
-            fit_c = known_ids(fit_c, self.trained)
-            fit_a = known_ids(fit_a, self.trained_articles)
+            if remap:
+                fit_c = known_ids(fit_c, self.trained)
+                fit_a = known_ids(fit_a, self.trained_articles)
         self.c_tab = {k: v.to(worker.device) for k, v in fit_c.tensors().items()}
         self.a_tab = {k: v.to(worker.device) for k, v in fit_a.tensors().items()}
         self.log_q = (sampling_log_q(torch.from_numpy(positives)).to(worker.device)
-                      if cfg.logq else None)
+                      if cfg.logq == "sampling" else None)
         self.data = None  # this worker's examples, collected on the first epoch
         self.history_tx = self.val = None
         if worker.rank == 0:
