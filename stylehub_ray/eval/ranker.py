@@ -294,11 +294,84 @@ def _plan(run: Run, cfg: TrainRankerConfig) -> tuple[dict, dict]:
     return asdict(cfg), inputs
 
 
+def training_data(run: Run, cfg: TrainRankerConfig) -> dict:
+    """The ranker's rows: val (candidates at ``val_start`` for a sample of val buyers, the
+    candidate recall of each source and of the union) and the training weeks' (buyers of each
+    week, candidates at its first day, groups with a bought candidate only), as LightGBM
+    parts (``train``, ``val``: x, y, query, customer_idx), with ``features``, ``weeks``,
+    ``notes`` (what it did instead on short data) and the val builder, rows, buyers and
+    truth for the choices."""
+    from stylehub_ray.eval.ranking import _cutoffs
+
+    cut = _cutoffs(run)
+    val_start = np.datetime64(cut["val_start"], "D")
+    test_start = np.datetime64(cut["test_start"], "D")
+    log = load_log(run)
+    vectors = _vectors(run)
+    val_days = int(min(cfg.week_days, (test_start - val_start).astype(int)))
+    val_users, val_truth = _truth(log, val_start, val_days)
+    keep = np.isin(val_users, _sample(val_users, cfg.val_customers, cfg.seed))
+    val_users = val_users[keep]
+    val_truth = [t for t, k in zip(val_truth, keep) if k]
+    builder = CandidateBuilder(run, log, val_start, cfg, vectors, "train")
+    val_sources = builder.sources(val_users)
+    val_rows = builder.rows(val_users, val_sources)
+    val_rows["label"] = label_rows(val_rows, val_users, val_truth, log.n_articles)
+    recall = {name: round(C.recall(val_users, cand, val_truth), 4)
+              for name, (cand, _) in val_sources.items()}
+    recall["union"] = round(float(val_rows["label"].sum()) / max(
+        sum(len(t) for t in val_truth), 1), 4)
+    recall["candidates_per_customer"] = round(len(val_rows) / max(len(val_users), 1), 1)
+    weeks = training_weeks(log, val_start, cfg)
+    frames = []
+    for w, start in enumerate(weeks):
+        users, truth = _truth(log, start, cfg.week_days)
+        keep = np.isin(users, _sample(users, cfg.train_customers, cfg.seed + 1 + w))
+        users, truth = users[keep], [t for t, k in zip(truth, keep) if k]
+        if not len(users):
+            continue
+        rows = CandidateBuilder(run, log, start, cfg, vectors, "train").rows(users)
+        rows["label"] = label_rows(rows, users, truth, log.n_articles)
+        frames.append(_only_with_positive(rows).assign(week=w))
+    notes = []
+    if frames:
+        train_rows = pd.concat(frames, ignore_index=True)
+        stop_rows = _only_with_positive(val_rows).assign(week=-1)
+    else:
+        # Too little history for a week before val: train on part of the val buyers and stop
+        # early on the rest.
+        notes.append(f"only {int((val_start - (log.first_day or val_start)).astype(int))} "
+                     f"days before val (a training week needs {cfg.min_history_days} days of "
+                     f"history before it and {cfg.week_days} of labels): trained on 70% of the "
+                     f"val buyers, early stopping on the other 30%")
+        vr = _only_with_positive(val_rows).assign(week=-1)
+        users = vr["customer_idx"].unique()
+        held = np.isin(vr["customer_idx"].to_numpy(),
+                       _sample(users, max(1, int(len(users) * 0.3)), cfg.seed))
+        train_rows, stop_rows = vr[~held], vr[held]
+    if train_rows.empty or train_rows["label"].sum() == 0:
+        raise ValueError(f"train_ranker: no training customer has a bought article among their "
+                         f"candidates ({len(weeks)} training weeks, {len(val_users)} val "
+                         f"buyers); the data is too small")
+    features = feature_names(val_rows)
+    train_rows = train_rows.sort_values(["week", "customer_idx"], kind="stable")
+    stop_rows = stop_rows.sort_values(["customer_idx"], kind="stable")
+    query = train_rows["week"].to_numpy(np.int64) * (log.n_customers + 1) + train_rows[
+        "customer_idx"].to_numpy(np.int64)
+    return {"train": _part(train_rows, features, query),
+            "val": _part(stop_rows, features, stop_rows["customer_idx"].to_numpy(np.int64)),
+            "features": features, "weeks": weeks, "notes": notes, "recall": recall,
+            "builder": builder, "val_rows": val_rows, "val_users": val_users,
+            "val_truth": val_truth,
+            "rows": {"train": int(len(train_rows)), "val": int(len(stop_rows)),
+                     "train_positives": int(train_rows["label"].sum())}}
+
+
 def train_ranker(run: Run, cfg: TrainRankerConfig, force: bool = False) -> dict:
     """Build the training weeks' and val's candidates, fit LightGBM lambdarank on Ray Train
     with early stopping on val, choose drop-bought on val and publish
     ``models/ranker/<variant>/``."""
-    from stylehub_ray.eval.ranking import _cutoffs
+    from stylehub_ray.train import ranker as T
 
     config, inputs = _plan(run, cfg)
     out = model_dir(cfg.variant)
@@ -307,85 +380,27 @@ def train_ranker(run: Run, cfg: TrainRankerConfig, force: bool = False) -> dict:
     if step.done:
         logger.info(f"train_ranker/{cfg.variant}: up to date; skipped (--force redoes it)")
         return step.previous() | {"skipped": True}
-    cut = _cutoffs(run)
-    val_start = np.datetime64(cut["val_start"], "D")
-    test_start = np.datetime64(cut["test_start"], "D")
-    log = load_log(run)
-    vectors = _vectors(run)
-    val_days = int(min(cfg.week_days, (test_start - val_start).astype(int)))
     with step:
-        # Val: candidates at val_start for a sample of val buyers.
         with step.time("candidates_s"):
-            val_users, val_truth = _truth(log, val_start, val_days)
-            keep = np.isin(val_users, _sample(val_users, cfg.val_customers, cfg.seed))
-            val_users = val_users[keep]
-            val_truth = [t for t, k in zip(val_truth, keep) if k]
-            builder = CandidateBuilder(run, log, val_start, cfg, vectors, "train")
-            val_sources = builder.sources(val_users)
-            val_rows = builder.rows(val_users, val_sources)
-            val_rows["label"] = label_rows(val_rows, val_users, val_truth, log.n_articles)
-            recall = {name: round(C.recall(val_users, cand, val_truth), 4)
-                      for name, (cand, _) in val_sources.items()}
-            recall["union"] = round(float(val_rows["label"].sum()) / max(
-                sum(len(t) for t in val_truth), 1), 4)
-            recall["candidates_per_customer"] = round(len(val_rows) / max(len(val_users), 1), 1)
-            weeks = training_weeks(log, val_start, cfg)
-            frames = []
-            for w, start in enumerate(weeks):
-                users, truth = _truth(log, start, cfg.week_days)
-                keep = np.isin(users, _sample(users, cfg.train_customers, cfg.seed + 1 + w))
-                users, truth = users[keep], [t for t, k in zip(truth, keep) if k]
-                if not len(users):
-                    continue
-                b = CandidateBuilder(run, log, start, cfg, vectors, "train")
-                rows = b.rows(users)
-                rows["label"] = label_rows(rows, users, truth, log.n_articles)
-                frames.append(_only_with_positive(rows).assign(week=w))
-        notes = []
-        if frames:
-            train_rows = pd.concat(frames, ignore_index=True)
-            stop_rows = _only_with_positive(val_rows).assign(week=-1)
-        else:
-            # Too little history for a week before val: train on part of the val buyers and
-            # stop early on the rest.
-            notes.append(f"only {int((val_start - (log.first_day or val_start)).astype(int))} "
-                         f"days before val (a training week needs {cfg.min_history_days} days "
-                         f"of history before it and {cfg.week_days} of labels): trained on 70% "
-                         f"of the val buyers, early stopping on the other 30%")
-            vr = _only_with_positive(val_rows).assign(week=-1)
-            users = vr["customer_idx"].unique()
-            held = np.isin(vr["customer_idx"].to_numpy(),
-                           _sample(users, max(1, int(len(users) * 0.3)), cfg.seed))
-            train_rows, stop_rows = vr[~held], vr[held]
-        for note in notes:
+            data = training_data(run, cfg)
+        for note in data["notes"]:
             logger.warning(f"train_ranker/{cfg.variant}: {note}")
-        if train_rows.empty or train_rows["label"].sum() == 0:
-            raise ValueError(f"train_ranker: no training customer has a bought article among "
-                             f"their candidates ({len(weeks)} training weeks, "
-                             f"{len(val_users)} val buyers); the data is too small")
-        features = feature_names(val_rows)
-        train_rows = train_rows.sort_values(["week", "customer_idx"], kind="stable")
-        stop_rows = stop_rows.sort_values(["customer_idx"], kind="stable")
-        train = _part(train_rows, features, train_rows["week"].to_numpy(np.int64) * (
-            log.n_customers + 1) + train_rows["customer_idx"].to_numpy(np.int64))
-        val = _part(stop_rows, features, stop_rows["customer_idx"].to_numpy(np.int64))
-        from stylehub_ray.train import ranker as T
-
+        features, recall = data["features"], data["recall"]
         with step.time("fit_s"):
-            text, metrics = T.fit_ray(train, val, features, config, run.uri_of(RAY_TRAIN_DIR),
+            text, metrics = T.fit_ray(data["train"], data["val"], features, config,
+                                      run.uri_of(RAY_TRAIN_DIR),
                                       f"{cfg.variant}-{step.spec_hash[:12]}")
         meta = {"variant": cfg.variant, "config": config, "features": features,
                 "best_iteration": int(metrics["best_iteration"]),
                 "rounds": int(metrics.get("rounds", 0)), "curve": metrics.get("curve", []),
                 "val_map12_candidates": metrics.get("val_map12"),
-                "weeks": [str(w) for w in weeks], "notes": notes,
-                "candidate_recall": recall,
-                "rows": {"train": int(len(train_rows)), "val": int(len(stop_rows)),
-                         "train_positives": int(train_rows["label"].sum())}}
+                "weeks": [str(w) for w in data["weeks"]], "notes": data["notes"],
+                "candidate_recall": recall, "rows": data["rows"]}
         model = RankerModel.from_string(text, meta)
         with step.time("choose_s"):
             meta["choices"], meta["choices_val"] = choose_on_val(
-                model, builder, val_rows, val_users, val_truth, cfg.drop_bought)
+                model, data["builder"], data["val_rows"], data["val_users"],
+                data["val_truth"], cfg.drop_bought)
         gain = model.booster.feature_importance("gain")
         meta["importance"] = {f: round(float(g), 3) for f, g in
                               sorted(zip(features, gain), key=lambda x: -x[1])}
@@ -396,12 +411,13 @@ def train_ranker(run: Run, cfg: TrainRankerConfig, force: bool = False) -> dict:
         step.write_bytes(out, "importance.png", plots.feature_importance_png(
             list(meta["importance"]), list(meta["importance"].values()),
             f"ranker/{cfg.variant}: feature importance (gain)"))
-        step.counts = meta["rows"] | {"weeks": len(weeks), "val_customers": len(val_users),
+        step.counts = meta["rows"] | {"weeks": len(data["weeks"]),
+                                      "val_customers": len(data["val_users"]),
                                       "features": len(features)}
         step.extra |= {"candidate_recall": recall, "choices": meta["choices"],
-                       "choices_val": meta["choices_val"], "notes": notes,
+                       "choices_val": meta["choices_val"], "notes": data["notes"],
                        "best_iteration": meta["best_iteration"],
-                       "rows_per_s": round(len(train_rows) * max(meta["rounds"], 1)
+                       "rows_per_s": round(meta["rows"]["train"] * max(meta["rounds"], 1)
                                            / max(step.timings["fit_s"], 1e-9), 1)}
     run.delete(RAY_TRAIN_DIR)
     log_training(cfg.variant, meta, step.timings)
