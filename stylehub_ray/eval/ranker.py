@@ -427,8 +427,8 @@ def train_ranker(run: Run, cfg: TrainRankerConfig, force: bool = False) -> dict:
 def log_training(variant: str, meta: dict, timings: dict) -> None:
     r = meta["candidate_recall"]
     logger.info(f"train_ranker/{variant}: {meta['rows']['train']:,} training rows "
-                f"({len(meta['weeks'])} weeks), best round {meta['best_iteration']} of "
-                f"{meta['rounds']}, val MAP@12 over candidates "
+                f"({len(meta['weeks'])} weeks), best round {meta['best_iteration']} "
+                f"(stopped after {meta['rounds']}), val MAP@12 over candidates "
                 f"{meta['val_map12_candidates']:.4f} (fit {timings.get('fit_s', 0):.1f}s, "
                 f"candidates {timings.get('candidates_s', 0):.1f}s)")
     logger.info(f"train_ranker/{variant}: candidate recall on val: " + ", ".join(

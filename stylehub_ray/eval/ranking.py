@@ -633,7 +633,9 @@ def format_summary(summary: dict) -> list[str]:
     for label, res in sorted(summary["models"].items()):
         ranker = res.get("ranker")
         if ranker:
-            recall = ", ".join(f"{k} {v}" for k, v in ranker["candidate_recall"].items())
+            r = dict(ranker["candidate_recall"])
+            last = [k for k in ("union", "candidates_per_customer") if k in r]
+            recall = ", ".join(f"{k} {r[k]}" for k in [*(k for k in r if k not in last), *last])
             lines.append(f"{label}: candidate recall on val (share of val purchases among the "
                          f"candidates): {recall}")
             lines.append(f"{label}: trained on {len(ranker['weeks'])} weeks before val, best "

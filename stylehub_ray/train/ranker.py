@@ -93,7 +93,9 @@ def train_loop_per_worker(config: dict) -> None:
     booster, curve = _train(params, train, val, config["features"], config["rounds"],
                             config["patience"])
     best = int(booster.best_iteration or booster.current_iteration())
-    metrics = {"best_iteration": best, "rounds": int(booster.current_iteration()),
+    # After early stopping the returned booster holds the best round's trees only; the curve
+    # has every round that ran.
+    metrics = {"best_iteration": best, "rounds": max(len(curve), best),
                "val_map12": curve[best - 1] if curve else float("nan"), "curve": curve,
                "rows": int(len(train["y"]))}
     with tempfile.TemporaryDirectory() as folder:
