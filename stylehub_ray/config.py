@@ -119,8 +119,9 @@ class PipelineConfig:
     # (pairs_text, contrastive, two_tower, evaluate, fndcl) are accepted and expanded.
     stages: tuple[str, ...] = ("ingest", "features", "embed_images", "embed_text", "pairs",
                                "train_contrastive", "evaluate_contrastive", "train_two_tower",
-                               "recommend", "evaluate_baselines", "evaluate_two_tower",
-                               "fndcl_items", "train_fndcl", "evaluate_fndcl")
+                               "train_ranker", "recommend", "evaluate_baselines",
+                               "evaluate_two_tower", "evaluate_ranker", "fndcl_items",
+                               "train_fndcl", "evaluate_fndcl")
 
     def validate(self) -> None:
         from stylehub_ray import registry

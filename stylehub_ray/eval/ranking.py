@@ -57,6 +57,7 @@ ORACLE = "eval/oracle"
 SUMMARY = "eval/summary"
 BASELINE_DIR = "eval/baselines"
 TWO_TOWER_DIR = "eval/two-tower"
+RANKER_DIR = "eval/ranker"
 TWO_TOWER_MODELS = "models/two-tower"
 SETTINGS = {True: "drop_bought", False: "keep_bought"}
 
@@ -488,13 +489,19 @@ def _listed(run: Run, folder: str) -> list[str]:
                   and run.is_complete(f"{folder}/{posixpath.basename(i.path)}"))
 
 
+def _evaluated(run: Run) -> dict[str, str]:
+    """Label -> folder of every complete model evaluation: ``two-tower/<variant>``,
+    ``ranker/<variant>`` and each baseline by name."""
+    folders = {f"two-tower/{posixpath.basename(r)}": r for r in _listed(run, TWO_TOWER_DIR)}
+    folders |= {f"ranker/{posixpath.basename(r)}": r for r in _listed(run, RANKER_DIR)}
+    return folders | {posixpath.basename(r): r for r in _listed(run, BASELINE_DIR)}
+
+
 def collect(run: Run) -> dict:
     """Every complete evaluation of the run: {"oracle": ..., "models": {label: result}}."""
     models = {}
-    for rel in _listed(run, TWO_TOWER_DIR):
-        models[f"two-tower/{posixpath.basename(rel)}"] = run.read_json(f"{rel}/metrics.json")
-    for rel in _listed(run, BASELINE_DIR):
-        models[posixpath.basename(rel)] = run.read_json(f"{rel}/metrics.json")
+    for label, rel in _evaluated(run).items():
+        models[label] = run.read_json(f"{rel}/metrics.json")
     oracle = run.read_json(f"{ORACLE}/metrics.json") if run.is_complete(ORACLE) else None
     return {"oracle": oracle, "models": models}
 
@@ -503,8 +510,7 @@ def paired_differences(run: Run, cfg: EvaluateRankingConfig, reference: str,
                        metric: str, drop: bool = True) -> dict[str, list[float]]:
     """Bootstrap interval of (reference - other) in ``metric`` for every other evaluated
     model, in one drop-bought setting, over the same resampled customers."""
-    folders = {f"two-tower/{posixpath.basename(r)}": r for r in _listed(run, TWO_TOWER_DIR)}
-    folders |= {posixpath.basename(r): r for r in _listed(run, BASELINE_DIR)}
+    folders = _evaluated(run)
     if reference not in folders:
         return {}
 
@@ -533,8 +539,7 @@ def paired_differences(run: Run, cfg: EvaluateRankingConfig, reference: str,
 def summarize(run: Run, cfg: EvaluateRankingConfig, force: bool = False) -> dict:
     """``eval/summary/``: table.json, table.txt and models.png over every complete evaluation;
     prints the table."""
-    found = [r for r in [*_listed(run, TWO_TOWER_DIR), *_listed(run, BASELINE_DIR), ORACLE]
-             if run.is_complete(r)]
+    found = [r for r in [*_evaluated(run).values(), ORACLE] if run.is_complete(r)]
     step = run.step("evaluate_summary", config=protocol_of(cfg).protocol(),
                     inputs=_inputs(run, found), outputs=[SUMMARY], force=force)
     if step.done:
@@ -543,13 +548,14 @@ def summarize(run: Run, cfg: EvaluateRankingConfig, force: bool = False) -> dict
         collected = collect(run)
         summary = {"oracle": collected["oracle"], "models": collected["models"],
                    "map_k": cfg.map_k, "ks": list(cfg.ks)}
-        reference = next((m for m in collected["models"] if m.startswith("two-tower/")), None)
-        if reference:
-            summary["differences"] = {
-                "reference": reference, "metric": f"map@{cfg.map_k}",
-                "intervals": paired_differences(run, cfg, reference, f"map@{cfg.map_k}"),
-                "intervals_keep": paired_differences(run, cfg, reference,
-                                                     f"map@{cfg.map_k}", drop=False)}
+        for key, prefix in (("differences", "two-tower/"), ("differences_ranker", "ranker/")):
+            reference = next((m for m in collected["models"] if m.startswith(prefix)), None)
+            if reference:
+                summary[key] = {
+                    "reference": reference, "metric": f"map@{cfg.map_k}",
+                    "intervals": paired_differences(run, cfg, reference, f"map@{cfg.map_k}"),
+                    "intervals_keep": paired_differences(run, cfg, reference,
+                                                         f"map@{cfg.map_k}", drop=False)}
         with step:
             rel = posixpath.relpath(step.tmp(SUMMARY), run.root)
             run.write_json(posixpath.join(rel, "table.json"), summary)
@@ -569,7 +575,8 @@ def _rows(summary: dict) -> list[tuple[str, str, dict]]:
     if oracle:
         rows.append(("oracle (realized)", "", oracle["realized"]))
     for label, res in sorted(summary["models"].items(),
-                             key=lambda kv: (not kv[0].startswith("two-tower"), kv[0])):
+                             key=lambda kv: (not kv[0].startswith("two-tower"),
+                                             not kv[0].startswith("ranker"), kv[0])):
         for setting in SETTINGS.values():
             if setting in res:
                 rows.append((label, setting.split("_")[0], res[setting]))
@@ -615,14 +622,27 @@ def format_summary(summary: dict) -> list[str]:
         lines.append(f"{'oracle (expected)':22s} {'':6s} {e[f'map@{mk}']:7.4f} {'':15s} "
                      f"{e[f'recall@{mk}']:7.4f}   (the generator's expectation, "
                      f"{oracle['customers']:,} customers)")
-    diff = summary.get("differences")
-    for key, setting in (("intervals", "bought dropped"), ("intervals_keep", "bought kept")):
-        if diff and diff.get(key):
-            lines.append(f"{diff['reference']} minus each model, {diff['metric']}, {setting}, "
-                         f"paired 95% bootstrap interval:")
-            for label, (lo, hi) in diff[key].items():
-                verdict = "better" if lo > 0 else "worse" if hi < 0 else "not separable"
-                lines.append(f"  vs {label:20s} [{lo:+.4f}, {hi:+.4f}]  {verdict}")
+    for diff in (summary.get("differences"), summary.get("differences_ranker")):
+        for key, setting in (("intervals", "bought dropped"), ("intervals_keep", "bought kept")):
+            if diff and diff.get(key):
+                lines.append(f"{diff['reference']} minus each model, {diff['metric']}, "
+                             f"{setting}, paired 95% bootstrap interval:")
+                for label, (lo, hi) in diff[key].items():
+                    verdict = "better" if lo > 0 else "worse" if hi < 0 else "not separable"
+                    lines.append(f"  vs {label:20s} [{lo:+.4f}, {hi:+.4f}]  {verdict}")
+    for label, res in sorted(summary["models"].items()):
+        ranker = res.get("ranker")
+        if ranker:
+            r = dict(ranker["candidate_recall"])
+            last = [k for k in ("union", "candidates_per_customer") if k in r]
+            recall = ", ".join(f"{k} {r[k]}" for k in [*(k for k in r if k not in last), *last])
+            lines.append(f"{label}: candidate recall on val (share of val purchases among the "
+                         f"candidates): {recall}")
+            lines.append(f"{label}: trained on {len(ranker['weeks'])} weeks before val, best "
+                         f"round {ranker['best_iteration']}; bought articles "
+                         f"{'dropped' if ranker['choices']['drop_bought'] else 'kept'} by "
+                         f"default (chosen on val)")
+            lines.extend(f"{label}: {note}" for note in ranker.get("notes", []))
     for label, res in sorted(summary["models"].items()):
         if res.get("choices"):
             c = res["choices"]

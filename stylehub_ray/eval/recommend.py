@@ -40,6 +40,7 @@ class RecommendConfig:
     """`stylehub recommend`: the submission of every customer in ``raw/customers``."""
 
     variant: str = "default"
+    model: str = "two-tower"  # two-tower | ranker (`stylehub train ranker`)
     k: int = 12
     n_candidates: int = N_CANDIDATES  # N retrieved before dropping bought and ranking
     drop_bought: bool | None = None  # None: the model's choice, made on val by training
@@ -55,6 +56,9 @@ class RecommendConfig:
         if self.feature_set not in FEATURE_SETS:
             raise ValueError(f"recommend.feature_set must be one of {FEATURE_SETS}, got "
                              f"{self.feature_set!r}")
+        if self.model not in ("two-tower", "ranker"):
+            raise ValueError(f"recommend.model must be two-tower or ranker, got "
+                             f"{self.model!r}")
         if self.actors is not None and self.actors < 1:
             raise ValueError(f"recommend.actors must be >= 1, got {self.actors}")
 
@@ -99,6 +103,10 @@ def recommend(run: Run, cfg: RecommendConfig, out: str | None = None, force: boo
     from stylehub_ray.ray_utils import ensure_ray
 
     cfg.validate()
+    if cfg.model == "ranker":
+        from stylehub_ray.eval.ranker import recommend_ranker
+
+        return recommend_ranker(run, cfg, out=out, force=force)
     model_rel = f"models/{MODEL_NAME}/{cfg.variant}"
     run.require(model_rel, f"stylehub train two-tower --run {run.uri}")
     inputs = {rel: run.marker(rel)["fingerprint"] for rel in
@@ -153,7 +161,8 @@ def recommend(run: Run, cfg: RecommendConfig, out: str | None = None, force: boo
 
 
 def _write_outputs(run: Run, folder: str, customers: pa.Table, articles: pa.Table, res: dict,
-                   cfg: RecommendConfig, drop_bought: bool) -> dict:
+                   cfg: RecommendConfig, drop_bought: bool, paths: tuple[str, ...] = PATHS
+                   ) -> dict:
     import pyarrow.parquet as pq
 
     from stylehub_ray.embed.vectors import to_fixed_list
@@ -179,9 +188,9 @@ def _write_outputs(run: Run, folder: str, customers: pa.Table, articles: pa.Tabl
     })
     run.fs.create_dir(posixpath.join(folder, "scores"), recursive=True)
     pq.write_table(table, posixpath.join(folder, "scores", "part-0.parquet"), filesystem=run.fs)
-    paths = res["path"]
-    return {"customers": {"total": len(paths),
-                          **{p: int((paths == p).sum()) for p in PATHS}},
+    answered = res["path"]
+    return {"customers": {"total": len(answered),
+                          **{p: int((answered == p).sum()) for p in paths}},
             "recommendations": {"k": cfg.k, "padded_rows": int((arts < 0).any(1).sum()),
                                 "distinct_articles": int(len(np.unique(arts[arts >= 0]))),
                                 "drop_bought": drop_bought}}
