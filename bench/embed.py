@@ -1,15 +1,18 @@
 """Embedding throughput: the Ray Data actor-pool pipelines against a plain single-process loop.
 
 Side by side in one run, over the same files, model, batch size and cores:
-- images: ``features_dataset`` (decode tasks + ResNet actor pool; what ``embed images`` runs
+- images: ``features_dataset`` (decode tasks + encoder actor pool; what ``embed images`` runs
   before PCA) against a loop that decodes with Pillow and calls the same ``ImageEncoder`` in
-  one process with torch on every core; also the whole ``embed images`` stage (PCA + writes);
+  one process with torch on every core; also the whole ``embed images`` stage (PCA + writes).
+  The encoder is the stage's default (ImageNet-pretrained EfficientNet-Lite0 + colour
+  histogram) unless ``--arch`` / ``--model`` / ``--colour`` say otherwise;
 - text: clean tasks + MiniLM actor pool (what ``embed text`` runs) against a loop of
   ``clean_text`` + the same ``BertEncoder``; also the whole ``embed text`` stage.
 Both sides include loading the model. Goal: Ray at least 0.9 of the plain loop.
 
-    python bench/embed.py [--source H&M_DIR] [--arch resnet18] [--image-size 224]
-                          [--limit-images N] [--limit-texts N] [--repeats 1]
+    python bench/embed.py [--source H&M_DIR] [--arch efficientnet_lite0] [--model pretrained]
+                          [--colour 0.3] [--image-size 224] [--limit-images N]
+                          [--limit-texts N] [--repeats 1] [--skip-text]
 
 Without --source it generates the tiny H&M source (600 rendered 96x128 images). Writes JSON to
 bench/results/embed.json.
@@ -29,17 +32,19 @@ import numpy as np
 import pyarrow.compute as pc
 
 
-def plain_images(paths: list[str], arch: str, size: int, batch: int, threads: int) -> float:
+def plain_images(paths: list[str], cfg, threads: int) -> float:
     """Single process: Pillow decode + the same encoder, batch by batch. Returns seconds."""
     import torch
 
     from stylehub_ray.embed.image_model import ImageEncoder, decode_image
     from stylehub_ray.embed.images import read_bytes
-    from stylehub_ray.embed.weights import ImageWeights
+    from stylehub_ray.embed.weights import resolve_image_weights
 
     torch.set_num_threads(threads)
+    size, batch = cfg.image_size, cfg.batch_size
     t0 = time.perf_counter()
-    enc = ImageEncoder.load(arch, ImageWeights("random"), seed=0)
+    enc = ImageEncoder.load(cfg.arch, resolve_image_weights(cfg.model, cfg.arch), cfg.seed,
+                            colour=cfg.colour)
     n = 0
     for lo in range(0, len(paths), batch):
         imgs = np.stack([decode_image(read_bytes(p), size) for p in paths[lo:lo + batch]])
@@ -48,15 +53,15 @@ def plain_images(paths: list[str], arch: str, size: int, batch: int, threads: in
     return time.perf_counter() - t0
 
 
-def ray_images(present, arch: str, size: int, batch: int) -> float:
-    from stylehub_ray.embed.images import EmbedImagesConfig, features_dataset
+def ray_images(present, cfg) -> float:
+    from stylehub_ray.embed.images import features_dataset
     from stylehub_ray.embed.pool import plan_pool
-    from stylehub_ray.embed.weights import ImageWeights
+    from stylehub_ray.embed.weights import resolve_image_weights
 
-    cfg = EmbedImagesConfig(arch=arch, model="random", image_size=size, batch_size=batch)
-    plan = plan_pool(None, batch, cfg.gpu_batch_size)
+    plan = plan_pool(None, cfg.batch_size, cfg.gpu_batch_size)
     t0 = time.perf_counter()
-    n = sum(b.num_rows for b in features_dataset(present, cfg, ImageWeights("random"), plan)
+    weights = resolve_image_weights(cfg.model, cfg.arch)
+    n = sum(b.num_rows for b in features_dataset(present, cfg, weights, plan)
             .iter_batches(batch_format="pyarrow", batch_size=None))
     assert n == present.num_rows
     return time.perf_counter() - t0
@@ -98,9 +103,14 @@ def ray_text(articles, batch: int) -> float:
 
 
 def main() -> None:
+    from stylehub_ray.embed.images import EmbedImagesConfig, embed_images
+
     ap = argparse.ArgumentParser()
     ap.add_argument("--source", help="an H&M layout folder (default: generate the tiny one)")
-    ap.add_argument("--arch", default="resnet18")
+    default = EmbedImagesConfig()
+    ap.add_argument("--arch", default=default.arch)
+    ap.add_argument("--model", default=default.model)
+    ap.add_argument("--colour", type=float, default=default.colour)
     ap.add_argument("--image-size", type=int, default=224)
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--text-batch", type=int, default=256)
@@ -116,7 +126,6 @@ def main() -> None:
 
     from stylehub_ray.config import GenerateHMConfig, IngestConfig
     from stylehub_ray.data.ingest import ingest, read_table
-    from stylehub_ray.embed.images import EmbedImagesConfig, embed_images
     from stylehub_ray.embed.text import EmbedTextConfig, embed_text
     from stylehub_ray.embed.text_model import TEXT_COLUMNS
     from stylehub_ray.ray_utils import ensure_ray
@@ -132,14 +141,13 @@ def main() -> None:
     ensure_ray(num_cpus=cores)  # same cores on both sides
     import ray
 
-    quiet = {"log": lambda *a: None}
     tmp = Path(tempfile.mkdtemp(prefix="stylehub-bench-embed-"))
     source = args.source
     if source is None:
         source = str(tmp / "src")
-        generate_hm(source, GenerateHMConfig(scale="tiny"), **quiet)
+        generate_hm(source, GenerateHMConfig(scale="tiny"))
     run = Run(str(tmp / "run"))
-    ingest(source, run, IngestConfig(), **quiet)
+    ingest(source, run, IngestConfig())
     result: dict = {"machine": {"cores": cores, "ray_cpus": ray.cluster_resources().get("CPU"),
                                 "gpus": ray.cluster_resources().get("GPU", 0),
                                 "platform": platform.machine()},
@@ -151,19 +159,18 @@ def main() -> None:
         if args.limit_images:
             present = present.slice(0, args.limit_images)
         paths = present.column("path").to_pylist()
-        plain = min(plain_images(paths, args.arch, args.image_size, args.batch, cores)
-                    for _ in range(args.repeats))
-        ours = min(ray_images(present, args.arch, args.image_size, args.batch)
-                   for _ in range(args.repeats))
+        cfg = EmbedImagesConfig(arch=args.arch, model=args.model, colour=args.colour,
+                                image_size=args.image_size, batch_size=args.batch)
+        plain = min(plain_images(paths, cfg, cores) for _ in range(args.repeats))
+        ours = min(ray_images(present, cfg) for _ in range(args.repeats))
         stage = None
         if args.stage and not args.limit_images:
-            cfg = EmbedImagesConfig(arch=args.arch, model="random", image_size=args.image_size,
-                                    batch_size=args.batch)
             t0 = time.perf_counter()
-            embed_images(run, cfg, force=True, **quiet)
+            embed_images(run, cfg, force=True)
             stage = time.perf_counter() - t0
         n = len(paths)
-        result["images"] = {"n": n, "arch": args.arch, "image_size": args.image_size,
+        result["images"] = {"n": n, "arch": args.arch, "model": args.model,
+                            "colour": args.colour, "image_size": args.image_size,
                             "batch": args.batch, "plain_s": round(plain, 2),
                             "ray_s": round(ours, 2), "plain_per_s": round(n / plain, 1),
                             "ray_per_s": round(n / ours, 1), "ratio": round(plain / ours, 3),
@@ -180,7 +187,7 @@ def main() -> None:
         stage = None
         if args.stage and not args.limit_texts:
             t0 = time.perf_counter()
-            embed_text(run, EmbedTextConfig(batch_size=args.text_batch), force=True, **quiet)
+            embed_text(run, EmbedTextConfig(batch_size=args.text_batch), force=True)
             stage = time.perf_counter() - t0
         n = articles.num_rows
         result["text"] = {"n": n, "encoder": "all-MiniLM-L6-v2", "batch": args.text_batch,
@@ -203,7 +210,8 @@ def main() -> None:
                   f"{r['stage_s'] if r['stage_s'] is not None else '-':>8}")
     if "images" in result:
         r = result["images"]
-        print(f"images: {r['arch']} at {r['image_size']}px, batch {r['batch']}, random init")
+        print(f"images: {r['arch']} ({r['model']}, colour {r['colour']}) at "
+              f"{r['image_size']}px, batch {r['batch']}")
     with open("/proc/loadavg") as f:
         result["machine"]["loadavg_at_end"] = f.read().split()[:3]
     print(f"load average at the end: {' '.join(result['machine']['loadavg_at_end'])}")

@@ -10,12 +10,14 @@ run. Side by side in one run:
 Goal: ours within 1.2x of bare.
 
 Real data (``--real H&M_DIR``, e.g. the hm-sample slice): ingest, ``embed text`` (MiniLM),
-``pairs text``, ``embed images`` (``--arch``, random init: no pretrained weights here) and
-``pairs image``; prints how often an item's 5 neighbours share its product_type_name and
-colour_group_name, against random negatives.
+``pairs text``, ``embed images`` (``--arch`` / ``--model`` / ``--colour``, by default the
+stage's: pretrained EfficientNet-Lite0 with the colour part) and ``pairs image``; prints how
+often an item's 5 neighbours share its product_type_name and colour_group_name, against random
+negatives. `bench/image_encoders.py` compares the image encoders at 10 neighbours.
 
     python bench/pairs.py [--n 105542] [--dim 384] [--k 5] [--repeats 1]
-    python bench/pairs.py --real ../shared/data/hm-sample [--arch resnet18 --image-size 224]
+    python bench/pairs.py --real ../shared/data/hm-sample [--arch efficientnet_lite0
+                          --model pretrained --colour 0.3 --image-size 224]
 """
 
 from __future__ import annotations
@@ -107,31 +109,31 @@ def real(args) -> dict:
 
     ensure_ray(num_cpus=os.cpu_count())
     run = Run(args.run or tempfile.mkdtemp(prefix="stylehub-real-"))
-    quiet = {"log": lambda *a: None}
-    ingest(args.real, run, IngestConfig(), **quiet)
+    ingest(args.real, run, IngestConfig())
     out: dict = {"source": args.real, "run": run.uri}
     t0 = time.perf_counter()
-    text = embed_text(run, EmbedTextConfig(), **quiet)
+    text = embed_text(run, EmbedTextConfig())
     out["embed_text_s"] = round(time.perf_counter() - t0, 1)
     out["text_counts"] = text["counts"]
-    pt = mine_pairs(run, PairsConfig(), "text", **quiet)
+    pt = mine_pairs(run, PairsConfig(), "text")
     out["pairs_text"] = {k: pt.get(k) for k in ("counts", "cosine_distance",
                                                 "attribute_agreement", "timings")}
     t0 = time.perf_counter()
-    img = embed_images(run, EmbedImagesConfig(arch=args.arch, model="random",
-                                              image_size=args.image_size), **quiet)
+    img = embed_images(run, EmbedImagesConfig(arch=args.arch, model=args.model,
+                                              colour=args.colour, image_size=args.image_size))
     out["embed_images_s"] = round(time.perf_counter() - t0, 1)
     out["image_counts"] = img["counts"]
     out["explained_variance"] = img["explained_variance"]
     out["images_per_s"] = img["images_per_s"]
-    pi = mine_pairs(run, PairsConfig(), "image", **quiet)
+    pi = mine_pairs(run, PairsConfig(), "image")
     out["pairs_image"] = {k: pi.get(k) for k in ("counts", "cosine_distance",
                                                  "attribute_agreement")}
     print(f"real data: {args.real}; run {run.uri}")
     print(f"embed text: {text['counts']['text']['articles']:,} articles, MiniLM 384-d, "
           f"{out['embed_text_s']} s")
-    print(f"embed images: {img['counts']['images']['embedded']:,} photos, {args.arch} random "
-          f"init at {args.image_size}px, {out['embed_images_s']} s "
+    print(f"embed images: {img['counts']['images']['embedded']:,} photos, {args.arch} "
+          f"({args.model}, colour {args.colour}) at {args.image_size}px, "
+          f"{out['embed_images_s']} s "
           f"({img['images_per_s']} images/s in the pool); PCA "
           f"{img['counts']['pca']['dim_in']} -> {img['counts']['pca']['dim_out']} keeps "
           f"{img['explained_variance']:.1%}")
@@ -161,7 +163,9 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=1)
     ap.add_argument("--real", help="H&M layout folder: run the real-data quality check")
     ap.add_argument("--run", help="run directory for --real (default: a temp dir)")
-    ap.add_argument("--arch", default="resnet18")
+    ap.add_argument("--arch", default="efficientnet_lite0")
+    ap.add_argument("--model", default="pretrained")
+    ap.add_argument("--colour", type=float, default=0.3)
     ap.add_argument("--image-size", type=int, default=224)
     ap.add_argument("--out", default="bench/results")
     args = ap.parse_args()

@@ -39,8 +39,9 @@ def _stage_arguments(name: str, p: argparse.ArgumentParser) -> None:
         return
     p.add_argument("--run", required=True)
     if name in ("embed_images", "embed_text"):
-        p.add_argument("--model", help="images: random | imagenet | PATH | simclr:PATH; "
-                                       "text: default (the bundled MiniLM) | PATH")
+        p.add_argument("--model", help="images: pretrained (default) | random | imagenet | "
+                                       "PATH | simclr:PATH; text: default (the bundled "
+                                       "MiniLM) | PATH")
     if name.startswith("train_"):
         p.add_argument("--workers", type=int)
         p.add_argument("--gpus-per-worker", type=float)

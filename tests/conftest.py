@@ -146,12 +146,13 @@ def hm_features(tiny_run, tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def hm_embedded(hm_features, tmp_path_factory):
-    """hm_features with image embeddings (random-init ResNet18 at 64 px, PCA to 32)."""
+    """hm_features with image embeddings (the default encoder, pretrained EfficientNet-Lite0
+    with the colour part, at 64 px, PCA to 32)."""
     from stylehub_ray.embed.images import EmbedImagesConfig, embed_images
 
     run = copy_run(hm_features, tmp_path_factory.mktemp("hm_embedded") / "run")
-    embed_images(run, EmbedImagesConfig(arch="resnet18", model="random", image_size=64,
-                                        pca_dim=32, batch_size=64, actors=1, threads=1))
+    embed_images(run, EmbedImagesConfig(image_size=64, pca_dim=32, batch_size=64, actors=1,
+                                        threads=1))
     return run
 
 

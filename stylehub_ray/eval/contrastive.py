@@ -22,8 +22,9 @@ Plots next to ``metrics.json`` under ``eval/contrastive/<variant>/``: ``loss.png
 ``distances.png``, ``map.png`` (PCA or t-SNE of item embeddings by product group).
 
 For each SimCLR image encoder (``models/simclr_images/<variant>``): neighbour agreement of the
-pooled backbone features of the catalog photos, SimCLR against the same architecture at random
-init, in ``eval/simclr_images/<variant>/metrics.json``.
+pooled backbone features of the catalog photos, SimCLR against the encoder it started from (the
+ImageNet-pretrained one, or random init for SimCLR from scratch), in
+``eval/simclr_images/<variant>/metrics.json``.
 """
 
 from __future__ import annotations
@@ -282,18 +283,19 @@ def write_plots(run: Run, folder: str, variant: str, history: list[dict], traine
 # SimCLR image encoders
 # --------------------------------------------------------------------------------------------
 def evaluate_simclr_variant(run: Run, variant: str, cfg: EvaluateContrastiveConfig) -> dict:
-    """Neighbour agreement of the SimCLR backbone's pooled features against the same
-    architecture at random init, over the catalog photos."""
+    """Neighbour agreement of the SimCLR backbone's pooled features against the encoder it
+    started from (``start``: its weights are ``start_weights``), over the catalog photos."""
     from stylehub_ray.models.artifacts import load_meta
-    from stylehub_ray.train.simclr_images import embed_catalog
+    from stylehub_ray.train.simclr_images import embed_catalog, start_weights
 
     meta = load_meta(run, "simclr_images", variant)
     labels = article_labels(run, meta["n_items"], AGREEMENT_COLUMNS)
     out = {"variant": variant, "arch": meta["config"]["arch"],
            "image_size": meta["config"]["image_size"], "epochs": len(meta["history"]),
-           "final_loss": meta["history"][-1]["loss"] if meta["history"] else None}
-    for name in ("simclr", "random"):
-        vec, present = embed_catalog(run, variant, random_init=name == "random")
+           "final_loss": meta["history"][-1]["loss"] if meta["history"] else None,
+           "start_weights": start_weights(run, variant)}
+    for name in ("simclr", "start"):
+        vec, present = embed_catalog(run, variant, start=name == "start")
         out[name] = neighbour_agreement(vec, labels, present, cfg.neighbours,
                                         cfg.agreement_items, cfg.seed)
     out["images"] = int(present.sum())
@@ -409,12 +411,13 @@ def format_table(results: dict) -> list[str]:
                   f"{'variant':16s} {'encoder':8s} {'images':>6s} {'type':>6s} {'colour':>6s} "
                   f"{'both':>6s}"]
         for variant, r in sim.items():
-            for name in ("random", "simclr"):
+            start = r.get("start_weights", "random")  # the encoder SimCLR started from
+            for name, label in (("start", start), ("simclr", "simclr")):
                 ag = r[name]
-                lines.append(f"{variant:16s} {name:8s} {r['images']:6d} "
+                lines.append(f"{variant:16s} {label:8s} {r['images']:6d} "
                              f"{_f(ag['product_type_name']['share'])} "
                              f"{_f(ag['colour_group_name']['share'])} {_f(ag['all']['share'])}")
-            ag = r["random"]
+            ag = r["start"]
             lines.append(f"{variant:16s} {'chance':8s} {'':6s} "
                          f"{_f(ag['product_type_name']['chance'])} "
                          f"{_f(ag['colour_group_name']['chance'])} {_f(ag['all']['chance'])}")

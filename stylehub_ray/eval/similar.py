@@ -121,22 +121,12 @@ class SimilarItems:
 
     def _photo_vector(self, photo: str | bytes) -> np.ndarray:
         """Decode and encode one photo the way `embed images` did for this run."""
-        from stylehub_ray.embed.image_model import ImageEncoder, decode_image
-        from stylehub_ray.embed.images import load_pca, read_bytes
+        from stylehub_ray.embed.images import PhotoEncoder, read_bytes
         from stylehub_ray.embed.text_model import l2_normalize
         from stylehub_ray.embed.vectors import from_fixed_list, read_embeddings
-        from stylehub_ray.embed.weights import resolve_image_weights
 
         if "encoder" not in self._image:
-            entry = self.run.entry("embed", "images")
-            if not entry or entry.get("status") != "complete":
-                raise FileNotFoundError(f"{self.run.uri}: no complete `embed images` step; "
-                                        f"similar items by photo need the photo encoder")
-            c = entry["config"]
-            self._image["encoder"] = ImageEncoder.load(
-                c["arch"], resolve_image_weights(c["model"], c["arch"]), c["seed"])
-            self._image["size"] = int(c["image_size"])
-            self._image["pca"] = load_pca(self.run)
+            self._image["encoder"] = PhotoEncoder.from_run(self.run)
             t = read_embeddings(self.run, "embeddings/images", ["article_idx", "embedding",
                                                                 "has_image"])
             present = t.column("has_image").to_numpy(zero_copy_only=False)
@@ -145,14 +135,11 @@ class SimilarItems:
                 "article_idx": t.column("article_idx").to_numpy()[present]}
         data = photo if isinstance(photo, bytes) else read_bytes(str(photo))
         try:
-            img = decode_image(data, self._image["size"])
+            return self._image["encoder"].photo(data)  # (P,)
         except Exception as exc:  # noqa: BLE001 - any decoder failure: say which input
             name = "the photo bytes" if isinstance(photo, bytes) else str(photo)
             raise ValueError(f"{name}: not a readable image ({type(exc).__name__}: "
                              f"{exc})") from exc
-        full = self._image["encoder"].encode(img[None])[0]  # (D,)
-        pca = self._image["pca"]
-        return ((full - pca["mean"]) @ pca["components"].T).astype(np.float32)  # (P,)
 
 
 def similar_items(run: Run, *, article_id: int | str | None = None,

@@ -1,14 +1,14 @@
 """SimCLR for the image encoder (Chen et al. 2020; StyleHub paper 2.2), torch only.
 
-No pretrained image weights can be downloaded here, so the catalog photos teach the encoder
-themselves: two random views of each photo (random resized crop, horizontal flip, colour jitter,
-random grayscale, Gaussian blur: 2.2 "Data Augmentation"), a ResNet backbone ``f`` (ResNet18 by
-default, up to 152; the classifier removed, the 512 / 2048-d global average pool kept, exactly
-the encoder `stylehub embed images` runs) and a non-linear projection head ``g`` (2.2
-"Nonlinear Projection Head"); NT-Xent over the 2N views of a batch (2.2, the formula for
-``l_{i,j}``), :func:`stylehub_ray.models.losses.nt_xent_loss`.
+The catalog photos fine-tune the image encoder themselves: two random views of each photo
+(random resized crop, horizontal flip, colour jitter, random grayscale, Gaussian blur: 2.2
+"Data Augmentation"), a backbone ``f`` (the classifier removed, the global average pool kept,
+exactly the encoder `stylehub embed images` runs: EfficientNet-Lite0 by default, started from
+its ImageNet weights, ``init="random"`` for SimCLR from scratch) and a non-linear projection
+head ``g`` (2.2 "Nonlinear Projection Head"); NT-Xent over the 2N views of a batch (2.2, the
+formula for ``l_{i,j}``), :func:`stylehub_ray.models.losses.nt_xent_loss`.
 
-The state dict's keys are ``backbone.<torchvision name>`` and ``projection.*``, so
+The state dict's keys are ``backbone.<the backbone's own names>`` and ``projection.*``, so
 ``stylehub embed images --model simclr:PATH`` loads the backbone by stripping the prefix and
 dropping the head (:func:`stylehub_ray.embed.image_model.build_backbone`).
 """
@@ -21,8 +21,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from stylehub_ray.embed.image_model import FEATURE_DIM, MEAN, STD, build_backbone
-from stylehub_ray.embed.weights import ImageWeights
+from stylehub_ray.embed import image_model
+from stylehub_ray.embed.image_model import FEATURE_DIM, build_backbone
+from stylehub_ray.embed.weights import resolve_image_weights
 from stylehub_ray.models.losses import nt_xent_loss
 
 
@@ -31,11 +32,15 @@ class SimCLRImagesSpec:
     """Everything needed to rebuild the network (saved beside its weights, ``spec.json``;
     `embed images --model simclr:PATH` reads ``arch`` from it)."""
 
-    arch: str = "resnet18"
+    arch: str = "efficientnet_lite0"
     image_size: int = 64  # the side of the photos it was trained on
     projection_hidden: int = 512
     projection_dim: int = 128
-    seed: int = 0  # the backbone's random init (the random-init encoder it is compared with)
+    seed: int = 0  # the backbone's random init (with init="random") and the head's
+    # The backbone it starts from, the encoder it is compared with: "pretrained" (ImageNet
+    # weights, embed_images.model=pretrained; `train simclr-images` defaults to it) or "random"
+    # (embed_images.model=random; specs saved before this field started there).
+    init: str = "random"
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -51,9 +56,10 @@ class SimCLRImages(nn.Module):
     def __init__(self, spec: SimCLRImagesSpec):
         super().__init__()
         self.spec = spec
-        # The same seeded random init `embed images --model random` builds: SimCLR starts from
-        # exactly the random-init encoder it is compared against.
-        self.backbone = build_backbone(spec.arch, ImageWeights("random"), spec.seed)
+        # The encoder `embed images --model <init>` builds: SimCLR starts from exactly the
+        # encoder it is compared against.
+        self.backbone = build_backbone(spec.arch, resolve_image_weights(spec.init, spec.arch),
+                                       spec.seed)
         self.arch = spec.arch
         d = FEATURE_DIM[spec.arch]
         self.projection = nn.Sequential(  # g: 2.2, a non-linear MLP head
@@ -86,20 +92,19 @@ def make_augment(size: int):
     ])
 
 
-def normalise(x: torch.Tensor) -> torch.Tensor:
-    """uint8 (B, 3, S, S) -> float, ImageNet mean / std (as the embedding encoder does)."""
-    mean = torch.tensor(MEAN, device=x.device).view(1, 3, 1, 1)
-    std = torch.tensor(STD, device=x.device).view(1, 3, 1, 1)
-    return (x.float() / 255 - mean) / std
+def normalise(x: torch.Tensor, arch: str) -> torch.Tensor:
+    """uint8 (B, 3, S, S) -> float, scaled for ``arch`` (as the embedding encoder does)."""
+    return image_model.normalise(x, arch)
 
 
-def two_views(images: np.ndarray, augment) -> tuple[torch.Tensor, torch.Tensor]:
-    """(B, H, W, 3) uint8 -> two independently augmented views (B, 3, S, S), normalised.
-    Each image draws its own parameters (a v2 transform on a batch would share them)."""
+def two_views(images: np.ndarray, augment, arch: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, H, W, 3) uint8 -> two independently augmented views (B, 3, S, S), normalised for
+    ``arch``. Each image draws its own parameters (a v2 transform on a batch would share
+    them)."""
     x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2)  # (B, 3, H, W)
     v1 = torch.stack([augment(img) for img in x])
     v2 = torch.stack([augment(img) for img in x])
-    return normalise(v1), normalise(v2)
+    return normalise(v1, arch), normalise(v2, arch)
 
 
 def simclr_loss(model: nn.Module, v1: torch.Tensor, v2: torch.Tensor, tau: float

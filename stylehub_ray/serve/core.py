@@ -573,40 +573,27 @@ class ImageSearchPart:
     ``embeddings/images``)."""
 
     def __init__(self, run: Run, cfg: ServeConfig):
-        from stylehub_ray.embed.image_model import ImageEncoder
-        from stylehub_ray.embed.images import load_pca
-        from stylehub_ray.embed.weights import resolve_image_weights
-
-        self.run = run
-        entry = run.entry("embed_images")
-        if not entry or entry.get("status") != "complete":
-            raise Unavailable(f"{run.uri}: no image embeddings; run `stylehub embed images "
-                              f"--run {run.uri}`")
         import torch
 
-        conf = entry["config"]
-        self.image_size = int(conf["image_size"])
-        self.encoder = ImageEncoder.load(conf["arch"],
-                                         resolve_image_weights(conf["model"], conf["arch"]),
-                                         int(conf["seed"]),
-                                         "cuda" if torch.cuda.is_available() else "cpu")
-        pca = load_pca(run)
-        self.mean, self.components = pca["mean"], pca["components"]
+        from stylehub_ray.embed.images import PhotoEncoder
+
+        self.run = run
+        try:
+            self.photos = PhotoEncoder.from_run(run, "cuda" if torch.cuda.is_available()
+                                                else "cpu")
+        except FileNotFoundError as exc:
+            raise Unavailable(str(exc)) from None
         self.search = VectorSearch.from_embeddings(run, "embeddings/images", "image-embeddings",
                                                    "index/image")
-        self.model = f"{conf['arch']} ({conf['model']})"
+        self.model = self.photos.label
 
     def similar(self, data: bytes, k: int) -> tuple[np.ndarray, np.ndarray, str]:
-        from stylehub_ray.embed.image_model import decode_image
-
         try:
-            image = decode_image(data, self.image_size)
+            reduced = self.photos.photo(data)  # (P,), as embed images stored the catalog's
         except Exception as exc:  # noqa: BLE001 - whatever Pillow raises: the client's file
             raise BadInput(415, f"upload is not a readable image: {type(exc).__name__}: "
                                 f"{str(exc)[:200]}") from None
-        feats = self.encoder.encode(image[None].copy())  # (1, D)
-        reduced = (feats - self.mean) @ self.components.T  # (1, P), as embed images did
-        idx, scores = self.search.search(reduced[0], k)
+        idx, scores = self.search.search(reduced, k)
         return idx, scores, f"image-embeddings: {self.model}"
 
     def info(self) -> dict:

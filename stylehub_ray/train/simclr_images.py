@@ -24,7 +24,7 @@ import numpy as np
 import pyarrow.compute as pc
 
 from stylehub_ray.models.artifacts import FORMAT, load_meta, write_artifact
-from stylehub_ray.run import Run
+from stylehub_ray.run import Run, fingerprint_source
 from stylehub_ray.train import loop as L
 
 logger = logging.getLogger(__name__)
@@ -39,17 +39,20 @@ REPORTED_METRICS = ("epoch", "loss", "epoch_s")
 class TrainSimCLRImagesConfig:
     """`stylehub train simclr-images`."""
 
-    arch: str = "resnet18"  # resnet18 .. resnet152
+    arch: str = "efficientnet_lite0"  # efficientnet_lite0/1/2, resnet18 .. resnet152
+    # pretrained: fine-tune from the ImageNet weights (embed_images.model=pretrained);
+    # random: SimCLR from scratch
+    init: str = "pretrained"
     image_size: int = 64
     projection_hidden: int = 512
     projection_dim: int = 128
     tau: float = 0.5
     epochs: int = 10
     batch_size: int = 128  # global: split across the workers
-    lr: float = 1e-3
+    lr: float = 1e-4  # fine-tuning: a larger step wipes out what ImageNet taught
     weight_decay: float = 1e-6
     max_images: int | None = None  # a seeded sample of the photos (None: all)
-    tag: str = ""  # variant name; "": <arch>-<image_size>
+    tag: str = ""  # variant name; "": <arch>-<image_size>, "-scratch" added for init=random
     workers: int = 1
     cpus_per_worker: float = 1.0
     use_gpu: bool = False
@@ -61,6 +64,9 @@ class TrainSimCLRImagesConfig:
         if self.arch not in ARCHS:
             raise ValueError(f"train_simclr_images.arch must be one of {', '.join(ARCHS)}, "
                              f"got {self.arch!r}")
+        if self.init not in ("pretrained", "random"):
+            raise ValueError(f"train_simclr_images.init must be pretrained or random, got "
+                             f"{self.init!r}")
         if self.image_size < 32:
             raise ValueError(f"train_simclr_images.image_size must be >= 32, got "
                              f"{self.image_size}")
@@ -73,7 +79,8 @@ class TrainSimCLRImagesConfig:
                              f"{self.tau}, {self.lr}")
 
     def variant(self) -> str:
-        return self.tag or f"{self.arch}-{self.image_size}"
+        scratch = "-scratch" if self.init == "random" else ""
+        return self.tag or f"{self.arch}-{self.image_size}{scratch}"
 
 
 def model_dir(variant: str) -> str:
@@ -104,13 +111,18 @@ def _photos(run: Run, cfg: TrainSimCLRImagesConfig):
 
 
 def _plan(run: Run, cfg: TrainSimCLRImagesConfig) -> tuple[dict, dict]:
+    from stylehub_ray.embed.weights import resolve_image_weights
+
     cfg.validate()
     if not run.is_complete("raw/images"):
         raise FileNotFoundError(f"{run.uri_of('raw/images')} is missing: run `stylehub ingest "
                                 f"SOURCE --run {run.uri}` first")
+    weights = resolve_image_weights(cfg.init, cfg.arch)  # missing weights fail here, not in
+    inputs = {"raw/images": run.marker("raw/images")["fingerprint"]}  # the workers
+    if weights.path is not None:
+        inputs["weights"] = fingerprint_source(weights.path)
     # The artifact format: a model saved in an older format is retrained, not loaded.
-    return asdict(cfg) | {"artifact_format": FORMAT}, {
-        "raw/images": run.marker("raw/images")["fingerprint"]}
+    return asdict(cfg) | {"artifact_format": FORMAT}, inputs
 
 
 def build_trainer(run: Run, cfg: TrainSimCLRImagesConfig, *, name: str | None = None,
@@ -195,7 +207,7 @@ class SimCLRRecipe(L.Recipe):
         c = self.cfg
         return SimCLRImagesSpec(arch=c.arch, image_size=c.image_size,
                                 projection_hidden=c.projection_hidden,
-                                projection_dim=c.projection_dim, seed=c.seed)
+                                projection_dim=c.projection_dim, seed=c.seed, init=c.init)
 
     def optimizer(self, model):
         import torch
@@ -224,7 +236,7 @@ class SimCLRRecipe(L.Recipe):
                 batch_size=per_worker, batch_format="numpy", drop_last=True,
                 local_shuffle_buffer_size=4 * per_worker,
                 local_shuffle_seed=cfg.seed * 7919 + epoch):
-            v1, v2 = two_views(batch["image"], self.augment)
+            v1, v2 = two_views(batch["image"], self.augment, cfg.arch)
             loss = simclr_loss(model, v1.to(device), v2.to(device), cfg.tau)
             optimizer.zero_grad()
             loss.backward()
@@ -234,12 +246,19 @@ class SimCLRRecipe(L.Recipe):
 
 
 # --------------------------------------------------------------------------------------------
-# Catalog embeddings with the trained or the random-init backbone (evaluation)
+# Catalog embeddings with the trained backbone or the one it started from (evaluation)
 # --------------------------------------------------------------------------------------------
-def embed_catalog(run: Run, variant: str, random_init: bool = False
+def start_weights(run: Run, variant: str) -> str:
+    """The ``model`` setting of the encoder a trained variant started from (its ``init``)."""
+    return load_meta(run, MODEL, variant)["config"].get("init", "random")
+
+
+def embed_catalog(run: Run, variant: str, start: bool = False
                   ) -> tuple[np.ndarray, np.ndarray]:
-    """Pooled backbone features of every article's photo at the encoder's image size, through
-    the embedding stage's Ray Data pipeline: (vectors (n_items, D), present (n_items,))."""
+    """Pooled backbone features (no colour histogram) of every article's photo at the
+    encoder's image size, through the embedding stage's Ray Data pipeline, with the trained
+    backbone or (``start``) the one it started from: (vectors (n_items, D), present
+    (n_items,))."""
     import pyarrow as pa
 
     from stylehub_ray.data.ingest import read_table
@@ -251,9 +270,9 @@ def embed_catalog(run: Run, variant: str, random_init: bool = False
     from stylehub_ray.ray_utils import ensure_ray
 
     c = load_meta(run, MODEL, variant)["config"]
-    model = "random" if random_init else f"simclr:{checkpoint_path(run, variant)}"
+    model = start_weights(run, variant) if start else f"simclr:{checkpoint_path(run, variant)}"
     ecfg = EmbedImagesConfig(arch=c["arch"], model=model, seed=c["seed"],
-                             image_size=c["image_size"], batch_size=64)
+                             image_size=c["image_size"], batch_size=64, colour=0.0)
     weights = resolve_image_weights(ecfg.model, ecfg.arch)
     ensure_ray()
     images = read_table(run, "raw/images", ["article_id", "article_idx", "path", "status"])
