@@ -372,7 +372,8 @@ def with_request_id_header(app: FastAPI) -> None:
 
 def _errors(*codes: int) -> dict:
     """OpenAPI ``responses`` for the error codes a route answers (all one body)."""
-    text = {404: "unknown id", 413: "upload over the limit", 415: "not an image",
+    text = {400: "the body is not JSON (undecodable bytes)", 404: "unknown id",
+            413: "upload over the limit", 415: "not an image",
             422: "a parameter or the body breaks the schema's rules",
             500: "internal error (logged under the request id)",
             503: "a model the runs lack, or no replica ready (retry later)"}
@@ -450,7 +451,7 @@ class Ingress:
                 ("/recommend/{customer_id}", self.recommend, "GET", RecommendResponse,
                  _errors(404, *COMMON), None),
                 ("/recommend", self.recommend_post, "POST", RecommendResponse,
-                 _errors(404, *COMMON), None)],
+                 _errors(400, 404, *COMMON), None)],
             "similar": [("/similar/{article_id}", self.similar, "GET", SimilarResponse,
                          _errors(404, *COMMON), None)],
             "similar-image": [("/similar-image", self.similar_image, "POST", SimilarResponse,
@@ -459,7 +460,7 @@ class Ingress:
                                        t: {"schema": {"type": "string", "format": "binary"}}
                                        for t in ("image/jpeg", "image/png")}}})],
             "outfit-score": [("/outfit-score", self.outfit_score, "POST", OutfitScoreResponse,
-                              _errors(404, *COMMON), None)],
+                              _errors(400, 404, *COMMON), None)],
         }
         for group, entries in routes.items():
             for path, endpoint, method, model, responses, extra in entries:
