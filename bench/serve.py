@@ -189,7 +189,7 @@ def main() -> None:
     from ray import serve
 
     from stylehub_ray.serve import core
-    from stylehub_ray.serve.app import build_app, settings_from, start_http
+    from stylehub_ray.serve.app import build_app, build_graph, settings_from, start_http
     from stylehub_ray.serve.testing import build_noop_app
 
     torch.set_num_threads(1)  # as every replica
@@ -236,7 +236,7 @@ def main() -> None:
     scaled = {"Ingress": {"autoscaling_config": RAMP_AUTOSCALING}}
     if layout == "together":
         scaled["TwoTower"] = scaled["Ingress"]
-    serve.run(build_app({"run": run.uri, "recommend_layout": layout}, options=scaled),
+    serve.run(build_graph({"run": run.uri, "recommend_layout": layout}, options=scaled),
               name="stylehub", route_prefix="/")
     print(f"autoscaling ramp, layout {layout}", flush=True)
     before = loadavg()

@@ -618,11 +618,17 @@ def settings_from(args: dict) -> ServeConfig:
     return cfg
 
 
-def build_app(args: dict, options: dict[str, dict] | None = None):
-    """The serving graph as a Serve application (``serve_config.yaml``'s import path). The
-    deployments are the same whatever the runs hold (so one config file fits every run);
-    the ones for ``/recommend`` follow ``recommend_layout``. ``options``: deployment name ->
-    ``.options()`` keywords (replicas, autoscaling) for a graph run from Python."""
+def build_app(args: dict):
+    """The serving graph as a Serve application (``serve_config.yaml``'s import path: Serve
+    calls a builder with the ``args`` dictionary alone). The deployments are the same
+    whatever the runs hold (so one config file fits every run); the ones for ``/recommend``
+    follow ``recommend_layout``."""
+    return build_graph(args)
+
+
+def build_graph(args: dict, options: dict[str, dict] | None = None):
+    """:func:`build_app` with ``options``: deployment name -> ``.options()`` keywords
+    (replicas, autoscaling) for a graph run from Python (``bench/serve.py``)."""
     cfg = settings_from(args)
     s = asdict(cfg)
     served = core.served_endpoints(cfg)
