@@ -148,9 +148,11 @@ class TwoTowerRecommender:
         """Which path answers each customer: ``model`` (trained), ``model-cold`` (no training
         positive; the model's vector from features, when it beat popularity on val) or
         ``popularity``."""
-        known = self.known(customer_idx)
-        cold = "model-cold" if self.choices["cold"] == "model" else "popularity"
-        return np.where(known, "model", cold)
+        c = np.asarray(customer_idx, np.int64)
+        known = self.known(c)
+        in_range = (c >= 0) & (c < len(self.customers))
+        cold = in_range & (self.choices["cold"] == "model")
+        return np.where(known, "model", np.where(cold, "model-cold", "popularity"))
 
     def encode_customers(self, customer_idx: np.ndarray, cold: bool = False) -> np.ndarray:
         """(n, d) float32 unit customer-tower vectors; KeyError naming customers not seen in

@@ -176,7 +176,8 @@ class Ranker(_PartHolder):
         self._batching(self.rank)
 
     @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.0)
-    async def rank(self, requests: list[tuple[int, np.ndarray]]) -> list[np.ndarray]:
+    async def rank(self, requests: list[tuple[int, np.ndarray, np.ndarray]]
+                   ) -> list[np.ndarray]:
         return self._get().rank_many(requests)
 
 
@@ -255,9 +256,10 @@ class SplitRecommender:
 
     async def recommend(self, query: core.RecommendQuery) -> core.Recommendation:
         cand = await self.retriever.candidates.remote(query)
-        if cand.path != "model":
+        if cand.ranked_by != "":
             return cand
-        scores = await self.ranker.rank.remote((cand.customer_idx, cand.article_idx))
+        scores = await self.ranker.rank.remote((cand.customer_idx, cand.article_idx,
+                                                cand.scores))
         return core.RankerPart.finish(cand, scores, query.k)
 
     async def info(self) -> dict:
@@ -511,7 +513,9 @@ class Ingress:
             description="article ids the customer bought (repeat, or comma-separated): "
                         "the cold-start path")] = [],  # noqa: B006 - FastAPI copies it
         cold_start: Annotated[ColdStart, Query(description="default: the server's")] = None,
-        drop_bought: Annotated[bool, Query(description="drop articles bought before")] = True,
+        drop_bought: Annotated[bool | None, Query(
+            description="drop articles bought before (default: the model's choice, made on "
+                        "val)")] = None,
     ) -> dict:
         """Top-k articles for a customer: retrieve, drop bought, rank (or a fallback)."""
         items = [p for part in purchased for p in part.split(",")]
@@ -523,7 +527,7 @@ class Ingress:
                                      body.cold_start, body.drop_bought)
 
     async def _recommend(self, customer_id: str, k: int, purchased: list[str],
-                         cold_start: str | None, drop_bought: bool) -> dict:
+                         cold_start: str | None, drop_bought: bool | None) -> dict:
         catalog = self._catalog()
         if self.recommender is None:
             raise HTTPException(503, f"recommendations: {self.recommender_error}")

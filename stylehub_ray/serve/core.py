@@ -12,7 +12,7 @@ calls the very same methods. The model math stays in the models' own modules
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -203,13 +203,14 @@ class RecommendQuery:
     k: int
     purchased_idx: np.ndarray  # int64 article_idx the request says were bought (cold start)
     strategy: str  # avg | w-avg
-    drop_bought: bool
+    drop_bought: bool | None  # None: the model's choice, made on val by training
 
 
 @dataclass
 class Recommendation:
-    """Articles and scores, best first. ``path == "model"`` with ``ranked_by == ""``: the
-    ranker's candidates, not ranked yet (:meth:`RankerPart.finish` ranks them)."""
+    """Articles and scores, best first. ``ranked_by == ""`` (paths ``model`` and
+    ``model-cold``): the ranker's candidates with their retrieval scores, not ranked yet
+    (:meth:`RankerPart.finish` ranks them)."""
 
     article_idx: np.ndarray
     scores: np.ndarray
@@ -236,13 +237,17 @@ class CandidatePart:
         self.customers = CustomerMap.load(run)
         self.rec = load_recommender(run, cfg)
         self.article_vectors = np.asarray(self.rec.article_vectors, np.float32)
+        self.drop_bought = bool(self.rec.choices["drop_bought"])  # the default, chosen on val
         trained = np.sort(self.customers.idx[self.rec.known(self.customers.idx)])
+        # The customers the model answers: the trained ones, and those without a training
+        # positive when their vector from features beat popularity on val (path model-cold).
+        served = np.sort(self.customers.idx[self.rec.paths(self.customers.idx) != "popularity"])
         size = int(self.customers.idx.max()) + 1 if len(self.customers.idx) else 0
         self.row_of = np.full(size, -1, np.int64)
-        self.row_of[trained] = np.arange(len(trained))
-        # Trained customers' vectors, (n_trained, d): 1.37M x 32 floats take 175 MB.
-        self.vectors = self._encode_all(trained)
-        wavg_rows = np.arange(len(trained))
+        self.row_of[served] = np.arange(len(served))
+        # Their vectors, (n, d): 1.37M x 32 floats take 175 MB.
+        self.vectors = self._encode_all(served)
+        wavg_rows = self.row_of[trained]
         if len(wavg_rows) > cfg.wavg_customers:  # the w-avg neighbourhood: a seeded sample
             wavg_rows = np.sort(np.random.default_rng(cfg.seed).choice(
                 wavg_rows, cfg.wavg_customers, replace=False))
@@ -251,17 +256,22 @@ class CandidatePart:
     def _encode_all(self, idx: np.ndarray, batch: int = 8192) -> np.ndarray:
         if not len(idx):
             return np.zeros((0, self.article_vectors.shape[1]), np.float32)
-        return np.concatenate([np.asarray(self.rec.encode_customers(idx[i:i + batch]),
-                                          np.float32) for i in range(0, len(idx), batch)])
+        return np.concatenate([np.asarray(self.rec.encode_customers(idx[i:i + batch],
+                                                                    cold=True), np.float32)
+                               for i in range(0, len(idx), batch)])
 
     def candidates_many(self, queries: list[RecommendQuery]) -> list[Recommendation]:
         m = len(queries)
+        queries = [q if q.drop_bought is not None else replace(q, drop_bought=self.drop_bought)
+                   for q in queries]
         out: list[Recommendation | None] = [None] * m
         cust = np.array([self._lookup(q.customer_id) for q in queries], np.int64)  # -1: none
         known = self.rec.known(cust)
+        served = np.zeros(m, bool)
+        served[cust >= 0] = self.row_of[cust[cust >= 0]] >= 0
         vectors, rows, depth = [], [], []
         for i, q in enumerate(queries):
-            if known[i]:
+            if served[i]:
                 vectors.append(self.vectors[self.row_of[cust[i]]])
             elif len(q.purchased_idx):
                 vectors.append(cold_start_vector(self.article_vectors, q.purchased_idx,
@@ -273,11 +283,11 @@ class CandidatePart:
             rows.append(i)
             depth.append(max(self.cfg.candidates, q.k) + len(q.purchased_idx))
         if rows:
-            self._retrieve(queries, cust, known, np.array(rows), np.stack(vectors),
+            self._retrieve(queries, cust, known, served, np.array(rows), np.stack(vectors),
                            np.array(depth), out)
         return out
 
-    def _retrieve(self, queries, cust, known, rows, vectors, depth, out) -> None:
+    def _retrieve(self, queries, cust, known, served, rows, vectors, depth, out) -> None:
         """Top ``depth`` per row, bought dropped; rows left with fewer than k articles are
         retrieved again four times deeper (Step 6: "additional articles are retrieved")."""
         n_articles = int(self.rec.n_articles)
@@ -296,8 +306,9 @@ class CandidatePart:
                     short.append(p)
                     continue
                 a, s = got[j, :width][keep], scores[j, :width][keep]
-                if known[i]:
-                    out[i] = Recommendation(a, s, "model", "", True, int(cust[i]))
+                if served[i]:  # ranked next, with the retrieval scores
+                    out[i] = Recommendation(a, s, "model" if known[i] else "model-cold", "",
+                                            True, int(cust[i]))
                 else:
                     out[i] = Recommendation(a[:q.k], s[:q.k], f"cold-start-{q.strategy}",
                                             "retrieval score", bool(cust[i] >= 0),
@@ -355,18 +366,22 @@ class RankerPart:
         self.rec = rec if rec is not None else load_recommender(run, cfg, history=False,
                                                                 index=False)
 
-    def rank_many(self, requests: list[tuple[int, np.ndarray]]) -> list[np.ndarray]:
-        """Scores of each (customer_idx, candidates) request: one model call, rows padded
-        with -1 to the widest (the model scores those -inf)."""
+    def rank_many(self, requests: list[tuple[int, np.ndarray, np.ndarray]]
+                  ) -> list[np.ndarray]:
+        """Scores of each (customer_idx, candidates, retrieval scores) request: one model
+        call, rows padded with -1 to the widest (the model scores those -inf); the final
+        score combines the ranking model with the retrieval score as chosen on val."""
         out = [np.zeros(0, np.float32)] * len(requests)
-        todo = [i for i, (_, c) in enumerate(requests) if len(c)]
+        todo = [i for i, r in enumerate(requests) if len(r[1])]
         if todo:
             width = max(len(requests[i][1]) for i in todo)
             cust = np.array([requests[i][0] for i in todo], np.int64)
             cands = np.full((len(todo), width), -1, np.int64)  # (m, width)
+            retrieval = np.zeros((len(todo), width), np.float32)
             for row, i in enumerate(todo):
                 cands[row, :len(requests[i][1])] = requests[i][1]
-            scores = np.asarray(self.rec.rank(cust, cands), np.float32)  # (m, width)
+                retrieval[row, :len(requests[i][2])] = requests[i][2]
+            scores = np.asarray(self.rec.rank(cust, cands, retrieval), np.float32)
             for row, i in enumerate(todo):
                 out[i] = scores[row, :len(requests[i][1])]
         return out
@@ -393,9 +408,9 @@ class TwoTowerPart:
 
     def recommend_many(self, queries: list[RecommendQuery]) -> list[Recommendation]:
         got = self.candidates.candidates_many(queries)
-        model = [i for i, r in enumerate(got) if r.path == "model"]
-        scores = self.ranker.rank_many([(got[i].customer_idx, got[i].article_idx)
-                                        for i in model])
+        model = [i for i, r in enumerate(got) if r.ranked_by == ""]
+        scores = self.ranker.rank_many([(got[i].customer_idx, got[i].article_idx,
+                                         got[i].scores) for i in model])
         for i, s in zip(model, scores):
             got[i] = RankerPart.finish(got[i], s, queries[i].k)
         return got
