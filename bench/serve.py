@@ -1,22 +1,25 @@
-"""Latency and load of the Ray Serve recommendation graph, on loopback, in one run.
+"""Latency, throughput and failures of the Ray Serve graph, on loopback, in one run.
 
-One local Ray instance serves two applications side by side:
-- the real graph (``/``): Ingress -> CustomerEncoder -> Retriever + BoughtFilter -> Ranker;
-- the trivial graph (``/trivial``): the same deployments, handle hops and @serve.batch, each
-  part answering at once (``serve.core.Trivial*Part``).
-For each concurrency (1, 8, 32 by default) it sends a bounded number of ``GET /recommend``
-requests for trained customers to each and records p50 / p99 latency, throughput and errors;
-beside them, the floor: the same recommendation computed in this process by the same flow
-(``serve.core.recommend_flow``) over the same parts called directly. Then a load test at the
-highest concurrency whose p99 stayed under 200 ms: requests for ``--load-seconds`` (bounded in
-time and count), failures, and every replica's resident memory before and after.
+One local Ray instance serves, one after another on the same proxy:
+- the do-nothing app (``serve.testing.build_noop_app``): one FastAPI deployment answering
+  ``GET /recommend/{id}`` at once, the floor of what Serve costs per request;
+- the project's graph (``serve.app.build_app``) in each ``recommend_layout``: ``ingress``
+  (retrieval and ranking in the ingress replica), ``together`` (one TwoTower deployment
+  behind it) and ``split`` (Retriever and Ranker deployments);
+- beside them, the in-process call of the same work (``TwoTowerPart.recommend_many`` on one
+  request at a time, what every layout runs).
+For each concurrency (1, 8, 32 by default), a closed loop of ``GET /recommend/{id}?k=12`` for
+trained customers: p50 / p99 latency, throughput and failed requests (any non-200 or
+transport error). Then an autoscaling ramp on the first layout: the Ingress (and its
+TwoTower in ``together``) with ``min_replicas 1, max_replicas 2``, load stepped up and down
+while the replica counts are sampled, and every failed request counted.
 
 The client runs on the same machine as the server: on a 2-core machine it takes CPU from the
-replicas, so the numbers are an upper bound on what the graph costs. The load average before
-and after is recorded.
+replicas, so the numbers are an upper bound on what the graph costs. The load average is
+recorded before and after every phase; only timings taken under a load average of 3 count.
 
-    python bench/serve.py --run runs/demo-serve [--concurrency 1 8 32] [--requests 300]
-        [--load-seconds 120] [--out bench/results]
+    python bench/serve.py --run runs/demo [--layouts ingress together split]
+        [--concurrency 1 8 32] [--requests 400] [--ramp-seconds 20] [--out bench/results]
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import json
 import os
 import platform
 import socket
+import threading
 import time
 from pathlib import Path
 
@@ -34,8 +38,11 @@ import numpy as np
 
 from stylehub_ray.run import Run
 
-P99_GOAL_MS = 200.0
-RATIO_GOAL = 1.5
+LATENCY_GOAL = 3.0  # /recommend p50 at concurrency 1 within 3x the do-nothing app's
+THROUGHPUT_GOAL = 0.5  # saturation throughput at least half the do-nothing app's
+RAMP_AUTOSCALING = {"min_replicas": 1, "max_replicas": 2, "target_ongoing_requests": 2,
+                    "upscale_delay_s": 1.0, "downscale_delay_s": 4.0,
+                    "metrics_interval_s": 0.5, "look_back_period_s": 2.0}
 
 
 def _free_port() -> int:
@@ -44,27 +51,29 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def loadavg() -> list[float]:
+    return [round(x, 2) for x in os.getloadavg()]
+
+
 def _stats(lat_s: list[float], errors: int, wall: float) -> dict:
     ms = np.asarray(lat_s) * 1000
     return {"requests": len(lat_s) + errors, "ok": len(lat_s), "errors": errors,
             "p50_ms": round(float(np.percentile(ms, 50)), 2) if len(ms) else None,
             "p99_ms": round(float(np.percentile(ms, 99)), 2) if len(ms) else None,
-            "mean_ms": round(float(ms.mean()), 2) if len(ms) else None,
             "throughput_rps": round(len(lat_s) / wall, 1) if wall > 0 else None,
             "wall_s": round(wall, 2)}
 
 
 async def http_load(url_of, ids: list[str], concurrency: int, max_requests: int,
                     max_seconds: float) -> dict:
-    """``concurrency`` clients in a closed loop, until ``max_requests`` are sent or
-    ``max_seconds`` pass; a non-200 or a transport error counts as an error."""
+    """``concurrency`` clients in a closed loop until ``max_requests`` are sent or
+    ``max_seconds`` pass; a non-200 or a transport error counts as a failed request."""
     import aiohttp
 
     lat: list[float] = []
     errors: list[str] = []
     sent = 0
     deadline = time.perf_counter() + max_seconds
-    timeout = aiohttp.ClientTimeout(total=60)
 
     async def worker(session) -> None:
         nonlocal sent
@@ -83,7 +92,8 @@ async def http_load(url_of, ids: list[str], concurrency: int, max_requests: int,
                 errors.append(type(exc).__name__)
 
     conn = aiohttp.TCPConnector(limit=concurrency)
-    async with aiohttp.ClientSession(connector=conn, timeout=timeout) as session:
+    async with aiohttp.ClientSession(connector=conn,
+                                     timeout=aiohttp.ClientTimeout(total=60)) as session:
         t0 = time.perf_counter()
         await asyncio.gather(*(worker(session) for _ in range(concurrency)))
         wall = time.perf_counter() - t0
@@ -92,46 +102,82 @@ async def http_load(url_of, ids: list[str], concurrency: int, max_requests: int,
     return out
 
 
-def in_process(parts, ids: list[str], k: int, candidates: int, n: int) -> dict:
-    """The floor: the same flow over the same parts, called directly, one at a time."""
-    from stylehub_ray.serve.core import recommend_flow
+def levels(url_of, ids, args) -> dict:
+    out = {}
+    for c in args.concurrency:
+        asyncio.run(http_load(url_of, ids, c, args.warmup, 30))
+        out[c] = {"load_before": loadavg(),
+                  **asyncio.run(http_load(url_of, ids, c, max(args.requests, 25 * c),
+                                          args.max_seconds))}
+        print(f"  concurrency {c}: {json.dumps(out[c])}", flush=True)
+    return out
 
-    async def go() -> list[float]:
-        lat = []
-        for i in range(n):
-            t0 = time.perf_counter()
-            await recommend_flow(parts, ids[i % len(ids)], k, np.zeros(0, np.int64), "avg",
-                                 True, candidates)
-            lat.append(time.perf_counter() - t0)
-        return lat
 
+def in_process(part, ids: list[str], k: int, n: int) -> dict:
+    """The same work as the graph's, called directly, one request at a time."""
+    from stylehub_ray.serve.core import RecommendQuery
+
+    lat = []
     t0 = time.perf_counter()
-    lat = asyncio.run(go())
+    for i in range(n):
+        q = RecommendQuery(ids[i % len(ids)], k, np.zeros(0, np.int64), "avg", True)
+        t = time.perf_counter()
+        part.recommend_many([q])
+        lat.append(time.perf_counter() - t)
     return _stats(lat, 0, time.perf_counter() - t0)
 
 
-def replica_memory(base: str) -> dict:
-    import requests
+def replica_counts(app: str) -> dict:
+    from ray import serve
 
-    h = requests.get(f"{base}/healthz", timeout=60).json()
-    mem = {name: p.get("rss_mb") for name, p in h["parts"].items()}
-    mem["ingress"] = h["ingress"]["rss_mb"]
-    return mem
+    deps = serve.status().applications[app].deployments
+    return {name: int(d.replica_states.get("RUNNING", 0)) for name, d in deps.items()}
 
 
-def loadavg() -> list[float]:
-    return [round(x, 2) for x in os.getloadavg()]
+def ramp(url_of, ids, app: str, steps: list[tuple[int, float]]) -> dict:
+    """Load stepped through ``steps`` (concurrency, seconds) while a thread samples the
+    replica counts; every request's failure counted."""
+    samples: list[dict] = []
+    stop = threading.Event()
+
+    def sample() -> None:
+        t0 = time.perf_counter()
+        while not stop.is_set():
+            samples.append({"t": round(time.perf_counter() - t0, 1), **replica_counts(app)})
+            stop.wait(0.5)
+
+    th = threading.Thread(target=sample, daemon=True)
+    th.start()
+    out = []
+    try:
+        for c, seconds in steps:
+            r = asyncio.run(http_load(url_of, ids, c, 10 ** 7, seconds))
+            out.append({"concurrency": c, **r})
+            print(f"  ramp step concurrency {c}: {json.dumps(r)}", flush=True)
+    finally:
+        stop.set()
+        th.join(timeout=5)
+    peak = {}
+    for s in samples:
+        for name, n in s.items():
+            if name != "t":
+                peak[name] = max(peak.get(name, 0), n)
+    return {"steps": out, "failed": sum(s["errors"] for s in out),
+            "sent": sum(s["requests"] for s in out), "peak_replicas": peak,
+            "final_replicas": {k: v for k, v in samples[-1].items() if k != "t"}
+            if samples else {}, "samples": samples}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--run", default="runs/demo-serve")
+    ap.add_argument("--run", default="runs/demo")
+    ap.add_argument("--layouts", nargs="+", default=["ingress", "together", "split"])
     ap.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
-    ap.add_argument("--requests", type=int, default=300, help="per level and graph")
-    ap.add_argument("--max-seconds", type=float, default=60.0, help="per level and graph")
-    ap.add_argument("--warmup", type=int, default=30)
-    ap.add_argument("--load-seconds", type=float, default=120.0)
-    ap.add_argument("--load-max-requests", type=int, default=100_000)
+    ap.add_argument("--requests", type=int, default=400, help="per level and app (at least "
+                                                               "25 per client)")
+    ap.add_argument("--max-seconds", type=float, default=30.0, help="per level and app")
+    ap.add_argument("--warmup", type=int, default=50)
+    ap.add_argument("--ramp-seconds", type=float, default=15.0, help="per ramp step")
     ap.add_argument("--k", type=int, default=12)
     ap.add_argument("--customers", type=int, default=500)
     ap.add_argument("--cpus", type=int, default=None, help="logical CPUs of the local Ray")
@@ -142,13 +188,25 @@ def main() -> None:
     import torch
     from ray import serve
 
-    from stylehub_ray.models.recommender import TwoTowerRecommender
     from stylehub_ray.serve import core
-    from stylehub_ray.serve.app import APP_NAME, TRIVIAL_APP_NAME, build_app, start_http
-    from stylehub_ray.serve.settings import ServeConfig
+    from stylehub_ray.serve.app import build_app, build_graph, settings_from, start_http
+    from stylehub_ray.serve.testing import build_noop_app
 
-    torch.set_num_threads(1)  # as every replica: the floor runs the parts on one thread
-    run = Run(args.run)
+    torch.set_num_threads(1)  # as every replica
+    results: dict = {"machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
+                                 "loadavg_start": loadavg()}, "settings": vars(args)}
+    cfg = settings_from({"run": args.run})
+    run = Run(cfg.run)
+    part = core.TwoTowerPart(run, cfg)
+    known = np.flatnonzero(part.candidates.rec.known(part.candidates.customers.idx))
+    pick = np.random.default_rng(0).choice(known, min(args.customers, len(known)),
+                                           replace=False)
+    ids = [part.candidates.customers.ids[i].decode() for i in pick]
+    in_process(part, ids, args.k, args.warmup)
+    results["in_process"] = in_process(part, ids, args.k, args.requests)
+    print(f"in process: {json.dumps(results['in_process'])}", flush=True)
+    del part
+
     if os.environ.get("RAY_ADDRESS"):  # a running instance (e.g. `ray start --head`)
         ray.init(address=os.environ["RAY_ADDRESS"], log_to_driver=False)
     else:
@@ -156,94 +214,79 @@ def main() -> None:
                  log_to_driver=False)
     port = _free_port()
     start_http("127.0.0.1", port)
-    load_before = loadavg()
-    cfg = ServeConfig(run=run.uri)
-    settings = {"run": run.uri}
-    t0 = time.perf_counter()
-    serve.run(build_app(settings), name=APP_NAME, route_prefix="/")
-    serve.run(build_app({**settings, "trivial": True}), name=TRIVIAL_APP_NAME,
-              route_prefix="/trivial")
-    deploy_s = time.perf_counter() - t0
     base = f"http://127.0.0.1:{port}"
 
-    rec = TwoTowerRecommender.load(run)
-    cmap = core.CustomerMap.load(run)
-    known = np.flatnonzero(rec.known(cmap.idx))
-    pick = np.random.default_rng(0).choice(known, min(args.customers, len(known)),
-                                           replace=False)
-    ids = [cmap.ids[i].decode() for i in pick]
-    parts = core.LocalParts(core.EncoderPart(run, cfg), core.RetrieverPart(run, cfg),
-                            core.RankerPart(run, cfg), core.HistoryPart(run, cfg))
-    del rec
+    def url(prefix: str):
+        return lambda cid: f"{base}{prefix}/recommend/{cid}?k={args.k}"
 
-    def real(cid: str) -> str:
-        return f"{base}/recommend/{cid}?k={args.k}"
+    serve.run(build_noop_app(), name="noop", route_prefix="/noop")
+    print("do-nothing app", flush=True)
+    results["noop"] = levels(url("/noop"), ids, args)
+    serve.delete("noop")
+    results["layouts"] = {}
+    for layout in args.layouts:
+        t0 = time.perf_counter()
+        serve.run(build_app({"run": run.uri, "recommend_layout": layout}), name="stylehub",
+                  route_prefix="/")
+        print(f"layout {layout} (deployed in {time.perf_counter() - t0:.1f} s)", flush=True)
+        results["layouts"][layout] = levels(url(""), ids, args)
+        serve.delete("stylehub")
 
-    def trivial(cid: str) -> str:
-        return f"{base}/trivial/recommend/{cid}?k={args.k}"
-
-    in_process(parts, ids, args.k, cfg.candidates, args.warmup)
-    floor = in_process(parts, ids, args.k, cfg.candidates, args.requests)
-    results = {"floor": floor, "levels": []}
-    for c in args.concurrency:
-        row = {"concurrency": c}
-        for name, url_of in (("real", real), ("trivial", trivial)):
-            asyncio.run(http_load(url_of, ids, c, args.warmup, 30))
-            row[name] = asyncio.run(http_load(url_of, ids, c, args.requests,
-                                              args.max_seconds))
-        row["real_over_trivial_p50"] = round(row["real"]["p50_ms"] / row["trivial"]["p50_ms"],
-                                             2)
-        row["real_over_floor_p50"] = round(row["real"]["p50_ms"] / floor["p50_ms"], 2)
-        row["models_add_p50_ms"] = round(row["real"]["p50_ms"] - row["trivial"]["p50_ms"], 2)
-        results["levels"].append(row)
-        print(json.dumps(row), flush=True)
-
-    ok = [r["concurrency"] for r in results["levels"]
-          if r["real"]["p99_ms"] is not None and r["real"]["p99_ms"] < P99_GOAL_MS
-          and r["real"]["errors"] == 0]
-    load_c = max(ok) if ok else min(args.concurrency)
-    mem_before = replica_memory(base)
-    load = asyncio.run(http_load(real, ids, load_c, args.load_max_requests,
-                                 args.load_seconds))
-    mem_after = replica_memory(base)
-    results["load"] = {"concurrency": load_c, **load, "memory_before_mb": mem_before,
-                       "memory_after_mb": mem_after}
-    results["machine"] = {"cpus": os.cpu_count(), "platform": platform.platform(),
-                          "loadavg_before": load_before, "loadavg_after": loadavg(),
-                          "ray_cpus": ray.cluster_resources().get("CPU")}
-    results["run"] = run.uri
-    results["deploy_s"] = round(deploy_s, 1)
-    results["settings"] = vars(args)
-    serve.delete(APP_NAME)
-    serve.delete(TRIVIAL_APP_NAME)
+    layout = args.layouts[0]
+    scaled = {"Ingress": {"autoscaling_config": RAMP_AUTOSCALING}}
+    if layout == "together":
+        scaled["TwoTower"] = scaled["Ingress"]
+    serve.run(build_graph({"run": run.uri, "recommend_layout": layout}, options=scaled),
+              name="stylehub", route_prefix="/")
+    print(f"autoscaling ramp, layout {layout}", flush=True)
+    before = loadavg()
+    s = args.ramp_seconds
+    results["ramp"] = {"layout": layout, "autoscaling_config": RAMP_AUTOSCALING,
+                       "load_before": before,
+                       **ramp(url(""), ids, "stylehub",
+                              [(1, s), (8, s), (32, s), (8, s), (1, 2 * s)]),
+                       "load_after": loadavg()}
+    serve.delete("stylehub")
     serve.shutdown()
     ray.shutdown()
-
-    print(f"\n/recommend, k={args.k}, {len(ids)} trained customers, run {run.uri}")
-    print(f"floor (in process, same flow, sequential): p50 {floor['p50_ms']} ms, "
-          f"p99 {floor['p99_ms']} ms, {floor['throughput_rps']} req/s")
-    print(f"{'conc':>4} | {'real p50':>9} {'p99':>8} {'req/s':>7} {'err':>4} | "
-          f"{'trivial p50':>11} {'p99':>8} {'req/s':>7} {'err':>4} | real/trivial real/floor")
-    for r in results["levels"]:
-        a, b = r["real"], r["trivial"]
-        print(f"{r['concurrency']:>4} | {a['p50_ms']:>9} {a['p99_ms']:>8} "
-              f"{a['throughput_rps']:>7} {a['errors']:>4} | {b['p50_ms']:>11} {b['p99_ms']:>8} "
-              f"{b['throughput_rps']:>7} {b['errors']:>4} | {r['real_over_trivial_p50']:>12} "
-              f"{r['real_over_floor_p50']:>10}")
-    first = results["levels"][0]
-    print(f"goal: real within {RATIO_GOAL}x of trivial at concurrency "
-          f"{first['concurrency']}: {first['real_over_trivial_p50']}x "
-          f"({'met' if first['real_over_trivial_p50'] <= RATIO_GOAL else 'not met'})")
-    ld = results["load"]
-    print(f"load: concurrency {load_c} for {ld['wall_s']} s: {ld['requests']} sent, "
-          f"{ld['errors']} failed, p50 {ld['p50_ms']} ms, p99 {ld['p99_ms']} ms, "
-          f"{ld['throughput_rps']} req/s")
-    print("replica memory MB before -> after: " + ", ".join(
-        f"{k} {mem_before[k]} -> {mem_after.get(k)}" for k in mem_before))
-    print(f"load average before {load_before}, after {results['machine']['loadavg_after']}")
+    results["machine"]["loadavg_end"] = loadavg()
+    report(results, args)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "serve.json").write_text(json.dumps(results, indent=2) + "\n")
+
+
+def report(results: dict, args) -> None:
+    noop = results["noop"]
+    c1 = args.concurrency[0]
+    fp = results["in_process"]
+    print(f"\nGET /recommend/{{id}}?k={args.k}, run {args.run}; in process (same work, "
+          f"sequential): p50 {fp['p50_ms']} ms, {fp['throughput_rps']} req/s")
+    print(f"{'app':>10} {'conc':>5} {'p50 ms':>8} {'p99 ms':>8} {'req/s':>7} {'failed':>6} "
+          f"{'p50/noop':>8} {'load':>5}")
+    rows = [("do-nothing", noop)] + list(results["layouts"].items())
+    for name, lv in rows:
+        for c, r in lv.items():
+            ratio = round(r["p50_ms"] / noop[c]["p50_ms"], 2) if r["p50_ms"] else None
+            print(f"{name:>10} {c:>5} {r['p50_ms']:>8} {r['p99_ms']:>8} "
+                  f"{r['throughput_rps']:>7} {r['errors']:>6} {ratio:>8} "
+                  f"{r['load_before'][0]:>5}")
+    peak_noop = max(r["throughput_rps"] for r in noop.values())
+    for name, lv in results["layouts"].items():
+        lat = lv[c1]["p50_ms"] / noop[c1]["p50_ms"]
+        thr = max(r["throughput_rps"] for r in lv.values()) / peak_noop
+        failed = sum(r["errors"] for r in lv.values())
+        met_lat = "met" if lat <= LATENCY_GOAL else "not met"
+        met_thr = "met" if thr >= THROUGHPUT_GOAL else "not met"
+        print(f"goals {name}: p50 at concurrency {c1} {lat:.2f}x the do-nothing app "
+              f"({met_lat}, goal {LATENCY_GOAL}x); saturation throughput {thr:.2f} of it "
+              f"({met_thr}, goal {THROUGHPUT_GOAL}); {failed} failed requests")
+    rp = results["ramp"]
+    print(f"ramp ({rp['layout']}): {rp['sent']} requests, {rp['failed']} failed, peak "
+          f"replicas {rp['peak_replicas']}, final {rp['final_replicas']}; load "
+          f"{rp['load_before'][0]} -> {rp['load_after'][0]}")
+    m = results["machine"]
+    print(f"load average start {m['loadavg_start']}, end {m['loadavg_end']}")
 
 
 if __name__ == "__main__":

@@ -80,6 +80,9 @@ class FeaturesConfig:
     recent_days: int = 30
     negatives: int = 4  # per positive
     negative_sampling: str = "uniform"  # or "popularity"
+    # Negatives only from articles on sale on the positive's day (first sold on or before it);
+    # false: from the whole catalogue, articles first sold later included.
+    negatives_on_sale: bool = True
     # Point-in-time training examples: positives from the last `label_days` before `val`
     # only, joined with a third feature set `fit` as of their first day, so no positive's own
     # purchase is counted in its features, as on `val` and `test` (0: every purchase before
@@ -116,8 +119,9 @@ class PipelineConfig:
     # (pairs_text, contrastive, two_tower, evaluate, fndcl) are accepted and expanded.
     stages: tuple[str, ...] = ("ingest", "features", "embed_images", "embed_text", "pairs",
                                "train_contrastive", "evaluate_contrastive", "train_two_tower",
-                               "recommend", "evaluate_baselines", "evaluate_two_tower",
-                               "fndcl_items", "train_fndcl", "evaluate_fndcl")
+                               "train_ranker", "recommend", "evaluate_baselines",
+                               "evaluate_two_tower", "evaluate_ranker", "fndcl_items",
+                               "train_fndcl", "evaluate_fndcl")
 
     def validate(self) -> None:
         from stylehub_ray import registry
@@ -203,6 +207,8 @@ def _coerce(name: str, value: Any, hint: Any) -> Any:
         inner = [a for a in args if a is not type(None)]
         return _coerce(name, value, inner[0])
     if origin is tuple:
+        if value is None or value == "":  # `--set key=`: the empty tuple
+            return ()
         items = value if isinstance(value, (list, tuple)) else [
             v for v in str(value).split(",") if v.strip()
         ]

@@ -116,6 +116,21 @@ def model_bars_png(rows: Sequence[tuple[str, dict]], metrics: Sequence[str], tit
     return _png(fig)
 
 
+def feature_importance_png(names: Sequence[str], values: Sequence[float], title: str,
+                           top: int = 30) -> bytes:
+    """Horizontal bars of the ``top`` largest importances, largest on top."""
+    plt = _pyplot()
+    order = np.argsort(-np.asarray(values, np.float64), kind="stable")[:top]
+    fig, ax = plt.subplots(figsize=(8, 0.3 * len(order) + 1.5))
+    ax.barh(np.arange(len(order)), np.asarray(values, np.float64)[order], color="#2ca02c")
+    ax.set_yticks(np.arange(len(order)), [names[i] for i in order])
+    ax.invert_yaxis()
+    ax.set_xlabel("importance")
+    ax.grid(axis="x", alpha=0.3)
+    ax.set_title(title)
+    return _png(fig)
+
+
 def training_curves_png(history: list[dict]) -> bytes:
     """Training curves: loss (total, retrieval, ranking), AUC, precision / recall, val MAP@12
     (a key missing or None in an epoch's record is a gap)."""

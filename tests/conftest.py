@@ -67,7 +67,8 @@ def ray_head():
     os.environ["RAY_ADDRESS"] = address
     ray.init(address=address, log_to_driver=False)
     try:
-        yield {"address": address, "dashboard": f"http://127.0.0.1:{dash}", "env": env}
+        yield {"address": address, "dashboard": f"http://127.0.0.1:{dash}", "env": env,
+               "temp_dir": temp_dir}
     finally:
         ray.shutdown()
         os.environ.pop("RAY_ADDRESS", None)

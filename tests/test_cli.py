@@ -11,7 +11,7 @@ DEMO = ["--set", "ingest.chunk_mb=0.2", "--set", "embed_images.model=random",
         "--set", "embed_images.arch=resnet18", "--set", "embed_images.image_size=32",
         "--set", "train_contrastive.epochs=1", "--set", "evaluate_contrastive.simclr=false",
         "--set", "train_two_tower.epochs=1", "--set", "evaluate_ranking.bootstrap=20",
-        "--set", "baselines.bootstrap=20"]
+        "--set", "baselines.bootstrap=20", "--set", "evaluate_ranker.bootstrap=20"]
 
 
 def test_pipeline_runs_every_stage_then_skips_them(ray_head, tiny_hm, tmp_path, capsys):
@@ -24,7 +24,8 @@ def test_pipeline_runs_every_stage_then_skips_them(ray_head, tiny_hm, tmp_path, 
     steps = Run(str(tmp_path / "run")).manifest()["steps"]
     assert {"ingest", "features", "embed_images", "embed_text", "pairs/text"} <= set(steps)
     for stage in ("train_contrastive", "evaluate_contrastive", "train_two_tower", "recommend",
-                  "evaluate_two_tower", "evaluate_baselines", "evaluate_summary"):
+                  "evaluate_two_tower", "evaluate_baselines", "evaluate_summary",
+                  "train_ranker", "evaluate_ranker"):
         assert any(k.split("/")[0] == stage for k in steps), (stage, sorted(steps))
     assert all(s["status"] == "complete" for s in steps.values())
     assert PipelineConfig().stages[-1] == "evaluate_fndcl"

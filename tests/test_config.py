@@ -11,6 +11,7 @@ def test_defaults_and_sets():
     cfg = load_config(IngestConfig, None, ["chunk_mb=8", "verify_images=false", "channels=1,2,3"])
     assert cfg.chunk_mb == 8.0 and cfg.verify_images is False and cfg.channels == (1, 2, 3)
     assert resolved(cfg)["chunk_mb"] == 8.0
+    assert load_config(IngestConfig, None, ["channels="]).channels == ()  # the empty tuple
 
 
 def test_yaml_flat_and_sectioned(tmp_path):

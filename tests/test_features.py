@@ -151,7 +151,7 @@ def test_test_feature_set_sees_up_to_test_start(hand_run):
         2, pytest.approx(0.53), 0.5, 1)
 
 
-def test_interactions_and_examples(hand_run):
+def test_interactions_and_examples(hand_run, tmp_path):
     it = read_table(hand_run, "features/interactions").to_pandas()
     first = it[it["t_dat"] == date(2020, 1, 10)].iloc[0]
     assert (first["day_of_week"], first["month"], first["is_weekend"]) == (4, 1, 0)  # a Friday
@@ -160,13 +160,27 @@ def test_interactions_and_examples(hand_run):
     assert sorted(it["split"].value_counts().items()) == [("test", 2), ("train", 4), ("val", 1)]
     ex = read_table(hand_run, "features/training_examples").to_pandas()
     # Distinct (customer, article, day) before the cutoff: (a, 0, 01-10), (a, 1, 08-20),
-    # (b, 0, 09-01); four negatives each.
+    # (b, 0, 09-01). Negatives come from the articles on sale that day that the customer did
+    # not buy: on 01-10 only article 0 had sold, on 08-20 articles 0 and 1 (a bought both),
+    # on 09-01 articles 0 and 1 (b bought 0): four draws of article 1 for b, none for a.
+    # Articles 2 and 3 first sell after the cutoff, so they are never a negative.
+    assert (ex["label"] == 1).sum() == 3
+    neg = ex[ex["label"] == 0]
+    assert list(zip(neg["customer_idx"], neg["article_idx"])) == [(1, 1)] * 4
+    assert hand_run.entry("features")["counts"]["training_examples"]["negatives_short"] == 8
+    # The customer's features ride along on each example.
+    assert set(ex[ex["customer_idx"] == 0]["tx_count"]) == {3}
+    # From the whole catalogue (the old rule): four each, articles not yet sold included.
+    dst = tmp_path / "run"
+    shutil.copytree(hand_run.root, dst)
+    run = Run(str(dst))
+    build_features(run, FeaturesConfig(buckets=2, label_days=0, negatives_on_sale=False),
+                   force=True)
+    ex = read_table(run, "features/training_examples").to_pandas()
     assert (ex["label"] == 1).sum() == 3 and (ex["label"] == 0).sum() == 12
     bought = {0: {0, 1}, 1: {0}}
     for row in ex[ex["label"] == 0].itertuples():
         assert row.article_idx not in bought[row.customer_idx]
-    # The customer's features ride along on each negative.
-    assert set(ex[ex["customer_idx"] == 0]["tx_count"]) == {3}
 
 
 def test_label_window_joins_point_in_time_features(hand_run, tmp_path):
@@ -253,6 +267,9 @@ def test_negatives_and_determinism_on_generated_data(tiny_run, tmp_path):
     assert not any((c, a) in bought for c, a in zip(neg["customer_idx"], neg["article_idx"]))
     counts = runs[0].entry("features")["counts"]["training_examples"]
     assert counts["negatives"] == 4 * counts["positives"] and counts["negatives_short"] == 0
+    # Every negative was on sale on its positive's day (first sold on or before it).
+    first_sale = tx.groupby("article_idx")["t_dat"].min()
+    assert (first_sale.reindex(neg["article_idx"]).to_numpy() <= neg["t_dat"].to_numpy()).all()
     # Popularity sampling favours articles that sold in the training period.
     sold = train["article_idx"].value_counts()
     top = set(sold.index[: len(sold) // 10])

@@ -237,13 +237,36 @@ def test_text_pairs_stage(text_run):
 
 
 def test_transaction_pairs_stage(text_run):
+    from stylehub_ray.config import FeaturesConfig
+    from stylehub_ray.data.ingest import read_table
+    from stylehub_ray.features.stage import build_features
+
+    # Mined before the test period: without the features stage, before the last 7 days.
+    last_week = mine_pairs(text_run, PairsConfig(window_days=1), "transactions")
+    assert last_week["mined_before"] == "2020-09-16"  # the tiny data ends on 2020-09-22
+    # With it, before its split's test period.
+    build_features(text_run, FeaturesConfig())
     entry = mine_pairs(text_run, PairsConfig(window_days=1), "transactions")
     df = read_pairs(text_run, "transactions").to_pandas()
-    from stylehub_ray.data.ingest import read_table
-
     tx = read_table(text_run, "raw/transactions", ["customer_idx", "t_dat", "article_idx"])
     tx = tx.to_pandas()
     pos = df[df.label == 1]
+    test_start = text_run.entry("features")["cutoffs"]["test_start"]
+    assert entry["mined_before"] == test_start
+    tx["day"] = pd.to_datetime(tx.t_dat)
+    before = tx[tx.day < pd.Timestamp(test_start)]
+    assert entry["counts"]["transactions"]["before_test"] == len(before) < len(tx)
+
+    def co_bought(t: pd.DataFrame, window: int) -> set:
+        m = t.merge(t, on="customer_idx")
+        m = m[(m.article_idx_x < m.article_idx_y) & ((m.day_x - m.day_y).dt.days.abs()
+                                                      <= window)]
+        return set(zip(m.article_idx_x, m.article_idx_y))
+
+    # Pairs co-bought only in the test period: none is a positive.
+    test_only = co_bought(tx[tx.day >= pd.Timestamp(test_start)], 0) - co_bought(before, 1)
+    assert test_only
+    assert not test_only & set(zip(pos.anchor_idx, pos.other_idx))
     assert len(pos) == entry["counts"]["pairs"]["positive"] > 1000
     assert (pos.anchor_idx < pos.other_idx).all() and (pos.support >= 1).all()
     # A positive really was bought by one customer within a day.

@@ -155,7 +155,10 @@ def test_recommend_stage_submission_and_scores(rec_run, tmp_path):
 
     meta = load_meta(run, "two-tower", "default")
     unseen = int((~meta["trained_customers"]).sum())
-    assert counts == {"total": 1000, "model": 1000 - unseen, "popularity": unseen}
+    cold = "model-cold" if meta["choices"]["cold"] == "model" else "popularity"
+    other = "popularity" if cold == "model-cold" else "model-cold"
+    assert counts == {"total": 1000, "model": 1000 - unseen, cold: unseen, other: 0}
+    assert entry["counts"]["recommendations"]["drop_bought"] == meta["choices"]["drop_bought"]
 
     # The Parquet of scores agrees with the in-process recommend_matrix (same model).
     scores = read_scores(run).to_pandas().sort_values("customer_idx")
@@ -165,13 +168,13 @@ def test_recommend_stage_submission_and_scores(rec_run, tmp_path):
     got = np.stack(scores.set_index("customer_idx").loc[sample, "article_idx"].to_numpy())
     assert np.array_equal(got, mat)
     trained = meta["trained_customers"]
-    assert (scores["path"] == np.where(trained, "model", "popularity")).all()
-    # Bought articles are dropped (default on) and come back with the switch off.
+    assert (scores["path"] == np.where(trained, "model", cold)).all()
+    # Bought articles are dropped with the switch on and come back with it off.
     from stylehub_ray.features.history import load_history
 
     hist = load_history(run, "test", 1000, 600)
     every = np.arange(1000)[trained]
-    on = recommend_matrix(run, every, 12)
+    on = recommend_matrix(run, every, 12, drop_bought=True)
     assert not hist.contains(every, on).any()
     off = recommend_matrix(run, every, 12, drop_bought=False)
     assert hist.contains(every, off).any()

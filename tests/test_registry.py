@@ -52,7 +52,10 @@ def test_pipeline_stages_expand_older_entries_in_order():
     assert C.PipelineConfig().stages == registry.pipeline_stages()
     old = ("ingest", "features", "embed_images", "embed_text", "pairs_text", "contrastive",
            "two_tower", "recommend", "evaluate", "fndcl")
-    assert registry.expand_pipeline(old) == registry.pipeline_stages()
+    # Stages added since those names were retired are not in them.
+    newer = ("train_ranker", "evaluate_ranker")
+    assert registry.expand_pipeline(old) == tuple(s for s in registry.pipeline_stages()
+                                                  if s not in newer)
     assert registry.expand_pipeline(("evaluate", "evaluate_two_tower")) == (
         "evaluate_baselines", "evaluate_two_tower")
     with pytest.raises(ValueError, match="not a pipeline stage"):

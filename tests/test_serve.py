@@ -1,13 +1,18 @@
 """The Ray Serve graph on the session's Ray head (127.0.0.1, a free port): every endpoint,
-every bad input, the served answers against the same functions in process, `serve deploy
-serve_config.yaml` through the dashboard, and a hot reload onto a new run with no failed
-request. The run to serve is the tiny run, copied, with features, image and text embeddings
-and a one-epoch two-tower built once per module; the outfits run has a one-epoch FND-CL
-teacher."""
+every bad input and its error body, the served answers against the same functions in process,
+the three /recommend layouts giving the same answers, the API contract checked by
+schemathesis (`--checks all`) on a graph with every model and on one without the outfit
+model, request ids in the logs, `serve deploy serve_config.yaml` through the dashboard, and a
+hot reload onto a new run with no failed request. The run to serve is the tiny run, copied,
+with features, image and text embeddings and a one-epoch two-tower built once per module; the
+outfits run has a one-epoch FND-CL teacher."""
 
 from __future__ import annotations
 
+import asyncio
 import io
+import json
+import os
 import shutil
 import subprocess
 import threading
@@ -75,14 +80,15 @@ def serve_port(ray_head):
         serve.shutdown()
 
 
-def _settings(hm_run: Run, outfits_run: Run) -> dict:
-    return {"run": hm_run.uri, "outfits_run": outfits_run.uri,
+def _settings(hm_run: Run, outfits_run: Run | None) -> dict:
+    return {"run": hm_run.uri, "outfits_run": outfits_run.uri if outfits_run else "",
             "max_upload_mb": UPLOAD_LIMIT_MB, "candidates": 100}
 
 
 @pytest.fixture(scope="module")
 def base(serve_port, hm_run, outfits_run):
-    """The graph deployed with serve.run; yields its base URL."""
+    """The graph deployed with serve.run (the default layout: /recommend in the ingress);
+    yields its base URL."""
     from ray import serve
 
     from stylehub_ray.serve.app import APP_NAME, build_app
@@ -91,6 +97,23 @@ def base(serve_port, hm_run, outfits_run):
     url = f"http://127.0.0.1:{serve_port}"
     wait_for(lambda: _ok(f"{url}/healthz"), timeout=120)
     yield url
+
+
+@pytest.fixture(scope="module")
+def split_base(serve_port, hm_run, base):
+    """A second app beside it at /split: retrieval and ranking as two deployments, and no
+    outfits run (so no outfit model)."""
+    from ray import serve
+
+    from stylehub_ray.serve.app import build_app
+
+    settings = {**_settings(hm_run, None), "recommend_layout": "split"}
+    serve.run(build_app(settings), name="stylehub-split", route_prefix="/split")
+    url = f"http://127.0.0.1:{serve_port}/split"
+    wait_for(lambda: _ok(f"{url}/healthz"), timeout=120)
+    yield url
+    if "stylehub-split" in serve.status().applications:  # the config test deletes it
+        serve.delete("stylehub-split")
 
 
 def _ok(url: str) -> bool:
@@ -133,17 +156,41 @@ def _ids_of(hm_run: Run, article_idx) -> list[str]:
 def test_healthz_reports_every_part_and_openapi_lists_the_endpoints(base, hm_run, outfits_run):
     h = requests.get(f"{base}/healthz", timeout=30).json()
     assert h["status"] == "ok" and h["run"] == hm_run.uri
-    assert set(h["parts"]) == {"encoder", "retriever", "ranker", "history", "similar", "image",
-                               "outfits"}
+    assert h["recommend_layout"] == "ingress" and all(h["served"].values())
+    assert set(h["parts"]) == {"recommend", "similar", "image", "outfits"}
     for name, part in h["parts"].items():
         assert "unavailable" not in part, (name, part)
         expected = outfits_run.uri if name == "outfits" else hm_run.uri
         assert part["run"] == expected and part["rss_mb"] > 0
     assert h["parts"]["outfits"]["variant"] == "teacher-npair"
     spec = requests.get(f"{base}/openapi.json", timeout=30).json()
-    assert {"/recommend/{customer_id}", "/recommend", "/similar/{article_id}", "/similar-image",
-            "/outfit-score", "/healthz"} <= set(spec["paths"])
+    assert set(spec["paths"]) == {"/recommend/{customer_id}", "/recommend",
+                                  "/similar/{article_id}", "/similar-image", "/outfit-score",
+                                  "/healthz"}
     assert requests.get(f"{base}/docs", timeout=30).status_code == 200
+    # The contract: every error code with the one error body, the request id header on
+    # every response, a pattern or bounds on every parameter.
+    error = {"$ref": "#/components/schemas/ErrorResponse"}
+    for path, ops in spec["paths"].items():
+        for method, op in ops.items():
+            for code, response in op["responses"].items():
+                assert "X-Request-ID" in response["headers"], (path, method, code)
+                if code[0] in "45":
+                    assert response["content"]["application/json"]["schema"] == error
+            if path != "/healthz":
+                assert {"422", "500", "503"} <= set(op["responses"]), (path, method)
+            for p in op.get("parameters", []):
+                sch = p["schema"]
+                assert ("pattern" in sch or "maximum" in sch or "enum" in sch
+                        or sch.get("type") == "boolean"
+                        or {b.get("type") for b in sch.get("anyOf", [{}])} == {"boolean",
+                                                                                "null"}
+                        or "pattern" in sch.get("items", {})), (path, p)
+    assert spec["paths"]["/similar-image"]["post"]["responses"].keys() >= {"413", "415"}
+    body = spec["components"]["schemas"]["RecommendRequest"]["properties"]
+    assert body["customer_id"]["pattern"] == "^[0-9a-f]{64}$"
+    assert body["purchased"]["items"]["pattern"] == "^[0-9]{1,10}$"
+    assert (body["k"]["minimum"], body["k"]["maximum"]) == (1, 100)
 
 
 def test_recommend_known_customers_match_the_recommender_in_process(base, hm_run, rec,
@@ -161,7 +208,7 @@ def test_recommend_known_customers_match_the_recommender_in_process(base, hm_run
         np.testing.assert_allclose([i["score"] for i in body["items"]], scores[0], rtol=1e-5)
         assert body["items"][0]["prod_name"] and body["items"][0]["product_type_name"]
         bought = set(_ids_of(hm_run, rec.bought(np.array([idx]))[0]))
-        assert not bought & set(got)
+        assert rec.choices["drop_bought"] is False or not bought & set(got)
     # POST with JSON gives the same answer as GET.
     cid, _ = customers["known"][0]
     g = requests.get(f"{base}/recommend/{cid}", params={"k": 4}, timeout=60).json()
@@ -170,8 +217,6 @@ def test_recommend_known_customers_match_the_recommender_in_process(base, hm_run
 
 
 def test_unseen_customers_get_popularity_or_the_cold_start_path(base, hm_run, rec, customers):
-    import asyncio
-
     from stylehub_ray.serve import core
     from stylehub_ray.serve.settings import ServeConfig
 
@@ -182,23 +227,26 @@ def test_unseen_customers_get_popularity_or_the_cold_start_path(base, hm_run, re
     if customers["untrained"]:
         cid, idx = customers["untrained"][0]
         u = requests.get(f"{base}/recommend/{cid}", params={"k": 6}, timeout=60).json()
-        assert u["path"] == "popularity" and u["known_customer"]
+        # A customer without a training positive: the model's vector from their features
+        # (model-cold) when it beat popularity on val, else popularity; as in process.
+        expected, _scores, path = rec.recommend(np.array([idx]), 6)
+        assert [u["path"]] == path and u["known_customer"]
+        assert [i["article_id"] for i in u["items"]] == _ids_of(hm_run, expected[0])
         bought = set(_ids_of(hm_run, rec.bought(np.array([idx]))[0]))
-        assert not bought & {i["article_id"] for i in u["items"]}
+        if rec.choices["drop_bought"]:
+            assert not bought & {i["article_id"] for i in u["items"]}
     # With purchases, the cold-start path answers, from the purchased articles' vectors.
     purchased = _ids_of(hm_run, rec.popular(3))
-    cfg = ServeConfig(run=hm_run.uri)
-    local = core.LocalParts(core.EncoderPart(hm_run, cfg), core.RetrieverPart(hm_run, cfg),
-                            core.RankerPart(hm_run, cfg), core.HistoryPart(hm_run, cfg))
+    local = core.TwoTowerPart(hm_run, ServeConfig(run=hm_run.uri))
     for strategy in ("avg", "w-avg"):
         r = requests.get(f"{base}/recommend/{new_id}", timeout=60,
                          params={"k": 5, "purchased": ",".join(purchased),
-                                 "cold_start": strategy}).json()
+                                 "cold_start": strategy, "drop_bought": "true"}).json()
         assert r["path"] == f"cold-start-{strategy}" and r["ranked_by"] == "retrieval score"
         got = [i["article_id"] for i in r["items"]]
         assert len(got) == 5 and not set(purchased) & set(got)
-        want = asyncio.run(core.recommend_flow(
-            local, new_id, 5, np.asarray(rec.popular(3)), strategy, True, 100))
+        [want] = local.recommend_many([core.RecommendQuery(
+            new_id, 5, np.asarray(rec.popular(3)), strategy, True)])
         assert got == _ids_of(hm_run, want.article_idx)
     # avg is the mean of the purchased articles' retrieval vectors: its top article scores
     # the mean of their dot products with it.
@@ -305,23 +353,159 @@ def test_every_bad_input_is_a_4xx_with_a_message_and_the_graph_survives(base, hm
         ("POST", "/outfit-score", {"json": {"set_name": "999", "liked": [good_outfit],
                                             "outfits": [good_outfit]}}, 404),
         ("POST", "/outfit-score", {"json": {"user": 1, "set_name": "53",
-                                            "outfits": [good_outfit]}}, 422),
+                                            "outfits": [good_outfit]}}, 404),
+        ("POST", "/recommend", {"json": {"customer_id": cid, "k": "5"}}, 422),
+        ("POST", "/outfit-score", {"data": b"\xff\xfe{", "headers": {
+            "Content-Type": "application/json"}}, 400),
+        ("POST", "/outfit-score", {"json": {"user": None, "outfits": [good_outfit]}}, 422),
+        ("PUT", "/recommend", {"json": {"customer_id": cid}}, 405),
+        ("GET", "/no-such-endpoint", {}, 404),
     ]
     for method, path, kwargs, status in cases:
         r = requests.request(method, f"{base}{path}", timeout=60, **kwargs)
         assert r.status_code == status, (method, path, r.status_code, r.text[:300])
-        detail = r.json()["detail"]
-        assert detail and (isinstance(detail, str) or detail[0]["msg"]), (path, detail)
+        # One error body everywhere, with the request id of the response's header.
+        body = r.json()
+        assert set(body) == {"status", "error", "detail", "request_id", "fields"}, body
+        assert body["status"] == status and body["detail"], (path, body)
+        assert body["request_id"] == r.headers["X-Request-ID"], (path, body)
+        assert "Traceback" not in r.text and "\x1b[" not in r.text
+        assert status != 422 or body["fields"] or "body" in body["detail"], (path, body)
     # Messages name what was wrong.
     r = requests.get(f"{base}/similar/0000000001", timeout=60).json()
     assert "0000000001" in r["detail"]
     r = requests.post(f"{base}/outfit-score", timeout=60, json={
         "user": 1, "outfits": [{"top": 1, "bottom": 2, "shoe": 3, "hat": 4}]}).json()
-    assert "hat" in str(r["detail"])
+    assert "hat" in r["detail"] and r["fields"][0]["loc"][-1] == "hat"
     # No replica was taken down: every part still answers.
     h = requests.get(f"{base}/healthz", timeout=30).json()
     assert all("unavailable" not in p for p in h["parts"].values())
     assert requests.get(f"{base}/recommend/{cid}", timeout=60).status_code == 200
+
+
+def test_the_three_layouts_give_the_same_answers(base, split_base, hm_run, rec, customers,
+                                                 serve_port):
+    """/recommend in the ingress (base), as Retriever + Ranker deployments (split_base), and
+    in one TwoTower deployment (the serve_config.yaml test below) compute the same thing."""
+    h = requests.get(f"{split_base}/healthz", timeout=30).json()
+    assert h["recommend_layout"] == "split"
+    assert set(h["parts"]["recommend"]) == {"retriever", "ranker"}
+    new_id = "e" * 64
+    purchased = ",".join(_ids_of(hm_run, rec.popular(3)))
+    asks = [(f"/recommend/{cid}", {"k": 7}) for cid, _ in customers["known"]] + [
+        (f"/recommend/{new_id}", {"k": 5}),
+        (f"/recommend/{new_id}", {"k": 5, "purchased": purchased, "cold_start": "w-avg"})]
+    for path, params in asks:
+        a = requests.get(f"{base}{path}", params=params, timeout=60)
+        b = requests.get(f"{split_base}{path}", params=params, timeout=60)
+        assert a.status_code == b.status_code == 200, (a.text[:200], b.text[:200])
+        assert a.json() == b.json()
+
+
+def test_an_endpoint_the_runs_cannot_serve_is_left_out_of_the_schema(split_base):
+    spec = requests.get(f"{split_base}/openapi.json", timeout=30).json()
+    assert "/outfit-score" not in spec["paths"] and "/recommend" in spec["paths"]
+    r = requests.post(f"{split_base}/outfit-score", timeout=30, json={
+        "user": 1, "outfits": [{"top": 1, "bottom": 2, "shoe": 3}]})
+    assert r.status_code == 404 and "outfits run" in r.json()["detail"]
+    assert r.json()["request_id"] == r.headers["X-Request-ID"]
+
+
+def test_every_response_has_a_request_id_that_the_replica_logs_show(base, customers, ray_head):
+    cid, _ = customers["known"][0]
+    ok = requests.get(f"{base}/recommend/{cid}", timeout=60)
+    bad = requests.get(f"{base}/recommend/{cid}", params={"k": 0}, timeout=60)
+    ids = [ok.headers["X-Request-ID"], bad.headers["X-Request-ID"]]
+    assert ids[0] != ids[1] and bad.json()["request_id"] == ids[1]
+    logs = Path(ray_head["temp_dir"]) / "session_latest" / "logs" / "serve"
+
+    def logged() -> bool:  # Serve's access log line of each request names its id
+        text = "".join(p.read_text(errors="replace")
+                       for p in logs.glob("replica_stylehub_Ingress_*.log"))
+        return all(i in text for i in ids)
+
+    wait_for(logged, timeout=60, every=1.0)
+
+
+def test_an_unexpected_exception_is_a_500_with_the_error_body_and_no_traceback():
+    """The error handling every route has, on a FastAPI app of its own (no Ray): a bug
+    answers the one error body, and its traceback goes to the log under the request id."""
+    import logging
+
+    from fastapi import FastAPI, HTTPException
+
+    from stylehub_ray.serve.app import install_errors
+
+    app = FastAPI()
+    install_errors(app)
+
+    @app.get("/boom")
+    async def boom() -> dict:
+        raise RuntimeError("secret internals")
+
+    @app.get("/gone")
+    async def gone() -> dict:
+        raise HTTPException(404, "no such thing")
+
+    def call(path: str) -> tuple[int, dict]:
+        sent = []
+
+        async def receive():
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        async def send(message):
+            sent.append(message)
+
+        scope = {"type": "http", "method": "GET", "path": path, "raw_path": path.encode(),
+                 "query_string": b"", "root_path": "", "scheme": "http", "http_version": "1.1",
+                 "headers": [(b"x-request-id", b"rid-42")], "server": ("127.0.0.1", 1),
+                 "client": ("127.0.0.1", 2)}
+        asyncio.run(app(scope, receive, send))
+        body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+        return sent[0]["status"], json.loads(body)
+
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler(logging.ERROR)
+    handler.emit = records.append  # Serve's logger does not propagate to pytest's
+    serve_log = logging.getLogger("ray.serve")
+    serve_log.addHandler(handler)
+    try:
+        status, body = call("/boom")
+    finally:
+        serve_log.removeHandler(handler)
+    assert status == 500 and body["status"] == 500 and body["request_id"] == "rid-42"
+    assert "secret internals" not in json.dumps(body) and "rid-42" in body["detail"]
+    assert any("rid-42" in r.getMessage() and r.exc_info for r in records)
+    assert call("/gone") == (404, {"status": 404, "error": "Not Found",
+                                   "detail": "no such thing", "request_id": "rid-42",
+                                   "fields": []})
+
+
+def _schemathesis(url: str, tmp_path: Path) -> subprocess.CompletedProcess:
+    """schemathesis, every check, a bounded number of examples per operation, on loopback;
+    photos for the upload's media types come from tests/schemathesis_hooks.py."""
+    env = dict(os.environ, SCHEMATHESIS_HOOKS="schemathesis_hooks",
+               PYTHONPATH=os.pathsep.join([str(REPO / "tests"), os.environ.get("PYTHONPATH",
+                                                                              "")]))
+    cmd = [str(VENV_BIN / "schemathesis"), "run", f"{url}/openapi.json", "--url", url,
+           "--checks", "all", "--max-examples", "15", "--seed", "17", "--workers", "1",
+           "--phases", "examples,coverage,fuzzing", "--request-timeout", "60", "--no-color",
+           "--generation-database", "none", "--report", "junit",
+           "--report-dir", str(tmp_path)]
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600,
+                          cwd=tmp_path)
+
+
+def test_schemathesis_finds_nothing_with_every_model(base, tmp_path):
+    done = _schemathesis(base, tmp_path)
+    assert done.returncode == 0, done.stdout[-6000:] + done.stderr[-2000:]
+    assert "6 selected / 6 total" in done.stdout
+
+
+def test_schemathesis_finds_nothing_without_the_outfit_model(split_base, tmp_path):
+    done = _schemathesis(split_base, tmp_path)
+    assert done.returncode == 0, done.stdout[-6000:] + done.stderr[-2000:]
+    assert "5 selected / 5 total" in done.stdout
 
 
 def test_demo_prints_three_customers_fetched_over_http(base, serve_port, hm_run, outfits_run,
@@ -363,12 +547,14 @@ def _serving(url: str, run: Run) -> bool:
 # stopped each one-replica deployment before starting its replacement, and 2 of 151 requests
 # sent during the rollover got a 500.
 def test_serve_deploy_config_then_a_new_run_without_failed_requests(
-        ray_head, serve_port, base, hm_run, outfits_run, customers, tmp_path):
+        ray_head, serve_port, base, hm_run, outfits_run, customers, rec, tmp_path):
     from ray import serve
 
     from stylehub_ray.serve.app import APP_NAME
 
-    serve.delete(APP_NAME)  # the config takes over the app that serve.run deployed
+    # The config takes over: Serve refuses a config while apps deployed by serve.run remain.
+    for name in list(serve.status().applications):
+        serve.delete(name)
     config = yaml.safe_load((REPO / "serve_config.yaml").read_text())
     config["http_options"] = {"host": "127.0.0.1", "port": serve_port}
     app = config["applications"][0]
@@ -380,6 +566,12 @@ def test_serve_deploy_config_then_a_new_run_without_failed_requests(
     url = f"http://127.0.0.1:{serve_port}"
     wait_for(lambda: _serving(url, hm_run), timeout=240, every=1.0)
     assert serve.status().applications[APP_NAME].status == "RUNNING"
+    # The config's layout: retrieval and ranking in one TwoTower deployment, same answers.
+    assert requests.get(f"{url}/healthz", timeout=30).json()["recommend_layout"] == "together"
+    for cid, idx in customers["known"]:
+        got = requests.get(f"{url}/recommend/{cid}", params={"k": 5}, timeout=60).json()
+        assert [i["article_id"] for i in got["items"]] == _ids_of(
+            hm_run, rec.recommend(np.array([idx]), 5)[0][0])
 
     # A newer run (here: a copy at a new path) replaces the models under load.
     new_run = Run(str(shutil.copytree(hm_run.root, tmp_path / "newer_run")))

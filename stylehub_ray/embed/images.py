@@ -186,14 +186,19 @@ def load_pca(run: Run) -> dict[str, np.ndarray]:
 
 
 def _sample_vectors(run: Run, folder: str, limit: int, seed: int) -> tuple[np.ndarray, int]:
-    """Up to ``limit`` embedded vectors drawn uniformly (seeded) from pass 1's output."""
+    """Up to ``limit`` embedded vectors drawn uniformly (seeded) from pass 1's output, in
+    article order: pass 1's files come in the order its tasks finished, and a randomized PCA
+    fitted on rows in another order gives other components (a seed would not repeat)."""
     import pyarrow.dataset as pads
 
     ds = pads.dataset(folder, filesystem=run.fs, format="parquet")
-    errors = ds.to_table(columns=["error"]).column("error")
+    meta = ds.to_table(columns=["article_idx", "error"])
+    errors = meta.column("error")
     good = np.flatnonzero(pc.equal(errors, "").to_numpy(zero_copy_only=False))
+    good = good[np.argsort(meta.column("article_idx").to_numpy()[good], kind="stable")]
     if len(good) > limit:
-        good = np.sort(np.random.default_rng(seed).choice(good, limit, replace=False))
+        good = good[np.sort(np.random.default_rng(seed).choice(len(good), limit,
+                                                                replace=False))]
     rows = ds.take(pa.array(good), columns=["embedding_full"])
     return V.from_fixed_list(rows.column("embedding_full")), len(errors)
 

@@ -5,10 +5,11 @@ vectors of ``embeddings/text`` or ``embeddings/images`` (exact by default, HNSW 
 ``index``); the k = 5 nearest other items of every item are its positive pairs and as many
 random negatives come from outside them (``pair_math.knn_pairs``). ``transactions`` (4.2.1):
 co-purchases of one customer on the same day or within ``window_days``, negatives from items
-that customer never bought. Pairs are split 80/20 by canonical anchor so that (a, b) and
-(b, a) always land on the same side. Writes ``pairs/<kind>`` and, for text / image,
-``index/<kind>/`` (the FAISS index and its row -> article table, read back by
-``embed.index.read_index``).
+that customer never bought, mined only from the transactions before the test period (the
+features stage's split), since the model is then judged on test-period co-purchases. Pairs
+are split 80/20 by canonical anchor so that (a, b) and (b, a) always land on the same side.
+Writes ``pairs/<kind>`` and, for text / image, ``index/<kind>/`` (the FAISS index and its
+row -> article table, read back by ``embed.index.read_index``).
 
 The stage also records how often a positive pair shares ``product_type_name`` and
 ``colour_group_name`` against the same share for its random negatives: a check against labels
@@ -23,6 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from stylehub_ray.config import resolved
 from stylehub_ray.embed import index as I
@@ -86,6 +88,8 @@ def mine_pairs(run: Run, cfg: PairsConfig, kind: str, force: bool = False) -> di
                 else "ingest"
             raise FileNotFoundError(f"{run.uri_of(rel)} is missing or incomplete: run "
                                     f"`stylehub {stage}` first")
+    if kind == "transactions" and run.is_complete("features/interactions"):
+        needs.append("features/interactions")  # its split sets the test period
     inputs = {rel: run.marker(rel)["fingerprint"] for rel in needs}
     out = f"pairs/{kind}"
     outputs = [out] + ([f"index/{kind}"] if kind in SOURCES else [])
@@ -163,13 +167,19 @@ def _transactions(run: Run, cfg: PairsConfig, step) -> pa.Table:
     order = np.argsort(amap.column("article_idx").to_numpy())
     ids = amap.column("article_id").to_numpy()[order]  # article_idx -> article_id
     tx = read_table(run, "raw/transactions", ["t_dat", "customer_idx", "article_idx"])
+    # Before the test period only: its co-purchases are what the model is scored on.
+    test_start = str(test_period(run, tx)[0])
+    rows = tx.num_rows
+    tx = tx.filter(pc.less(tx["t_dat"], pa.scalar(np.datetime64(test_start, "D").item(),
+                                                  pa.date32())))
     day = tx.column("t_dat").combine_chunks().cast(pa.int32()).to_numpy()
     with step.time("pairs_s"):
         p = pair_math.transaction_pairs(
             tx.column("customer_idx").to_numpy(), day, tx.column("article_idx").to_numpy(),
             len(ids), cfg.window_days, cfg.negatives_per_positive, cfg.max_positives,
             cfg.seed, cfg.test_share)
-    step.counts["transactions"] = {"rows": tx.num_rows}
+    step.counts["transactions"] = {"rows": rows, "before_test": tx.num_rows}
+    step.extra["mined_before"] = test_start
     return pa.table({
         "anchor_idx": pa.array(p["anchor"], pa.int32()),
         "other_idx": pa.array(p["other"], pa.int32()),
@@ -179,6 +189,19 @@ def _transactions(run: Run, cfg: PairsConfig, step) -> pa.Table:
         "support": pa.array(p["support"], pa.int32()),
         "split": pa.array(p["split"].tolist(), pa.string()),
     })
+
+
+def test_period(run: Run, tx: pa.Table):
+    """(first day, last day) of the test period: the features stage's ``test_start ..
+    test_end`` when it ran, else the last 7 days of ``tx`` (``raw/transactions``' t_dat)."""
+    from datetime import date, timedelta
+
+    entry = run.entry("features") or {}
+    cut = entry.get("cutoffs") if entry.get("status") == "complete" else None
+    if cut:
+        return date.fromisoformat(cut["test_start"]), date.fromisoformat(cut["test_end"])
+    end = pc.max(tx.column("t_dat")).as_py()
+    return end - timedelta(days=6), end
 
 
 def attribute_agreement(run: Run, pairs: pa.Table,

@@ -259,14 +259,22 @@ class ALSBaseline(_Base):
         return self
 
     def _candidates(self, customer_idx: np.ndarray, n: int) -> np.ndarray:
+        return self.scored(customer_idx, n)[0]
+
+    def scored(self, customer_idx: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """(m, n) article_idx (-1 for a customer without purchases: no factors learnt) and
+        their float32 scores (the ranker's ALS source)."""
         from threadpoolctl import threadpool_limits
 
         with threadpool_limits(1, "blas"):
-            ids, _ = self.model.recommend(customer_idx, self.user_items[customer_idx], N=n,
-                                          filter_already_liked_items=False)
+            ids, scores = self.model.recommend(customer_idx, self.user_items[customer_idx],
+                                               N=n, filter_already_liked_items=False)
         ids = np.asarray(ids, np.int64).reshape(len(customer_idx), -1)
-        ids[self.bought.count(customer_idx) == 0] = -1  # no purchase: no factors learnt
-        return ids
+        scores = np.asarray(scores, np.float32).reshape(ids.shape)
+        none = self.bought.count(customer_idx) == 0
+        ids[none] = -1
+        scores[none] = np.nan
+        return ids, scores
 
 
 def make_baseline(name: str, **params) -> _Base:

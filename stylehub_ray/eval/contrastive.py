@@ -171,19 +171,13 @@ def copurchase_recall(emb: np.ndarray, has_vector: np.ndarray, a: np.ndarray, b:
 
 def test_period_purchases(run: Run) -> tuple[np.ndarray, np.ndarray, dict]:
     """(customer_idx, article_idx, period) of the test period: the features stage's
-    ``test_start .. test_end`` when it ran, else the last 7 days of the transactions."""
-    from datetime import date, timedelta
-
+    ``test_start .. test_end`` when it ran, else the last 7 days of the transactions (the
+    period the transaction pairs are mined before, ``embed.pairs.test_period``)."""
     from stylehub_ray.data.ingest import read_table
+    from stylehub_ray.embed.pairs import test_period
 
     tx = read_table(run, "raw/transactions", ["t_dat", "customer_idx", "article_idx"])
-    entry = run.entry("features") or {}
-    cut = entry.get("cutoffs") if entry.get("status") == "complete" else None
-    if cut:
-        start, end = date.fromisoformat(cut["test_start"]), date.fromisoformat(cut["test_end"])
-    else:
-        end = pc.max(tx.column("t_dat")).as_py()
-        start = end - timedelta(days=6)
+    start, end = test_period(run, tx)
     t = tx.filter((pc.field("t_dat") >= start) & (pc.field("t_dat") <= end))
     return (t.column("customer_idx").to_numpy(), t.column("article_idx").to_numpy(),
             {"start": str(start), "end": str(end), "rows": t.num_rows})

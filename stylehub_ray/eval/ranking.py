@@ -57,6 +57,7 @@ ORACLE = "eval/oracle"
 SUMMARY = "eval/summary"
 BASELINE_DIR = "eval/baselines"
 TWO_TOWER_DIR = "eval/two-tower"
+RANKER_DIR = "eval/ranker"
 TWO_TOWER_MODELS = "models/two-tower"
 SETTINGS = {True: "drop_bought", False: "keep_bought"}
 
@@ -445,7 +446,8 @@ def evaluate_two_tower(run: Run, cfg: EvaluateRankingConfig, force: bool = False
             with step.time("score_s"):
                 res, per_user = evaluate_recommender(recommend, test, cfg, oracle,
                                                      _without_history(run, test.customers))
-            res |= {"model": "two-tower", "variant": cfg.variant}
+            res |= {"model": "two-tower", "variant": cfg.variant,
+                    **_choices_of(run, cfg.variant, test.customers)}
             _write_result(run, step, out, res, per_user)
             if cfg.plots:
                 with step.time("plots_s"):
@@ -456,6 +458,19 @@ def evaluate_two_tower(run: Run, cfg: EvaluateRankingConfig, force: bool = False
                                  for s in SETTINGS.values() if s in res}
     summary = summarize(run, cfg, force=force)
     return {"two_tower": res, "oracle": oracle, "summary": summary}
+
+
+def _choices_of(run: Run, variant: str, customers: np.ndarray) -> dict:
+    """The two-tower's choices made on val and how many test buyers lack a training
+    positive (the group the cold choice serves)."""
+    from stylehub_ray.models.artifacts import load_meta
+
+    meta = load_meta(run, "two-tower", variant)
+    if not meta.get("choices"):
+        return {}
+    trained = np.asarray(meta["trained_customers"], bool)
+    c = np.asarray(customers, np.int64)
+    return {"choices": meta["choices"], "cold_customers": int((~trained[c]).sum())}
 
 
 def _inputs(run: Run, rels: list[str]) -> dict[str, str]:
@@ -474,33 +489,40 @@ def _listed(run: Run, folder: str) -> list[str]:
                   and run.is_complete(f"{folder}/{posixpath.basename(i.path)}"))
 
 
+def _evaluated(run: Run) -> dict[str, str]:
+    """Label -> folder of every complete model evaluation: ``two-tower/<variant>``,
+    ``ranker/<variant>`` and each baseline by name."""
+    folders = {f"two-tower/{posixpath.basename(r)}": r for r in _listed(run, TWO_TOWER_DIR)}
+    folders |= {f"ranker/{posixpath.basename(r)}": r for r in _listed(run, RANKER_DIR)}
+    return folders | {posixpath.basename(r): r for r in _listed(run, BASELINE_DIR)}
+
+
 def collect(run: Run) -> dict:
     """Every complete evaluation of the run: {"oracle": ..., "models": {label: result}}."""
     models = {}
-    for rel in _listed(run, TWO_TOWER_DIR):
-        models[f"two-tower/{posixpath.basename(rel)}"] = run.read_json(f"{rel}/metrics.json")
-    for rel in _listed(run, BASELINE_DIR):
-        models[posixpath.basename(rel)] = run.read_json(f"{rel}/metrics.json")
+    for label, rel in _evaluated(run).items():
+        models[label] = run.read_json(f"{rel}/metrics.json")
     oracle = run.read_json(f"{ORACLE}/metrics.json") if run.is_complete(ORACLE) else None
     return {"oracle": oracle, "models": models}
 
 
 def paired_differences(run: Run, cfg: EvaluateRankingConfig, reference: str,
-                       metric: str) -> dict[str, list[float]]:
+                       metric: str, drop: bool = True) -> dict[str, list[float]]:
     """Bootstrap interval of (reference - other) in ``metric`` for every other evaluated
-    model, setting drop_bought, over the same resampled customers."""
-    folders = {f"two-tower/{posixpath.basename(r)}": r for r in _listed(run, TWO_TOWER_DIR)}
-    folders |= {posixpath.basename(r): r for r in _listed(run, BASELINE_DIR)}
+    model, in one drop-bought setting, over the same resampled customers."""
+    folders = _evaluated(run)
     if reference not in folders:
         return {}
 
     def values(rel: str) -> pd.Series:
         t = pq.read_table(run.path(f"{rel}/per_user.parquet"), filesystem=run.fs,
                           columns=["customer_idx", "setting", metric]).to_pandas()
-        t = t[t["setting"] == SETTINGS[True]]
+        t = t[t["setting"] == SETTINGS[drop]]
         return t.set_index("customer_idx")[metric]
 
     ref = values(folders[reference])
+    if ref.empty:
+        return {}
     out = {}
     for label, rel in folders.items():
         if label == reference:
@@ -517,8 +539,7 @@ def paired_differences(run: Run, cfg: EvaluateRankingConfig, reference: str,
 def summarize(run: Run, cfg: EvaluateRankingConfig, force: bool = False) -> dict:
     """``eval/summary/``: table.json, table.txt and models.png over every complete evaluation;
     prints the table."""
-    found = [r for r in [*_listed(run, TWO_TOWER_DIR), *_listed(run, BASELINE_DIR), ORACLE]
-             if run.is_complete(r)]
+    found = [r for r in [*_evaluated(run).values(), ORACLE] if run.is_complete(r)]
     step = run.step("evaluate_summary", config=protocol_of(cfg).protocol(),
                     inputs=_inputs(run, found), outputs=[SUMMARY], force=force)
     if step.done:
@@ -527,11 +548,14 @@ def summarize(run: Run, cfg: EvaluateRankingConfig, force: bool = False) -> dict
         collected = collect(run)
         summary = {"oracle": collected["oracle"], "models": collected["models"],
                    "map_k": cfg.map_k, "ks": list(cfg.ks)}
-        reference = next((m for m in collected["models"] if m.startswith("two-tower/")), None)
-        if reference:
-            summary["differences"] = {"reference": reference, "metric": f"map@{cfg.map_k}",
-                                      "intervals": paired_differences(
-                                          run, cfg, reference, f"map@{cfg.map_k}")}
+        for key, prefix in (("differences", "two-tower/"), ("differences_ranker", "ranker/")):
+            reference = next((m for m in collected["models"] if m.startswith(prefix)), None)
+            if reference:
+                summary[key] = {
+                    "reference": reference, "metric": f"map@{cfg.map_k}",
+                    "intervals": paired_differences(run, cfg, reference, f"map@{cfg.map_k}"),
+                    "intervals_keep": paired_differences(run, cfg, reference,
+                                                         f"map@{cfg.map_k}", drop=False)}
         with step:
             rel = posixpath.relpath(step.tmp(SUMMARY), run.root)
             run.write_json(posixpath.join(rel, "table.json"), summary)
@@ -551,7 +575,8 @@ def _rows(summary: dict) -> list[tuple[str, str, dict]]:
     if oracle:
         rows.append(("oracle (realized)", "", oracle["realized"]))
     for label, res in sorted(summary["models"].items(),
-                             key=lambda kv: (not kv[0].startswith("two-tower"), kv[0])):
+                             key=lambda kv: (not kv[0].startswith("two-tower"),
+                                             not kv[0].startswith("ranker"), kv[0])):
         for setting in SETTINGS.values():
             if setting in res:
                 rows.append((label, setting.split("_")[0], res[setting]))
@@ -597,13 +622,38 @@ def format_summary(summary: dict) -> list[str]:
         lines.append(f"{'oracle (expected)':22s} {'':6s} {e[f'map@{mk}']:7.4f} {'':15s} "
                      f"{e[f'recall@{mk}']:7.4f}   (the generator's expectation, "
                      f"{oracle['customers']:,} customers)")
-    diff = summary.get("differences")
-    if diff and diff["intervals"]:
-        lines.append(f"{diff['reference']} minus each model, {diff['metric']}, drop_bought, "
-                     f"paired 95% bootstrap interval:")
-        for label, (lo, hi) in diff["intervals"].items():
-            verdict = "better" if lo > 0 else "worse" if hi < 0 else "not separable"
-            lines.append(f"  vs {label:20s} [{lo:+.4f}, {hi:+.4f}]  {verdict}")
+    for diff in (summary.get("differences"), summary.get("differences_ranker")):
+        for key, setting in (("intervals", "bought dropped"), ("intervals_keep", "bought kept")):
+            if diff and diff.get(key):
+                lines.append(f"{diff['reference']} minus each model, {diff['metric']}, "
+                             f"{setting}, paired 95% bootstrap interval:")
+                for label, (lo, hi) in diff[key].items():
+                    verdict = "better" if lo > 0 else "worse" if hi < 0 else "not separable"
+                    lines.append(f"  vs {label:20s} [{lo:+.4f}, {hi:+.4f}]  {verdict}")
+    for label, res in sorted(summary["models"].items()):
+        ranker = res.get("ranker")
+        if ranker:
+            r = dict(ranker["candidate_recall"])
+            last = [k for k in ("union", "candidates_per_customer") if k in r]
+            recall = ", ".join(f"{k} {r[k]}" for k in [*(k for k in r if k not in last), *last])
+            lines.append(f"{label}: candidate recall on val (share of val purchases among the "
+                         f"candidates): {recall}")
+            lines.append(f"{label}: trained on {len(ranker['weeks'])} weeks before val, best "
+                         f"round {ranker['best_iteration']}; bought articles "
+                         f"{'dropped' if ranker['choices']['drop_bought'] else 'kept'} by "
+                         f"default (chosen on val)")
+            lines.extend(f"{label}: {note}" for note in ranker.get("notes", []))
+    for label, res in sorted(summary["models"].items()):
+        if res.get("choices"):
+            c = res["choices"]
+            lines.append(
+                f"{label}: chosen on val: bought articles "
+                f"{'dropped' if c['drop_bought'] else 'kept'} by default; customers without a "
+                f"training positive ({res.get('cold_customers', 0):,} of the test buyers) get "
+                + ("the model's vector from their features" if c["cold"] == "model"
+                   else "popularity")
+                + (f"; final score = ranking + retrieval at weight {c['retrieval_weight']:g}"
+                   if c["retrieval_weight"] else "; final score = the ranking model"))
     return lines
 
 

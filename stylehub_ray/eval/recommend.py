@@ -21,6 +21,7 @@ from stylehub_ray.features.inputs import FEATURE_SETS
 from stylehub_ray.models.recommender import (
     MODEL_NAME,
     N_CANDIDATES,
+    PATHS,
     TwoTowerRecommender,
     index_name,
 )
@@ -39,9 +40,10 @@ class RecommendConfig:
     """`stylehub recommend`: the submission of every customer in ``raw/customers``."""
 
     variant: str = "default"
+    model: str = "two-tower"  # two-tower | ranker (`stylehub train ranker`)
     k: int = 12
     n_candidates: int = N_CANDIDATES  # N retrieved before dropping bought and ranking
-    drop_bought: bool = True
+    drop_bought: bool | None = None  # None: the model's choice, made on val by training
     feature_set: str = "test"
     batch_size: int = 2048  # customers per actor call
     actors: int | None = None  # None: one per 2 CPUs of the cluster (at least 1)
@@ -54,6 +56,9 @@ class RecommendConfig:
         if self.feature_set not in FEATURE_SETS:
             raise ValueError(f"recommend.feature_set must be one of {FEATURE_SETS}, got "
                              f"{self.feature_set!r}")
+        if self.model not in ("two-tower", "ranker"):
+            raise ValueError(f"recommend.model must be two-tower or ranker, got "
+                             f"{self.model!r}")
         if self.actors is not None and self.actors < 1:
             raise ValueError(f"recommend.actors must be >= 1, got {self.actors}")
 
@@ -98,6 +103,10 @@ def recommend(run: Run, cfg: RecommendConfig, out: str | None = None, force: boo
     from stylehub_ray.ray_utils import ensure_ray
 
     cfg.validate()
+    if cfg.model == "ranker":
+        from stylehub_ray.eval.ranker import recommend_ranker
+
+        return recommend_ranker(run, cfg, out=out, force=force)
     model_rel = f"models/{MODEL_NAME}/{cfg.variant}"
     run.require(model_rel, f"stylehub train two-tower --run {run.uri}")
     inputs = {rel: run.marker(rel)["fingerprint"] for rel in
@@ -136,12 +145,15 @@ def recommend(run: Run, cfg: RecommendConfig, out: str | None = None, force: boo
             if not np.array_equal(res["customer_idx"], customers["customer_idx"].to_numpy()):
                 raise RuntimeError("recommend: the actors did not return every customer once")
             with step.time("write_s"):
-                step.counts = _write_outputs(run, step.tmp(rel), customers, articles, res, cfg)
+                step.counts = _write_outputs(run, step.tmp(rel), customers, articles, res, cfg,
+                                             _drop_bought(run, cfg))
         entry = run.entry("recommend", cfg.variant)
         c = entry["counts"]["customers"]
         logger.info(f"recommend/{cfg.variant}: {c['total']:,} customers ({c['model']:,} model, "
-                    f"{c['popularity']:,} popularity fallback) in "
-                    f"{entry['timings'].get('recommend_s', 0):.1f}s")
+                    f"{c['model-cold']:,} model from features (no training positive), "
+                    f"{c['popularity']:,} popularity); bought articles "
+                    f"{'dropped' if entry['counts']['recommendations']['drop_bought'] else 'kept'}"
+                    f" in {entry['timings'].get('recommend_s', 0):.1f}s")
     if out:
         copy_out(run, posixpath.join(rel, "submission.csv"), out)
         logger.info(f"submission: {out}")
@@ -149,7 +161,8 @@ def recommend(run: Run, cfg: RecommendConfig, out: str | None = None, force: boo
 
 
 def _write_outputs(run: Run, folder: str, customers: pa.Table, articles: pa.Table, res: dict,
-                   cfg: RecommendConfig) -> dict:
+                   cfg: RecommendConfig, drop_bought: bool, paths: tuple[str, ...] = PATHS
+                   ) -> dict:
     import pyarrow.parquet as pq
 
     from stylehub_ray.embed.vectors import to_fixed_list
@@ -175,11 +188,23 @@ def _write_outputs(run: Run, folder: str, customers: pa.Table, articles: pa.Tabl
     })
     run.fs.create_dir(posixpath.join(folder, "scores"), recursive=True)
     pq.write_table(table, posixpath.join(folder, "scores", "part-0.parquet"), filesystem=run.fs)
-    paths = res["path"]
-    return {"customers": {"total": len(paths), "model": int((paths == "model").sum()),
-                          "popularity": int((paths == "popularity").sum())},
+    answered = res["path"]
+    return {"customers": {"total": len(answered),
+                          **{p: int((answered == p).sum()) for p in paths}},
             "recommendations": {"k": cfg.k, "padded_rows": int((arts < 0).any(1).sum()),
-                                "distinct_articles": int(len(np.unique(arts[arts >= 0])))}}
+                                "distinct_articles": int(len(np.unique(arts[arts >= 0]))),
+                                "drop_bought": drop_bought}}
+
+
+def _drop_bought(run: Run, cfg: RecommendConfig) -> bool:
+    """Whether the submission drops bought articles: the setting, else the model's choice."""
+    from stylehub_ray.models.artifacts import load_meta
+    from stylehub_ray.models.recommender import DEFAULT_CHOICES
+
+    if cfg.drop_bought is not None:
+        return bool(cfg.drop_bought)
+    meta = load_meta(run, MODEL_NAME, cfg.variant)
+    return bool((DEFAULT_CHOICES | (meta.get("choices") or {}))["drop_bought"])
 
 
 def copy_out(run: Run, rel: str, out: str) -> None:

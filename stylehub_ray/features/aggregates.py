@@ -149,17 +149,26 @@ def interaction_features(t_dat: pd.Series) -> pd.DataFrame:
 def sample_negatives(pos_customer: np.ndarray, bought_keys: np.ndarray, n_articles: int,
                      k: int, rng: np.random.Generator,
                      popularity: np.ndarray | None = None,
-                     max_rounds: int = 50) -> tuple[np.ndarray, np.ndarray]:
+                     max_rounds: int = 50, pos_day: np.ndarray | None = None,
+                     first_sale: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """k negatives per positive: articles the customer did not buy in the training period.
 
     ``bought_keys`` are the sorted unique ``customer_idx * n_articles + article_idx`` of the
     training period. Draws are uniform or proportional to ``popularity``; a draw that hits a
-    bought article is redrawn. Returns (row of the positive each negative belongs to, article)
-    for the negatives found; a positive whose customer bought (nearly) every article may end up
-    with fewer than k, which the caller counts.
+    bought article is redrawn. With ``pos_day`` (day number of each positive) and
+    ``first_sale`` (day number of each article's first sale; a large number for never), a
+    positive's negatives come only from the articles on sale that day (first sold on or
+    before it): an article not yet sold was no choice the customer passed over. Returns (row
+    of the positive each negative belongs to, article) for the negatives found; a positive
+    whose customer bought (nearly) every article on sale may end up with fewer than k, which
+    the caller counts.
     """
     owner = np.repeat(np.arange(len(pos_customer)), k)
     cust = pos_customer[owner].astype(np.int64)
+    if first_sale is not None and pos_day is not None:
+        return _sample_on_sale(owner, cust, bought_keys, n_articles, rng, popularity,
+                               max_rounds, np.asarray(pos_day, np.int64)[owner],
+                               np.asarray(first_sale, np.int64))
     cdf = None
     if popularity is not None:
         cdf = np.cumsum(popularity, dtype=np.float64)
@@ -175,10 +184,44 @@ def sample_negatives(pos_customer: np.ndarray, bought_keys: np.ndarray, n_articl
             draw = np.minimum(np.searchsorted(cdf, rng.random(len(todo)), side="right"),
                               n_articles - 1)
         article[todo] = draw
-        keys = cust[todo] * n_articles + draw
-        pos = np.minimum(np.searchsorted(bought_keys, keys), max(len(bought_keys) - 1, 0))
-        hit = (bought_keys[pos] == keys) if len(bought_keys) else np.zeros(len(todo), bool)
-        todo = todo[hit]
+        todo = todo[_hits(bought_keys, cust[todo] * n_articles + draw)]
     keep = np.ones(len(owner), bool)
+    keep[todo] = False
+    return owner[keep], article[keep]
+
+
+def _hits(bought_keys: np.ndarray, keys: np.ndarray) -> np.ndarray:
+    """Bool per key: in the sorted ``bought_keys``."""
+    if not len(bought_keys):
+        return np.zeros(len(keys), bool)
+    pos = np.minimum(np.searchsorted(bought_keys, keys), len(bought_keys) - 1)
+    return bought_keys[pos] == keys
+
+
+def _sample_on_sale(owner, cust, bought_keys, n_articles, rng, popularity, max_rounds, day,
+                    first_sale) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`sample_negatives` among the articles on sale on each negative's day: articles
+    sorted by first sale, so those on sale on day d are a prefix, drawn from by a uniform
+    number (or a point on the prefix's popularity CDF)."""
+    order = np.argsort(first_sale, kind="stable")
+    on_sale = np.searchsorted(first_sale[order], day, side="right")  # prefix length per draw
+    weights = (np.asarray(popularity, np.float64)[order] if popularity is not None
+               else np.ones(n_articles))
+    cdf = np.cumsum(weights)
+    article = np.full(len(owner), -1, np.int64)
+    todo = np.flatnonzero(on_sale > 0)  # nothing on sale: no negative
+    for _ in range(max_rounds):
+        if len(todo) == 0:
+            break
+        n = on_sale[todo]
+        if popularity is None:
+            j = np.minimum((rng.random(len(todo)) * n).astype(np.int64), n - 1)
+        else:
+            j = np.minimum(np.searchsorted(cdf, rng.random(len(todo)) * cdf[n - 1],
+                                           side="right"), n - 1)
+        draw = order[j]
+        article[todo] = draw
+        todo = todo[_hits(bought_keys, cust[todo] * n_articles + draw)]
+    keep = article >= 0
     keep[todo] = False
     return owner[keep], article[keep]

@@ -36,9 +36,33 @@ class InputLayout:
     image_rms: float  # image embeddings are divided by it (PCA outputs are not unit-scaled)
     n_customers: int
     n_articles: int
+    # The customer side also gets the day's context (day of week, month, weekend): in
+    # training each example's day, at inference the feature set's cutoff day.
+    context: bool = False
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+CONTEXT_DIM = 5
+
+
+def context_features(day_of_week: np.ndarray, month: np.ndarray, weekend: np.ndarray
+                     ) -> np.ndarray:
+    """(n, 5) float32: day of week and month on the circle (sin, cos), and the weekend flag
+    (day_of_week 0 = Monday, month 1-12)."""
+    dow = 2 * np.pi * np.asarray(day_of_week, np.float32) / 7
+    mon = 2 * np.pi * (np.asarray(month, np.float32) - 1) / 12
+    return np.stack([np.sin(dow), np.cos(dow), np.sin(mon), np.cos(mon),
+                     np.asarray(weekend, np.float32)], axis=1).astype(np.float32)
+
+
+def day_context(day: str, n: int) -> np.ndarray:
+    """:func:`context_features` of one date (ISO) repeated for ``n`` rows."""
+    d = np.datetime64(day, "D")
+    dow = int((d.astype(np.int64) + 3) % 7)  # 1970-01-01 was a Thursday (3)
+    month = int(str(d)[5:7])
+    return np.repeat(context_features([dow], [month], [int(dow >= 5)]), n, axis=0)
 
 
 @dataclass
@@ -73,7 +97,7 @@ class SideTable:
                 "ids": torch.from_numpy(self.ids), "extra": torch.from_numpy(self.extra)}
 
 
-def input_layout(run: Run, text: bool) -> InputLayout:
+def input_layout(run: Run, text: bool, context: bool = False) -> InputLayout:
     """The layout a new model trains with: every fitted column of preprocess.json."""
     from stylehub_ray.data.ingest import read_table
     from stylehub_ray.features.preprocess import Preprocessor
@@ -97,7 +121,8 @@ def input_layout(run: Run, text: bool) -> InputLayout:
         article_numeric=[*cols(pre.numeric, "article"), "has_image"],
         article_categorical=cols(pre.categorical, "article"),
         image_dim=images.shape[1], text_dim=text_matrix(run).shape[1] if text else 0,
-        image_rms=rms or 1.0, n_customers=n_customers, n_articles=len(images))
+        image_rms=rms or 1.0, n_customers=n_customers, n_articles=len(images),
+        context=context)
 
 
 def image_matrix(run: Run) -> np.ndarray:
@@ -163,6 +188,8 @@ def build_inputs(run: Run, feature_set: str, layout: InputLayout
                                      f"{layout.text_dim})")
                 extra.append(text)
             extra_m = np.concatenate(extra, axis=1).astype(np.float32)
+        elif layout.context:
+            extra_m = day_context(feature_cutoff(run, feature_set), n)
         else:
             extra_m = np.zeros((n, 0), np.float32)
         missing = [c for c in [*num_cols, *cat_cols] if c not in df.columns]

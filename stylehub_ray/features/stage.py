@@ -206,8 +206,12 @@ def examples_task(batch: pa.Table, scratch: str, shared: list, cutoff: str, n_ar
              .reset_index(drop=True))
     rng = np.random.default_rng([seed, bucket])
     cust = pos["customer_idx"].to_numpy(np.int64)
-    owner, neg_article = agg.sample_negatives(cust, bought, n_articles, k, rng,
-                                              ctx["popularity"])
+    first_sale = ctx.get("first_sale")
+    owner, neg_article = agg.sample_negatives(
+        cust, bought, n_articles, k, rng, ctx["popularity"],
+        pos_day=(pos["t_dat"].to_numpy().astype("datetime64[D]").astype(np.int64)
+                 if first_sale is not None else None),
+        first_sale=first_sale)
     rows = pd.DataFrame({
         "customer_idx": np.r_[cust, cust[owner]].astype(np.int32),
         "article_idx": np.r_[pos["article_idx"].to_numpy(), neg_article].astype(np.int32),
@@ -324,7 +328,9 @@ def _build(run: Run, step, cfg: FeaturesConfig, cut: dict, day_counts: pd.Series
         train_c = frames["customer"][examples_set].sort_values("customer_idx")
         shared = ray.put({"customers": train_c[
             ["customer_idx", *agg.CUSTOMER_NUMERIC, "main_channel", *CUSTOMER_ATTRIBUTES]]
-            .reset_index(drop=True), "popularity": popularity})
+            .reset_index(drop=True), "popularity": popularity,
+            "first_sale": (first_sale_days(frames["article"]["train"], cut["val_start"])
+                           if cfg.negatives_on_sale else None)})
         # Streamed to Parquet (at full scale the examples are ~5x the training rows).
         buckets.map_batches(
             examples_task, batch_size=1, batch_format="pyarrow",
@@ -349,6 +355,19 @@ def _build(run: Run, step, cfg: FeaturesConfig, cut: dict, day_counts: pd.Series
             f.write(pre.to_json().encode())
 
     return counts
+
+
+NEVER_SOLD = np.int64(1) << 40  # a first-sale day after any positive's day
+
+
+def first_sale_days(articles: pd.DataFrame, cutoff: str) -> np.ndarray:
+    """Day number of each article's first sale (row = article_idx) from the features as of
+    ``cutoff`` (exact for every day before it, which is all the training examples need);
+    :data:`NEVER_SOLD` for articles without a sale before it."""
+    a = articles.sort_values("article_idx")
+    cut = np.datetime64(cutoff, "D").astype(np.int64)
+    first = cut - a["days_since_first_sale"].to_numpy(np.int64)
+    return np.where(a["has_history"].to_numpy() > 0, first, NEVER_SOLD)
 
 
 def fit_start(cut: dict, label_days: int) -> str:

@@ -5,9 +5,12 @@ it.
 - :class:`TwoTowerRecommender`: encode customers, retrieve the top N articles from the FAISS
   index of article-tower vectors (``index/two-tower/``), drop what the customer bought before
   the feature set's cutoff, retrieve more when too many were dropped, score the rest with the
-  ranking model, keep the top K, top up a row still short with popular articles; customers
-  unseen in training get popularity. Each piece is a method of its own so the Serve graph can
-  run them as separate deployments.
+  ranking model (combined with the retrieval score by the weight chosen on val), keep the top
+  K, top up a row still short with popular articles. Customers without a training positive
+  ("cold": outside the label window, or new) get the model's vector from their features (the
+  unknown id row, trained by id dropout) or popularity, whichever won on val
+  (``meta["choices"]``, written by training). Each piece is a method of its own so the Serve
+  graph can run them as separate deployments.
 - :func:`load_model_history`: the purchase history a published model's recommender uses,
   alone (serving's bought filter).
 - :func:`cached_recommender` / :func:`recommend_matrix`: top-K matrices for evaluation, in
@@ -27,6 +30,37 @@ from stylehub_ray.run import Run
 
 MODEL_NAME = "two-tower"
 N_CANDIDATES = 100  # N retrieved per customer before dropping bought and ranking (default)
+PATHS = ("model", "model-cold", "popularity")  # which path answered a customer
+# What a model trained before the choices were made on val does (the paper's chain).
+DEFAULT_CHOICES = {"retrieval_weight": 0.0, "drop_bought": True, "cold": "popularity"}
+
+
+def uses_unknown_id(config: dict) -> bool:
+    """Whether a model trained with ``config`` encodes rows without a training positive with
+    the unknown id 0: only when id dropout trained that row (else each keeps its own row)."""
+    return float((config or {}).get("id_dropout", 0.0)) > 0
+
+
+def known_ids(side: SideTable, trained: np.ndarray | None) -> SideTable:
+    """``side`` with the id of every row without a training positive set to 0 ("unknown"):
+    its own id row was never trained, the unknown row was (id dropout)."""
+    if trained is None:
+        return side
+    trained = np.asarray(trained, bool)
+    ids = np.where(trained, np.arange(1, len(side) + 1, dtype=np.int64), 0)
+    return SideTable(num=side.num, cat=side.cat, extra=side.extra, ids=ids)
+
+
+def combine_scores(rank_p: np.ndarray, retrieval: np.ndarray, weight: float,
+                   temperature: float) -> np.ndarray:
+    """The final score of a candidate: (1 - w) * logit(ranking probability) + w * retrieval
+    logit (dot product / temperature). w = 0 is the paper's chain (the ranking model alone),
+    w = 1 the retrieval order. -inf stays -inf."""
+    if weight <= 0:
+        return rank_p
+    p = np.clip(rank_p, 1e-7, 1 - 1e-7)
+    s = (1 - weight) * np.log(p / (1 - p)) + weight * retrieval / temperature
+    return np.where(np.isfinite(rank_p), s, -np.inf).astype(np.float32)
 
 
 def index_name(variant: str) -> str:
@@ -38,23 +72,33 @@ class TwoTowerRecommender:
     """Retrieve, drop bought, rank, top K (Step 6). Arrays in, arrays out; no Ray inside.
 
     Attributes: ``article_vectors`` (n_articles, d) float32, the article tower's output (row =
-    article_idx); ``n_articles``; ``n_candidates`` (N retrieved per customer).
+    article_idx); ``n_articles``; ``n_candidates`` (N retrieved per customer); ``choices``
+    (retrieval_weight, drop_bought, cold: made on val by training, overridable).
     """
 
     def __init__(self, model, customers: SideTable, articles: SideTable,
                  history: History | None, trained: np.ndarray, index=None,
                  index_rows: np.ndarray | None = None, n_candidates: int = 100,
-                 meta: dict | None = None, build_index: bool = True):
+                 meta: dict | None = None, build_index: bool = True,
+                 trained_articles: np.ndarray | None = None, choices: dict | None = None):
         import torch
 
         self.model = model.eval()
-        self.customers, self.articles, self.history = customers, articles, history
+        self.meta = meta or {}
+        if trained_articles is None:
+            trained_articles = self.meta.get("trained_articles")
         self.trained = np.asarray(trained, bool)
+        self.customers, self.articles = customers, articles
+        if uses_unknown_id(self.meta.get("config")):
+            self.customers = known_ids(customers, self.trained)
+            self.articles = known_ids(articles, trained_articles)
+        self.history = history
         self.n_articles = len(articles)
         self.n_candidates = int(n_candidates)
-        self.meta = meta or {}
+        self.choices = DEFAULT_CHOICES | (self.meta.get("choices") or {}) | (choices or {})
+        self.temperature = float(self.meta.get("config", {}).get("temperature", 0.05))
         with torch.no_grad():
-            a = articles.tensors()
+            a = self.articles.tensors()
             self.article_vectors = model.article_vectors(a).numpy().astype(np.float32)
             self._article_branch = model.article_branch(a)  # (n_articles, 32), for rank()
         if index is None and build_index:
@@ -100,15 +144,29 @@ class TwoTowerRecommender:
         out[ok] = self.trained[c[ok]]
         return out
 
-    def encode_customers(self, customer_idx: np.ndarray) -> np.ndarray:
-        """(n, d) float32 unit customer-tower vectors; KeyError naming unknown customers."""
+    def paths(self, customer_idx: np.ndarray) -> np.ndarray:
+        """Which path answers each customer: ``model`` (trained), ``model-cold`` (no training
+        positive; the model's vector from features, when it beat popularity on val) or
+        ``popularity``."""
+        c = np.asarray(customer_idx, np.int64)
+        known = self.known(c)
+        in_range = (c >= 0) & (c < len(self.customers))
+        cold = in_range & (self.choices["cold"] == "model")
+        return np.where(known, "model", np.where(cold, "model-cold", "popularity"))
+
+    def encode_customers(self, customer_idx: np.ndarray, cold: bool = False) -> np.ndarray:
+        """(n, d) float32 unit customer-tower vectors; KeyError naming customers not seen in
+        training unless ``cold`` (then they are encoded from their features, id unknown)."""
         import torch
 
         c = np.asarray(customer_idx, np.int64)
         unknown = c[~self.known(c)]
-        if len(unknown):
+        if len(unknown) and not cold:
             raise KeyError(f"customers not seen in training: {unknown[:10].tolist()}"
                            + (f" (+{len(unknown) - 10} more)" if len(unknown) > 10 else ""))
+        bad = c[(c < 0) | (c >= len(self.customers))]
+        if len(bad):
+            raise KeyError(f"customer_idx out of range: {bad[:10].tolist()}")
         with torch.no_grad():
             return self.model.customer_vectors(self.customers.take(c)).numpy()
 
@@ -129,8 +187,11 @@ class TwoTowerRecommender:
                                "(history=False)")
         return self.history
 
-    def rank(self, customer_idx: np.ndarray, candidates: np.ndarray) -> np.ndarray:
-        """Ranking-model probabilities (m, n) float32; -inf where a candidate is -1."""
+    def rank(self, customer_idx: np.ndarray, candidates: np.ndarray,
+             retrieval: np.ndarray | None = None) -> np.ndarray:
+        """Candidate scores (m, n) float32, -inf where a candidate is -1: the ranking model's
+        probabilities, combined with the ``retrieval`` scores (dot products, (m, n)) by the
+        chosen ``retrieval_weight`` when given (:func:`combine_scores`)."""
         import torch
 
         cand = np.asarray(candidates, np.int64)
@@ -140,29 +201,35 @@ class TwoTowerRecommender:
             cb = self.model.customer_branch(self.customers.take(customer_idx))  # (m, 32)
             ab = self._article_branch[torch.from_numpy(np.maximum(cand, 0))]  # (m, n, 32)
             p = self.model.head_probability(cb, ab).numpy().astype(np.float32)
-        return np.where(cand >= 0, p, -np.inf).astype(np.float32)
+        p = np.where(cand >= 0, p, -np.inf).astype(np.float32)
+        if retrieval is None:
+            return p
+        return combine_scores(p, retrieval, float(self.choices["retrieval_weight"]),
+                              self.temperature)
 
     def popular(self, k: int) -> np.ndarray:
         """The popularity fallback: the ``k`` most sold articles of the last week."""
         return self._history().popular[:k].copy()
 
     # -- the whole chain ---------------------------------------------------------------------
-    def recommend(self, customer_idx: np.ndarray, k: int, drop_bought: bool = True
+    def recommend(self, customer_idx: np.ndarray, k: int, drop_bought: bool | None = None
                   ) -> tuple[np.ndarray, np.ndarray, list[str]]:
         """(article_idx int64 (m, k) padded -1, scores float32 (m, k), path per customer:
-        ``model`` or ``popularity``)."""
+        one of :data:`PATHS`). ``drop_bought`` None: the choice made on val."""
+        if drop_bought is None:
+            drop_bought = bool(self.choices["drop_bought"])
         c = np.asarray(customer_idx, np.int64)
         m = len(c)
         out_a = np.full((m, k), -1, np.int64)
         out_s = np.full((m, k), -np.inf, np.float32)
-        known = self.known(c)
-        rows = np.flatnonzero(known)
+        paths = self.paths(c)
+        rows = np.flatnonzero(paths != "popularity")
         if len(rows):
-            vec = self.encode_customers(c[rows])
+            vec = self.encode_customers(c[rows], cold=True)
             n = max(self.n_candidates, k)
             pending = np.arange(len(rows))
             while len(pending):
-                cand, _ = self.retrieve(vec[pending], n)
+                cand, score = self.retrieve(vec[pending], n)
                 if drop_bought:
                     cand = np.where(self.history.contains(c[rows[pending]], cand), -1, cand)
                 # Step 6: "If too many articles are filtered out, additional articles are
@@ -171,19 +238,19 @@ class TwoTowerRecommender:
                 done = pending[~short]
                 if len(done):
                     cd = cand[~short]
-                    s = self.rank(c[rows[done]], cd)
+                    s = self.rank(c[rows[done]], cd, score[~short])
                     top = np.argsort(-s, axis=1, kind="stable")[:, :k]
                     out_a[rows[done]] = np.take_along_axis(cd, top, 1)
                     out_s[rows[done]] = np.take_along_axis(s, top, 1)
                 pending = pending[short]
                 n = min(n * 4, self.n_articles)
             self._fill_popular(c, rows, out_a, out_s, drop_bought)
-        pop = np.flatnonzero(~known)
+        pop = np.flatnonzero(paths == "popularity")
         if len(pop):
             take = min(k, self.n_articles)
             out_a[pop, :take] = self.history.popular[:take]
             out_s[pop, :take] = self.history.popular_score[:take]
-        return out_a, out_s, ["model" if x else "popularity" for x in known]
+        return out_a, out_s, paths.tolist()
 
     def _fill_popular(self, c, rows, out_a, out_s, drop_bought) -> None:
         """A model row still short of k (the customer bought nearly everything) is topped up
@@ -217,11 +284,13 @@ def cached_recommender(run: Run, variant: str = "default", feature_set: str = "t
     return _CACHE[key]
 
 
-def recommend_matrix(run: Run, customer_idx: np.ndarray, k: int, *, drop_bought: bool = True,
+def recommend_matrix(run: Run, customer_idx: np.ndarray, k: int, *,
+                     drop_bought: bool | None = None,
                      feature_set: str = "test", variant: str = "default",
                      batch_size: int = 4096) -> np.ndarray:
     """Top-``k`` article_idx (m, k) int64, -1 padded, for the given customers (unseen ones get
-    popularity), in process: what evaluation scores."""
+    the path chosen on val), in process: what evaluation scores. ``drop_bought`` None: the
+    model's choice made on val."""
     rec = cached_recommender(run, variant, feature_set)
     c = np.asarray(customer_idx, np.int64)
     out = np.full((len(c), k), -1, np.int64)

@@ -9,13 +9,14 @@
   the ``rating`` head over their concatenation, dense (32, 16) ReLU and one sigmoid unit.
 - :class:`TwoStageRecommender`: both trained together; loss = retrieval + w * ranking.
 - :func:`retrieval_loss`: in-batch sampled softmax over customer-article dot products with a
-  temperature (the paper's contrastive retrieval loss), with an optional log-q correction by
-  the articles' in-batch frequency; :func:`ranking_loss`: binary cross-entropy.
+  temperature (the paper's contrastive retrieval loss), with the log-q correction by each
+  article's sampling probability (:func:`sampling_log_q`); :func:`ranking_loss`: binary
+  cross-entropy; :func:`drop_ids`: id dropout, which trains the unknown id row.
 
 The paper has no equation numbers; comments name the paragraph a line implements.
 Inputs are dicts of tensors per side: ``num`` (B, Dn) float, ``cat`` (B, K) int64 codes
 (0 = unknown), ``ids`` (B,) int64 (0 = unknown id), ``extra`` (B, De) float (image + text
-for articles, width 0 for customers).
+for articles; for customers the day's context when the model is fed it, else width 0).
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ class TwoTowerSpec:
     article_numeric: int
     article_categories: tuple[int, ...]
     article_extra: int  # image (+ text) embedding width
+    customer_extra: int = 0  # context of the example's day (day of week, month), when fed
     customer_ids: int = 0  # id embedding rows (index 0 = unknown); 0: no id embedding
     article_ids: int = 0
     id_dim: int = 32
@@ -133,7 +135,8 @@ class TwoStageRecommender(nn.Module):
         super().__init__()
         self.spec = spec
         self.customer_encoder = FeatureEncoder(spec.customer_numeric, spec.customer_categories,
-                                               0, spec.customer_ids, spec.id_dim, spec.cat_dim)
+                                               spec.customer_extra, spec.customer_ids,
+                                               spec.id_dim, spec.cat_dim)
         self.article_encoder = FeatureEncoder(spec.article_numeric, spec.article_categories,
                                               spec.article_extra, spec.article_ids,
                                               spec.id_dim, spec.cat_dim)
@@ -179,25 +182,24 @@ class TwoStageRecommender(nn.Module):
 
 def retrieval_loss(u: torch.Tensor, v: torch.Tensor, temperature: float,
                    article_ids: torch.Tensor | None = None,
-                   customer_ids: torch.Tensor | None = None, logq: bool = False) -> torch.Tensor:
+                   customer_ids: torch.Tensor | None = None,
+                   log_q: torch.Tensor | None = None) -> torch.Tensor:
     """Step 5, Retrieval model, "Contrastive Loss": in-batch sampled softmax.
 
     Row i is a positive pair (customer i, article i); every other article of the batch is a
-    sampled negative: loss_i = -log softmax_j(u_i . v_j / T)[i]. With ids given, a column j
-    whose article equals article i, or whose positive belongs to customer i, is not a negative
-    for row i (it is masked out). ``logq``: the in-batch softmax samples negatives in
-    proportion to popularity; subtracting log q_j (q_j = article j's share of the batch)
-    from each logit corrects that bias (Yi et al., RecSys 2019).
+    sampled negative: loss_i = -log softmax_j(u_i . v_j / T - log q_j)[i]. With ids given, a
+    column j whose article equals article i, or whose positive belongs to customer i, is not a
+    negative for row i (it is masked out). ``log_q`` (B,): the log of each column's article's
+    sampling probability, its share of all training positives. The in-batch softmax samples
+    negatives in proportion to popularity; subtracting log q_j from each logit corrects that
+    bias (Yi et al., RecSys 2019, "Sampling-bias-corrected neural modeling"), so popular
+    articles are not pushed down merely for appearing often as negatives.
     """
     logits = (u @ v.T) / temperature  # (B, B)
     b = logits.shape[0]
     eye = torch.eye(b, dtype=torch.bool, device=logits.device)
-    if logq:
-        if article_ids is None:
-            raise ValueError("retrieval_loss(logq=True) needs article_ids")
-        _, inverse, counts = torch.unique(article_ids, return_inverse=True, return_counts=True)
-        q = counts[inverse].to(logits.dtype) / b  # (B,) in-batch frequency of article j
-        logits = logits - torch.log(q)[None, :]
+    if log_q is not None:
+        logits = logits - log_q.to(logits.dtype)[None, :]
     mask = torch.zeros_like(eye)
     if article_ids is not None:
         mask |= article_ids[:, None] == article_ids[None, :]
@@ -205,6 +207,35 @@ def retrieval_loss(u: torch.Tensor, v: torch.Tensor, temperature: float,
         mask |= customer_ids[:, None] == customer_ids[None, :]
     logits = logits.masked_fill(mask & ~eye, float("-inf"))
     return F.cross_entropy(logits, torch.arange(b, device=logits.device))
+
+
+def sampling_log_q(article_positives: torch.Tensor) -> torch.Tensor:
+    """log q per article (n,): its share of all training positives (the probability that an
+    in-batch negative is that article); articles without a positive never appear in the
+    softmax and get log(1 / total) so the table stays finite."""
+    counts = article_positives.to(torch.float64)
+    total = max(float(counts.sum()), 1.0)
+    return torch.log(counts.clamp(min=1.0) / total).to(torch.float32)
+
+
+def batch_log_q(article_ids: torch.Tensor) -> torch.Tensor:
+    """log q per column from the batch alone: each article's share of the batch's positives.
+    Distinct articles all get log(1/B), a constant that leaves the softmax unchanged; only
+    articles repeated within the batch are corrected. :func:`sampling_log_q` is the estimate
+    Yi et al. prescribe."""
+    _, inverse, counts = torch.unique(article_ids, return_inverse=True, return_counts=True)
+    return torch.log(counts[inverse].to(torch.float32) / len(article_ids))
+
+
+def drop_ids(ids: torch.Tensor, rate: float, generator: torch.Generator | None = None
+             ) -> torch.Tensor:
+    """Id dropout: each id replaced by 0 ("unknown") with probability ``rate``, so the unknown
+    row is trained and each tower learns to place a row from its features alone (new articles,
+    customers outside the label window)."""
+    if rate <= 0:
+        return ids
+    drop = torch.rand(ids.shape, generator=generator, device=ids.device) < rate
+    return ids.masked_fill(drop, 0)
 
 
 def ranking_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

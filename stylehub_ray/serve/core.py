@@ -1,22 +1,18 @@
-"""What the serving graph computes, without Ray: the parts each deployment holds, and the
-retrieve-then-rank flow that composes them.
+"""What the serving graph computes, without Ray: the parts each deployment holds.
 
-Every deployment in ``serve/app.py`` is a thin Ray Serve wrapper around one *part* here, and
-the ingress runs :func:`recommend_flow` over :class:`HandleParts` (``await handle.m.remote()``);
-the in-process floor of ``bench/serve.py`` runs the very same flow over :class:`LocalParts`
-(direct calls), so the two compute the same recommendation by the same functions. The model
-math stays in the models' own modules (``models.recommender.TwoTowerRecommender``,
-``eval.fndcl.ColdStartScorer``, ``models.fndcl.cold_start_scores``); the parts only look up,
-validate and route.
-
-The trivial parts answer at once with answers of the right shape: the benchmark's trivial graph
-is the same topology with them in place of the models.
+Every deployment in ``serve/app.py`` is a thin Ray Serve wrapper around one *part* here. The
+``/recommend`` parts: :class:`CandidatePart` (customer look-up and vector, FAISS retrieval,
+the bought filter, cold start and popularity), :class:`RankerPart` (the ranking model) and
+:class:`TwoTowerPart` (both in one replica). Each takes a list of requests, so a replica
+batches concurrent requests (``@serve.batch``) and the in-process floor of ``bench/serve.py``
+calls the very same methods. The model math stays in the models' own modules
+(``models.recommender.TwoTowerRecommender``, ``eval.fndcl.ColdStartScorer``,
+``models.fndcl.cold_start_scores``); the parts only look up, validate and route.
 """
 
 from __future__ import annotations
 
-import asyncio
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -150,7 +146,7 @@ class CustomerMap:
 
 
 # ------------------------------------------------------------------------------------------
-# Two-tower parts (one per deployment)
+# Two-tower: the candidate side (look-ups, retrieval, bought filter) and the ranker
 # ------------------------------------------------------------------------------------------
 def load_recommender(run: Run, cfg: ServeConfig, history: bool = True, index: bool = True):
     """The two-tower recommender of ``run`` (contract: ``models.recommender``), or
@@ -199,264 +195,228 @@ def cold_start_vector(article_vectors: np.ndarray, purchased_idx: np.ndarray, st
     return cold_start_scores(sim, u, "w-avg", delta, tau).numpy().astype(np.float32)
 
 
-class EncoderPart:
-    """Customer encoder: id -> index -> customer-tower vector; cold-start vectors.
+@dataclass
+class RecommendQuery:
+    """One ``/recommend`` request as the parts see it (ids already checked by the ingress)."""
 
-    The trained customers' vectors are computed once per replica by the recommender's own
-    ``encode_customers`` (in batches), so a request is a look-up: 1.37M customers x 32 floats
-    take 175 MB. ``precompute_customers = false`` encodes each request instead.
-    """
-
-    def __init__(self, run: Run, cfg: ServeConfig):
-        self.run, self.cfg = run, cfg
-        self.customers = CustomerMap.load(run)
-        self.rec = load_recommender(run, cfg, history=False, index=False)
-        self.article_vectors = np.asarray(self.rec.article_vectors, np.float32)
-        trained = np.sort(self.customers.idx[self.rec.known(self.customers.idx)])
-        self.row_of = np.full(int(self.customers.idx.max()) + 1 if len(trained) else 0, -1,
-                              np.int64)
-        self.vectors = None
-        if cfg.precompute_customers:
-            self.vectors = self._encode_all(trained)
-            self.row_of[trained] = np.arange(len(trained))
-        wavg_rows = np.arange(len(trained))
-        if len(wavg_rows) > cfg.wavg_customers:  # the w-avg neighbourhood: a seeded sample
-            wavg_rows = np.sort(np.random.default_rng(cfg.seed).choice(
-                wavg_rows, cfg.wavg_customers, replace=False))
-        # Trained customers' vectors for the w-avg neighbourhood (FND-CL 3.5).
-        self.customer_vectors = (self.vectors[wavg_rows] if self.vectors is not None
-                                 else self._encode_all(trained[wavg_rows]))
-
-    def _encode_all(self, idx: np.ndarray, batch: int = 8192) -> np.ndarray:
-        if not len(idx):
-            return np.zeros((0, self.article_vectors.shape[1]), np.float32)
-        return np.concatenate([np.asarray(self.rec.encode_customers(idx[i:i + batch]),
-                                          np.float32) for i in range(0, len(idx), batch)])
-
-    def encode(self, customer_id: str) -> dict:
-        idx = self.customers.lookup(customer_id)
-        if idx is None:
-            return {"customer_idx": None, "in_map": False, "known": False, "vector": None}
-        if not bool(np.asarray(self.rec.known(np.array([idx], np.int64)))[0]):
-            return {"customer_idx": idx, "in_map": True, "known": False, "vector": None}
-        if self.vectors is not None:
-            vec = self.vectors[self.row_of[idx]]
-        else:
-            vec = self.rec.encode_customers(np.array([idx], np.int64))[0]
-        return {"customer_idx": idx, "in_map": True, "known": True, "vector": vec}
-
-    def cold_vector(self, purchased_idx: list[int], strategy: str) -> np.ndarray:
-        return cold_start_vector(self.article_vectors, np.asarray(purchased_idx, np.int64),
-                                 strategy, self.customer_vectors, self.cfg.wavg_delta,
-                                 self.cfg.wavg_tau)
-
-    def info(self) -> dict:
-        return {"part": "encoder", **run_info(self.run),
-                "customers": len(self.customers.ids),
-                "wavg_customers": len(self.customer_vectors)}
-
-
-class RetrieverPart:
-    """Retriever: the FAISS index of the article-tower vectors, loaded once per replica."""
-
-    def __init__(self, run: Run, cfg: ServeConfig):
-        self.run = run
-        self.rec = load_recommender(run, cfg, history=False)
-
-    def retrieve(self, vector: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
-        n = min(int(n), int(self.rec.n_articles))
-        idx, scores = self.rec.retrieve(np.asarray(vector, np.float32).reshape(1, -1), n)
-        keep = idx[0] >= 0
-        return idx[0][keep].astype(np.int64), scores[0][keep].astype(np.float32)
-
-    def info(self) -> dict:
-        return {"part": "retriever", **run_info(self.run), "articles": int(self.rec.n_articles)}
-
-
-class RankerPart:
-    """Ranker: the ranking model over many requests' candidates at once."""
-
-    def __init__(self, run: Run, cfg: ServeConfig):
-        self.run = run
-        self.rec = load_recommender(run, cfg, history=False, index=False)
-
-    def rank_many(self, requests: list[tuple[int, np.ndarray]]) -> list[np.ndarray]:
-        """Scores of each (customer_idx, candidates) request; one model call per distinct
-        candidate count (rows are padded to it with their own first candidate)."""
-        out: list[np.ndarray | None] = [None] * len(requests)
-        width = max((len(c) for _, c in requests), default=0)
-        todo = [i for i, (_, c) in enumerate(requests) if len(c)]
-        for i, (_, c) in enumerate(requests):
-            if not len(c):
-                out[i] = np.zeros(0, np.float32)
-        if todo:
-            cust = np.array([requests[i][0] for i in todo], np.int64)
-            cands = np.stack([np.pad(np.asarray(requests[i][1], np.int64),
-                                     (0, width - len(requests[i][1])), mode="edge")
-                              for i in todo])  # (m, width)
-            scores = np.asarray(self.rec.rank(cust, cands), np.float32)  # (m, width)
-            for row, i in enumerate(todo):
-                out[i] = scores[row, :len(requests[i][1])]
-        return out
-
-    def info(self) -> dict:
-        return {"part": "ranker", **run_info(self.run)}
-
-
-class HistoryPart:
-    """Bought filter (purchase history before the feature set's cutoff) and popularity."""
-
-    def __init__(self, run: Run, cfg: ServeConfig):
-        from stylehub_ray.models.recommender import load_model_history
-
-        self.run = run
-        try:  # the history only: no model inputs, no index
-            self.history = load_model_history(run, cfg.variant, cfg.feature_set)
-        except FileNotFoundError as exc:
-            raise Unavailable(f"{run.uri}: no trained two-tower model ({exc}); train it with "
-                              f"`stylehub train two-tower --run {run.uri}`") from exc
-
-    def bought(self, customer_idx: int | None) -> np.ndarray:
-        if customer_idx is None:
-            return np.zeros(0, np.int64)
-        return np.asarray(self.history.bought(np.array([customer_idx], np.int64))[0],
-                          np.int64)
-
-    def popular(self, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """The fallback's articles and their share of the last week's sales."""
-        idx = np.asarray(self.history.popular[:int(k)], np.int64)
-        return idx, np.asarray(self.history.popular_score[:len(idx)], np.float32)
-
-    def info(self) -> dict:
-        return {"part": "history", **run_info(self.run)}
-
-
-# Trivial parts: the same calls, answered at once (the benchmark's trivial graph).
-class TrivialEncoderPart:
-    def __init__(self, run: Run | None = None, cfg: ServeConfig | None = None, dim: int = 32):
-        self.run, self.dim = run, dim
-
-    def encode(self, customer_id: str) -> dict:
-        return {"customer_idx": 0, "in_map": True, "known": True,
-                "vector": np.zeros(self.dim, np.float32)}
-
-    def cold_vector(self, purchased_idx: list[int], strategy: str) -> np.ndarray:
-        return np.zeros(self.dim, np.float32)
-
-    def info(self) -> dict:
-        return {"part": "encoder", "trivial": True, **run_info(self.run)}
-
-
-class TrivialRetrieverPart:
-    def __init__(self, run: Run | None = None, cfg: ServeConfig | None = None):
-        self.run = run
-
-    def retrieve(self, vector: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
-        return np.arange(int(n), dtype=np.int64), np.zeros(int(n), np.float32)
-
-    def info(self) -> dict:
-        return {"part": "retriever", "trivial": True, **run_info(self.run)}
-
-
-class TrivialRankerPart:
-    def __init__(self, run: Run | None = None, cfg: ServeConfig | None = None):
-        self.run = run
-
-    def rank_many(self, requests: list[tuple[int, np.ndarray]]) -> list[np.ndarray]:
-        return [np.zeros(len(c), np.float32) for _, c in requests]
-
-    def info(self) -> dict:
-        return {"part": "ranker", "trivial": True, **run_info(self.run)}
-
-
-class TrivialHistoryPart:
-    def __init__(self, run: Run | None = None, cfg: ServeConfig | None = None):
-        self.run = run
-
-    def bought(self, customer_idx: int | None) -> np.ndarray:
-        return np.zeros(0, np.int64)
-
-    def popular(self, k: int) -> tuple[np.ndarray, np.ndarray]:
-        return np.arange(int(k), dtype=np.int64), np.zeros(int(k), np.float32)
-
-    def info(self) -> dict:
-        return {"part": "history", "trivial": True, **run_info(self.run)}
-
-
-# ------------------------------------------------------------------------------------------
-# The flow, over handles (serving) or direct calls (the in-process floor)
-# ------------------------------------------------------------------------------------------
-class LocalParts:
-    """The flow's view of the parts as direct calls in this process."""
-
-    def __init__(self, encoder, retriever, ranker, history):
-        self.encoder, self.retriever, self.ranker, self.history = (encoder, retriever, ranker,
-                                                                   history)
-
-    async def encode(self, customer_id):
-        return self.encoder.encode(customer_id)
-
-    async def cold_vector(self, purchased_idx, strategy):
-        return self.encoder.cold_vector(purchased_idx, strategy)
-
-    async def retrieve(self, vector, n):
-        return self.retriever.retrieve(vector, n)
-
-    async def rank(self, customer_idx, candidates):
-        return self.ranker.rank_many([(customer_idx, candidates)])[0]
-
-    async def bought(self, customer_idx):
-        return self.history.bought(customer_idx)
-
-    async def popular(self, k):
-        return self.history.popular(k)
+    customer_id: str
+    k: int
+    purchased_idx: np.ndarray  # int64 article_idx the request says were bought (cold start)
+    strategy: str  # avg | w-avg
+    drop_bought: bool | None  # None: the model's choice, made on val by training
 
 
 @dataclass
 class Recommendation:
+    """Articles and scores, best first. ``ranked_by == ""`` (paths ``model`` and
+    ``model-cold``): the ranker's candidates with their retrieval scores, not ranked yet
+    (:meth:`RankerPart.finish` ranks them)."""
+
     article_idx: np.ndarray
     scores: np.ndarray
     path: str
     ranked_by: str
     known_customer: bool
+    customer_idx: int | None = None
 
 
-async def recommend_flow(parts, customer_id: str, k: int, purchased_idx: np.ndarray,
-                         strategy: str, drop_bought: bool, candidates: int) -> Recommendation:
-    """Retrieve, drop what was bought, rank, keep the top k (two-tower paper, "Step 6:
-    Inference"), or a fallback for a customer the model has never seen: the cold-start vector
-    when the request carries purchases, else popularity."""
-    enc = await parts.encode(customer_id)
-    idx, purchased_idx = enc["customer_idx"], np.asarray(purchased_idx, np.int64)
-    history = parts.bought(idx) if drop_bought and idx is not None else _none()
-    if enc["known"]:
-        n = max(candidates, k)
-        (got, _), bought = await asyncio.gather(parts.retrieve(enc["vector"], n), history)
-        drop = np.union1d(bought, purchased_idx) if drop_bought else np.zeros(0, np.int64)
-        keep = got[~np.isin(got, drop)]
-        if len(keep) < k and len(got) == n:  # too many were bought: retrieve deeper once
-            got, _ = await parts.retrieve(enc["vector"], n + len(drop))
-            keep = got[~np.isin(got, drop)]
-        scores = np.asarray(await parts.rank(idx, keep), np.float32)
-        order = np.argsort(-scores, kind="stable")[:k]
-        return Recommendation(keep[order], scores[order], "model", "ranking model", True)
-    if len(purchased_idx):
-        vector, bought = await asyncio.gather(parts.cold_vector(purchased_idx, strategy), history)
-        drop = np.union1d(bought, purchased_idx) if drop_bought else np.zeros(0, np.int64)
-        got, scores = await parts.retrieve(vector, max(candidates, k) + len(drop))
-        keep = ~np.isin(got, drop)
-        got, scores = got[keep][:k], scores[keep][:k]
-        return Recommendation(got, scores, f"cold-start-{strategy}", "retrieval score",
-                              enc["in_map"])
-    bought = await history
-    top, scores = await parts.popular(k + len(bought))
-    keep = ~np.isin(top, bought)
-    return Recommendation(top[keep][:k], scores[keep][:k], "popularity", "popularity",
-                          enc["in_map"])
+class CandidatePart:
+    """Everything of ``/recommend`` but the ranking model: customer id -> index (the run's
+    customer map) -> customer-tower vector (computed once per replica for every trained
+    customer), top N articles from the FAISS index, what the customer bought dropped (the
+    purchase history), deeper retrieval when too many were dropped (two-tower paper, Step 6);
+    a customer the model never saw gets the cold-start vector of the articles the request
+    says they bought (retrieval scores), or popularity.
+
+    :meth:`candidates_many` takes many requests at once: one look-up, one FAISS search and one
+    bought filter (a sorted-key search, ``History.contains``) for the whole batch.
+    """
+
+    def __init__(self, run: Run, cfg: ServeConfig):
+        self.run, self.cfg = run, cfg
+        self.customers = CustomerMap.load(run)
+        self.rec = load_recommender(run, cfg)
+        self.article_vectors = np.asarray(self.rec.article_vectors, np.float32)
+        self.drop_bought = bool(self.rec.choices["drop_bought"])  # the default, chosen on val
+        trained = np.sort(self.customers.idx[self.rec.known(self.customers.idx)])
+        # The customers the model answers: the trained ones, and those without a training
+        # positive when their vector from features beat popularity on val (path model-cold).
+        served = np.sort(self.customers.idx[self.rec.paths(self.customers.idx) != "popularity"])
+        size = int(self.customers.idx.max()) + 1 if len(self.customers.idx) else 0
+        self.row_of = np.full(size, -1, np.int64)
+        self.row_of[served] = np.arange(len(served))
+        # Their vectors, (n, d): 1.37M x 32 floats take 175 MB.
+        self.vectors = self._encode_all(served)
+        wavg_rows = self.row_of[trained]
+        if len(wavg_rows) > cfg.wavg_customers:  # the w-avg neighbourhood: a seeded sample
+            wavg_rows = np.sort(np.random.default_rng(cfg.seed).choice(
+                wavg_rows, cfg.wavg_customers, replace=False))
+        self.customer_vectors = self.vectors[wavg_rows]  # FND-CL 3.5 neighbourhood
+
+    def _encode_all(self, idx: np.ndarray, batch: int = 8192) -> np.ndarray:
+        if not len(idx):
+            return np.zeros((0, self.article_vectors.shape[1]), np.float32)
+        return np.concatenate([np.asarray(self.rec.encode_customers(idx[i:i + batch],
+                                                                    cold=True), np.float32)
+                               for i in range(0, len(idx), batch)])
+
+    def candidates_many(self, queries: list[RecommendQuery]) -> list[Recommendation]:
+        m = len(queries)
+        queries = [q if q.drop_bought is not None else replace(q, drop_bought=self.drop_bought)
+                   for q in queries]
+        out: list[Recommendation | None] = [None] * m
+        cust = np.array([self._lookup(q.customer_id) for q in queries], np.int64)  # -1: none
+        known = self.rec.known(cust)
+        served = np.zeros(m, bool)
+        served[cust >= 0] = self.row_of[cust[cust >= 0]] >= 0
+        vectors, rows, depth = [], [], []
+        for i, q in enumerate(queries):
+            if served[i]:
+                vectors.append(self.vectors[self.row_of[cust[i]]])
+            elif len(q.purchased_idx):
+                vectors.append(cold_start_vector(self.article_vectors, q.purchased_idx,
+                                                 q.strategy, self.customer_vectors,
+                                                 self.cfg.wavg_delta, self.cfg.wavg_tau))
+            else:
+                out[i] = self._popular(q, cust[i])
+                continue
+            rows.append(i)
+            depth.append(max(self.cfg.candidates, q.k) + len(q.purchased_idx))
+        if rows:
+            self._retrieve(queries, cust, known, served, np.array(rows), np.stack(vectors),
+                           np.array(depth), out)
+        return out
+
+    def _retrieve(self, queries, cust, known, served, rows, vectors, depth, out) -> None:
+        """Top ``depth`` per row, bought dropped; rows left with fewer than k articles are
+        retrieved again four times deeper (Step 6: "additional articles are retrieved")."""
+        n_articles = int(self.rec.n_articles)
+        pending = np.arange(len(rows))
+        while len(pending):
+            n = int(depth[pending].max())
+            got, scores = self.rec.retrieve(vectors[pending], n)  # (p, n), -1 padded
+            drop = self._bought(queries, cust, rows[pending], got)
+            short = []
+            for j, p in enumerate(pending):
+                i = rows[p]
+                q = queries[i]
+                width = min(int(depth[p]), n_articles)
+                keep = (got[j, :width] >= 0) & ~drop[j, :width]
+                if keep.sum() < q.k and width < n_articles:
+                    short.append(p)
+                    continue
+                a, s = got[j, :width][keep], scores[j, :width][keep]
+                if served[i]:  # ranked next, with the retrieval scores
+                    out[i] = Recommendation(a, s, "model" if known[i] else "model-cold", "",
+                                            True, int(cust[i]))
+                else:
+                    out[i] = Recommendation(a[:q.k], s[:q.k], f"cold-start-{q.strategy}",
+                                            "retrieval score", bool(cust[i] >= 0),
+                                            int(cust[i]) if cust[i] >= 0 else None)
+            pending = np.array(short, np.int64)
+            depth[pending] = np.minimum(depth[pending] * 4, n_articles)
+
+    def _bought(self, queries, cust, rows, got) -> np.ndarray:
+        """(p, n) bool: the article is dropped (bought before the cutoff, or named in the
+        request's purchases), for the requests that drop what was bought."""
+        drop = np.zeros(got.shape, bool)
+        on = np.array([queries[i].drop_bought for i in rows], bool)
+        if not on.any():
+            return drop
+        c = cust[rows]
+        history = on & (c >= 0)
+        if history.any():
+            drop[history] = self.rec.history.contains(c[history], got[history])
+        for j, i in enumerate(rows):
+            if on[j] and len(queries[i].purchased_idx):
+                drop[j] |= np.isin(got[j], queries[i].purchased_idx)
+        return drop
+
+    def _popular(self, q: RecommendQuery, customer_idx: int) -> Recommendation:
+        history = self.rec.history
+        take = q.k
+        while True:
+            top = np.asarray(history.popular[:take], np.int64)
+            scores = np.asarray(history.popular_score[:len(top)], np.float32)
+            keep = np.ones(len(top), bool)
+            if q.drop_bought and customer_idx >= 0:
+                keep = ~history.contains(np.array([customer_idx]), top[None])[0]
+            if keep.sum() >= q.k or take >= len(history.popular):
+                break
+            take *= 4
+        return Recommendation(top[keep][:q.k], scores[keep][:q.k], "popularity", "popularity",
+                              bool(customer_idx >= 0),
+                              int(customer_idx) if customer_idx >= 0 else None)
+
+    def _lookup(self, customer_id: str) -> int:
+        idx = self.customers.lookup(customer_id)
+        return -1 if idx is None else idx
+
+    def info(self) -> dict:
+        return {"part": "candidates", **run_info(self.run),
+                "customers": len(self.customers.ids), "articles": int(self.rec.n_articles),
+                "wavg_customers": len(self.customer_vectors)}
 
 
-async def _none() -> np.ndarray:
-    return np.zeros(0, np.int64)
+class RankerPart:
+    """The ranking model over many requests' candidates at once."""
+
+    def __init__(self, run: Run, cfg: ServeConfig, rec=None):
+        self.run = run
+        self.rec = rec if rec is not None else load_recommender(run, cfg, history=False,
+                                                                index=False)
+
+    def rank_many(self, requests: list[tuple[int, np.ndarray, np.ndarray]]
+                  ) -> list[np.ndarray]:
+        """Scores of each (customer_idx, candidates, retrieval scores) request: one model
+        call, rows padded with -1 to the widest (the model scores those -inf); the final
+        score combines the ranking model with the retrieval score as chosen on val."""
+        out = [np.zeros(0, np.float32)] * len(requests)
+        todo = [i for i, r in enumerate(requests) if len(r[1])]
+        if todo:
+            width = max(len(requests[i][1]) for i in todo)
+            cust = np.array([requests[i][0] for i in todo], np.int64)
+            cands = np.full((len(todo), width), -1, np.int64)  # (m, width)
+            retrieval = np.zeros((len(todo), width), np.float32)
+            for row, i in enumerate(todo):
+                cands[row, :len(requests[i][1])] = requests[i][1]
+                retrieval[row, :len(requests[i][2])] = requests[i][2]
+            scores = np.asarray(self.rec.rank(cust, cands, retrieval), np.float32)
+            for row, i in enumerate(todo):
+                out[i] = scores[row, :len(requests[i][1])]
+        return out
+
+    @staticmethod
+    def finish(cand: Recommendation, scores: np.ndarray, k: int) -> Recommendation:
+        """The top ``k`` of ranked candidates."""
+        order = np.argsort(-np.asarray(scores, np.float32), kind="stable")[:k]
+        return Recommendation(cand.article_idx[order], np.asarray(scores)[order], cand.path,
+                              "ranking model", cand.known_customer, cand.customer_idx)
+
+    def info(self) -> dict:
+        return {"part": "ranker", **run_info(self.run)}
+
+
+class TwoTowerPart:
+    """Retrieval and ranking in one replica (``recommend_layout`` ``together`` or
+    ``ingress``): :meth:`recommend_many` is the whole ``/recommend`` for many requests."""
+
+    def __init__(self, run: Run, cfg: ServeConfig):
+        self.run = run
+        self.candidates = CandidatePart(run, cfg)
+        self.ranker = RankerPart(run, cfg, rec=self.candidates.rec)
+
+    def recommend_many(self, queries: list[RecommendQuery]) -> list[Recommendation]:
+        got = self.candidates.candidates_many(queries)
+        model = [i for i, r in enumerate(got) if r.ranked_by == ""]
+        scores = self.ranker.rank_many([(got[i].customer_idx, got[i].article_idx,
+                                         got[i].scores) for i in model])
+        for i, s in zip(model, scores):
+            got[i] = RankerPart.finish(got[i], s, queries[i].k)
+        return got
+
+    def info(self) -> dict:
+        return {**self.candidates.info(), "part": "two-tower"}
 
 
 # ------------------------------------------------------------------------------------------
@@ -653,7 +613,8 @@ class OutfitPart:
 
         set_name = set_name or self.set_name
         if user is not None and set_name != self.set_name:
-            raise BadInput(422, f"user {user}: trained users belong to set {self.set_name}, "
+            # A well-formed request naming a user that set does not have: not found.
+            raise BadInput(404, f"user {user}: trained users belong to set {self.set_name}, "
                                 f"not {set_name}; a new user of set {set_name} sends `liked`")
         if user is not None and user >= self.n_users:
             raise BadInput(404, f"user: unknown user {user} (the model has {self.n_users} "
@@ -688,3 +649,52 @@ class OutfitPart:
     def info(self) -> dict:
         return {"part": "outfits", **run_info(self.run), "variant": self.variant,
                 "set_name": self.set_name, "users": self.n_users}
+
+
+# ------------------------------------------------------------------------------------------
+# What a graph can serve
+# ------------------------------------------------------------------------------------------
+ENDPOINTS = ("recommend", "similar", "similar-image", "outfit-score")
+
+
+def served_endpoints(cfg: ServeConfig) -> dict[str, str | None]:
+    """Each endpoint group -> None when the runs hold what it needs, else why not (with the
+    command that makes it). A cheap look at the manifests, so the app builder can leave what
+    the runs cannot answer out of the API (and its schema)."""
+    why: dict[str, str | None] = dict.fromkeys(ENDPOINTS, None)
+    if cfg.run:
+        run = Run(cfg.run)
+        if not run.is_complete("raw/articles"):
+            for name in ("recommend", "similar", "similar-image"):
+                why[name] = f"{run.uri}: no article catalogue (`stylehub ingest`)"
+        if not why["recommend"] and not run.is_complete(f"models/two-tower/{cfg.variant}"):
+            why["recommend"] = (f"{run.uri}: no trained two-tower model (`stylehub train "
+                                f"two-tower --run {run.uri}`)")
+        if not why["similar"] and not _has_similar(run):
+            why["similar"] = (f"{run.uri}: no contrastive model and no item embeddings "
+                              f"(`stylehub embed text --run {run.uri}`)")
+        entry = run.entry("embed_images") or {}
+        if not why["similar-image"] and entry.get("status") != "complete":
+            why["similar-image"] = (f"{run.uri}: no image embeddings (`stylehub embed images "
+                                    f"--run {run.uri}`)")
+    else:
+        for name in ("recommend", "similar", "similar-image"):
+            why[name] = "no run given (serve.run)"
+    if cfg.outfits_run:
+        try:
+            pick_outfit_variant(Run(cfg.outfits_run), cfg.outfit_variant)
+        except Unavailable as exc:
+            why["outfit-score"] = str(exc)
+    else:
+        why["outfit-score"] = "no outfits run given (serve.outfits_run)"
+    return why
+
+
+def _has_similar(run: Run) -> bool:
+    if any(run.is_complete(rel) for rel in ("embeddings/text", "embeddings/images")):
+        return True
+    try:
+        from stylehub_ray.train.contrastive import index_dir
+    except ImportError:
+        return False
+    return run.is_complete(index_dir("text"))

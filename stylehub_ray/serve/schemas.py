@@ -1,45 +1,85 @@
-"""Request and response bodies of the serving API (pydantic; FastAPI publishes them at /docs).
+"""Request, response and error bodies of the serving API (pydantic; FastAPI publishes them in
+``/openapi.json`` and at ``/docs``).
 
-Ids follow the data contract: ``article_id`` is the 10-digit zero-padded string, ``customer_id``
-the 64-character lower-case hex string. A body that breaks a rule here is answered 422 with the
-field and the reason, before any deployment sees it.
+The schema is the contract a generated client is built from, so every rule the service applies
+to a request is stated here: ids follow the data contract (``article_id``: 1 to 10 digits,
+shown zero-padded to 10; ``customer_id``: 64 lower-case hex characters), and every number and
+list has its bounds. A request that breaks a rule is answered 422 before any deployment sees
+it. JSON bodies are validated strictly (no ``"5"`` for 5, no unknown fields), so what the
+schema calls invalid is refused. Every error, 4xx or 5xx, has one shape: :class:`ErrorResponse`.
 """
 
 from __future__ import annotations
 
-import re
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    model_validator,
+)
 
-ARTICLE_ID = re.compile(r"^\d{1,10}$")
-CUSTOMER_ID = re.compile(r"^[0-9a-f]{64}$")
-OUTFIT_SLOTS = ("top", "top2", "bottom", "shoe")
-REQUIRED_SLOTS = ("top", "bottom", "shoe")
-PATHS = ("model", "cold-start-avg", "cold-start-w-avg", "popularity")
+# [0-9], not \d: \d also matches other scripts' digits.
+ARTICLE_ID_PATTERN = r"^[0-9]{1,10}$"
+CUSTOMER_ID_PATTERN = r"^[0-9a-f]{64}$"
+MAX_K = 100
+MAX_PURCHASES = 200  # articles a cold-start request may name
+# A ``purchased`` query value: one article id or up to MAX_PURCHASES comma-separated ones.
+ARTICLE_IDS_PATTERN = rf"^[0-9]{{1,10}}(,[0-9]{{1,10}}){{0,{MAX_PURCHASES - 1}}}$"
+SET_NAME_PATTERN = r"^[0-9A-Za-z_-]{1,32}$"
+MAX_OUTFITS = 500  # outfits to score, and liked outfits, per /outfit-score request
+MAX_ITEM = 2 ** 31 - 1  # item ids and user ids are int32 in the models
+PATHS = ("model", "model-cold", "cold-start-avg", "cold-start-w-avg", "popularity")
+REQUEST_ID_HEADER = "X-Request-ID"
+
+ArticleId = Annotated[str, StringConstraints(pattern=ARTICLE_ID_PATTERN)]
+CustomerId = Annotated[str, StringConstraints(pattern=CUSTOMER_ID_PATTERN)]
+ColdStart = Literal["avg", "w-avg"]
 
 
-def parse_article_id(value: str | int, field: str = "article_id") -> int:
-    """A user-facing article id (``"0108775015"``, leading zeros optional) -> int64."""
-    text = str(value).strip()
-    if not ARTICLE_ID.match(text):
-        raise ValueError(f"{field}: {value!r} is not an article id (up to 10 digits, e.g. "
-                         f"'0108775015')")
-    return int(text)
+def _integral(value):
+    """JSON's 3.0 is the integer 3 (JSON Schema says so); strict validation refuses the rest
+    of what is not an integer ("3", true)."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+Int = Annotated[int, BeforeValidator(_integral)]
+
+
+def parse_article_id(value: str | int) -> int:
+    """A user-facing article id (``"0108775015"``, leading zeros optional) -> int64; the
+    schema's pattern has checked it."""
+    return int(str(value))
 
 
 def format_article_id(value: int) -> str:
     return f"{int(value):010d}"
 
 
-def check_customer_id(value: str) -> str:
-    if not CUSTOMER_ID.match(value):
-        raise ValueError(f"customer_id: {value[:80]!r} is not a customer id (64 lower-case hex "
-                         f"characters)")
-    return value
+class FieldError(BaseModel):
+    loc: list[str | int] = Field(description="where: body / query / path, then the field")
+    msg: str
+    type: str
+
+
+class ErrorResponse(BaseModel):
+    """Every error answer of the API, 4xx and 5xx alike."""
+
+    status: int = Field(description="the HTTP status code")
+    error: str = Field(description="the status's name (e.g. 'Not Found')")
+    detail: str = Field(description="what was wrong, for a person")
+    request_id: str = Field(description="the X-Request-ID header; the server's logs show it")
+    fields: list[FieldError] = Field(default_factory=list,
+                                     description="422: each field that broke a rule")
 
 
 class Article(BaseModel):
-    article_id: str = Field(description="10-digit article id")
+    article_id: str = Field(description="10-digit article id", pattern=ARTICLE_ID_PATTERN)
     score: float
     prod_name: str | None = None
     product_type_name: str | None = None
@@ -53,34 +93,25 @@ class Article(BaseModel):
 class RecommendRequest(BaseModel):
     """``POST /recommend``: a customer, and optionally what they bought (cold start)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
-    customer_id: str
-    k: int = Field(12, ge=1, le=100)
-    purchased: list[str] = Field(default_factory=list,
-                                 description="article ids the customer bought (cold start)")
-    cold_start: str | None = Field(None, description="avg | w-avg (default: the server's)")
-    drop_bought: bool = True
-
-    @field_validator("customer_id")
-    @classmethod
-    def _customer(cls, v: str) -> str:
-        return check_customer_id(v)
-
-    @field_validator("purchased")
-    @classmethod
-    def _purchased(cls, v: list[str]) -> list[str]:
-        for i, item in enumerate(v):
-            parse_article_id(item, f"purchased[{i}]")
-        return v
+    customer_id: CustomerId
+    k: Int = Field(12, ge=1, le=MAX_K)
+    purchased: list[ArticleId] = Field(default_factory=list, max_length=MAX_PURCHASES,
+                                       description="article ids the customer bought (cold "
+                                                   "start)")
+    cold_start: ColdStart | None = Field(None, description="default: the server's")
+    drop_bought: bool | None = Field(None, description="drop articles bought before "
+                                                       "(default: the model's choice, made on "
+                                                       "val)")
 
 
 class RecommendResponse(BaseModel):
-    customer_id: str
+    customer_id: str = Field(pattern=CUSTOMER_ID_PATTERN)
     k: int
-    path: str = Field(description="what answered: " + " | ".join(PATHS))
+    path: Literal[PATHS] = Field(description="what answered")
     known_customer: bool = Field(description="the id is in the run's customers")
-    ranked_by: str = Field(description="ranking model | retrieval score | popularity")
+    ranked_by: Literal["ranking model", "retrieval score", "popularity"]
     items: list[Article]
 
 
@@ -95,24 +126,12 @@ class SimilarResponse(BaseModel):
 class Outfit(BaseModel):
     """One outfit of a Polyvore-U set: item ids per category slot (``top2`` optional)."""
 
-    top: int = Field(ge=0)
-    bottom: int = Field(ge=0)
-    shoe: int = Field(ge=0)
-    top2: int = Field(-1, ge=-1)
+    model_config = ConfigDict(extra="forbid", strict=True)
 
-    @model_validator(mode="before")
-    @classmethod
-    def _slots(cls, data):
-        if isinstance(data, dict):
-            unknown = [key for key in data if key not in OUTFIT_SLOTS]
-            if unknown:
-                raise ValueError(f"unknown outfit categories {unknown}; known: "
-                                 f"{', '.join(OUTFIT_SLOTS)}")
-            missing = [key for key in REQUIRED_SLOTS if key not in data]
-            if missing:
-                raise ValueError(f"outfit lacks {', '.join(missing)} (needs "
-                                 f"{', '.join(REQUIRED_SLOTS)}; top2 optional)")
-        return data
+    top: Int = Field(ge=0, le=MAX_ITEM)
+    bottom: Int = Field(ge=0, le=MAX_ITEM)
+    shoe: Int = Field(ge=0, le=MAX_ITEM)
+    top2: Int = Field(-1, ge=-1, le=MAX_ITEM, description="-1: none")
 
     def as_dict(self) -> dict:
         return {"top": self.top, "top2": self.top2, "bottom": self.bottom, "shoe": self.shoe}
@@ -120,23 +139,25 @@ class Outfit(BaseModel):
 
 class OutfitScoreRequest(BaseModel):
     """``POST /outfit-score``: a trained user, or a new one described by the outfits they
-    liked (FND-CL 3.5 cold start), and the outfits to score."""
+    liked (FND-CL 3.5 cold start), and the outfits to score. Give ``user`` or ``liked``."""
 
-    model_config = ConfigDict(extra="forbid")
+    # `user`, `set_name` and `liked` may be left out but are never null: the annotations say
+    # what a present value must be (the None defaults are not validated).
+    model_config = ConfigDict(extra="forbid", strict=True, json_schema_extra={
+        "anyOf": [{"required": ["user"]}, {"required": ["liked"]}]})
 
-    user: int | None = Field(None, ge=0, description="a trained user of the model's set")
-    set_name: str | None = Field(None, description="Polyvore-U set (default: the model's)")
-    outfits: list[Outfit] = Field(min_length=1)
-    liked: list[Outfit] = Field(default_factory=list,
+    user: Int = Field(None, ge=0, le=MAX_ITEM, description="a trained user of the model's set")
+    set_name: str = Field(None, pattern=SET_NAME_PATTERN,
+                          description="Polyvore-U set (default: the model's)")
+    outfits: list[Outfit] = Field(min_length=1, max_length=MAX_OUTFITS)
+    liked: list[Outfit] = Field(None, min_length=1, max_length=MAX_OUTFITS,
                                 description="a new user's liked outfits (cold start)")
-    cold_start: str = Field("w-avg", description="avg | w-avg")
+    cold_start: ColdStart = "w-avg"
 
     @model_validator(mode="after")
     def _who(self):
         if self.user is None and not self.liked:
             raise ValueError("give a trained `user`, or the `liked` outfits of a new user")
-        if self.cold_start not in ("avg", "w-avg"):
-            raise ValueError(f"cold_start must be avg or w-avg, got {self.cold_start!r}")
         return self
 
 
@@ -144,5 +165,5 @@ class OutfitScoreResponse(BaseModel):
     user: int | None
     set_name: str
     variant: str
-    path: str = Field(description="model | cold-start-avg | cold-start-w-avg")
+    path: Literal["model", "cold-start-avg", "cold-start-w-avg"]
     scores: list[float]

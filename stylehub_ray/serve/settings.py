@@ -13,6 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 COLD_START_STRATEGIES = ("avg", "w-avg")
+# Where /recommend's retrieval and ranking run: in the ingress replica (no handle hop), in one
+# deployment behind it (one hop), or as two deployments (two hops; e.g. a GPU ranker).
+RECOMMEND_LAYOUTS = ("ingress", "together", "split")
 
 
 @dataclass
@@ -27,18 +30,17 @@ class ServeConfig:
     feature_set: str = "test"  # customer features and purchase history as of this cutoff
     outfit_variant: str = ""  # models/fndcl/<variant>; "": the student if trained, else teacher
     candidates: int = 100  # articles retrieved, then ranked (the paper's top-N)
+    recommend_layout: str = "ingress"  # ingress | together | split (see RECOMMEND_LAYOUTS)
     max_upload_mb: float = 5.0  # /similar-image body limit
-    max_purchases: int = 200  # articles a cold-start request may carry
-    max_outfits: int = 500  # candidate outfits per /outfit-score request
     cold_start: str = "avg"  # default strategy when a request carries purchases
     wavg_tau: float = 0.2  # FND-CL 4.1.4: tau of Eq. 23
     wavg_delta: float = 0.0  # FND-CL 4.1.4: delta of Eq. 21
     wavg_customers: int = 50_000  # trained customers in the w-avg neighbourhood (sampled)
-    precompute_customers: bool = True  # encode every trained customer once per replica
-    batch_max_size: int = 16  # @serve.batch of the ranker
-    batch_wait_timeout_s: float = 0.002
+    # @serve.batch of /recommend's parts: requests that queue while a batch runs go together;
+    # 0 s: a lone request does not wait for company.
+    batch_max_size: int = 16
+    batch_wait_timeout_s: float = 0.0
     seed: int = 0
-    trivial: bool = False  # the same graph with every model replaced by an instant answer
 
     def validate(self) -> None:
         if not 1 <= self.port <= 65535:
@@ -46,8 +48,10 @@ class ServeConfig:
         if self.cold_start not in COLD_START_STRATEGIES:
             raise ValueError(f"serve.cold_start must be one of {', '.join(COLD_START_STRATEGIES)}"
                              f", got {self.cold_start!r}")
-        for name in ("candidates", "max_purchases", "max_outfits", "batch_max_size",
-                     "wavg_customers"):
+        if self.recommend_layout not in RECOMMEND_LAYOUTS:
+            raise ValueError(f"serve.recommend_layout must be one of "
+                             f"{', '.join(RECOMMEND_LAYOUTS)}, got {self.recommend_layout!r}")
+        for name in ("candidates", "batch_max_size", "wavg_customers"):
             if getattr(self, name) < 1:
                 raise ValueError(f"serve.{name} must be >= 1, got {getattr(self, name)}")
         if self.max_upload_mb <= 0 or self.wavg_tau <= 0 or self.batch_wait_timeout_s < 0:

@@ -43,6 +43,7 @@ MODELS = f"models/{MODEL_NAME}"
 RAY_TRAIN_DIR = f"_ray_train/{MODEL_NAME}"
 EXAMPLES = "features/training_examples"
 # Metrics every epoch reports (Tune and early stopping key on these names).
+LOGQ = ("sampling", "batch", "off")
 REPORTED_METRICS = ("epoch", "loss", "retrieval_loss", "ranking_loss", "auc", "precision",
                     "recall", "val_map12", "epoch_s")
 
@@ -61,16 +62,26 @@ class TrainTwoTowerConfig:
     lr: float = 1e-3  # Adam, as the paper
     temperature: float = 0.05  # retrieval softmax temperature over unit-vector dot products
     ranking_weight: float = 1.0  # total = retrieval + ranking_weight * ranking
-    logq: bool = True  # log-q correction of the in-batch softmax by in-batch popularity
+    # The log-q correction of the in-batch softmax: "sampling" = each article's share of all
+    # training positives (Yi et al. 2019); "batch" = its share of the batch's positives (what
+    # training did before issue 15: only duplicates within a batch are corrected); "off".
+    logq: str = "sampling"
+    id_dropout: float = 0.1  # share of ids sent to the unknown row (trains it; cold starts)
+    hard_negatives: int = 1  # per positive, from the model's own top n_candidates (ranking)
+    hard_max_positives: int = 100_000  # positives per worker and epoch that mine them
     text: bool = False  # also feed the text embedding to the article tower
+    context: bool = False  # feed day of week, month and weekend to the customer side
     id_embeddings: bool = True  # learned customer and article id embeddings
     id_dim: int = 32
     cat_dim: int = 8
     train_days: int = 0  # 0: every training example; N: only the last N days before val
     val_customers: int = 2000  # val customers sampled for MAP@12 each epoch
     n_candidates: int = 100  # N retrieved before dropping bought and ranking
-    drop_bought: bool = True
-    shuffle_buffer: int = 0  # Ray Data local shuffle buffer (rows); 0: the examples' order
+    drop_bought: bool = True  # in the per-epoch val MAP@12 (both are tried after training)
+    shuffle: bool = True  # a new seeded permutation of the worker's examples every epoch
+    # After training, choose on val: the retrieval weight in the final score, whether to drop
+    # bought articles, and the path of customers without a training positive (any subset).
+    choose: tuple[str, ...] = ("retrieval_weight", "drop_bought", "cold")
     patience: int = 0  # early stopping: epochs without a better val_map12 (0: off)
     index: str = "flat"  # FAISS index of the article vectors: flat | hnsw | ivf
 
@@ -87,6 +98,17 @@ class TrainTwoTowerConfig:
         if self.val_customers < 1 or self.n_candidates < 1 or self.train_days < 0:
             raise ValueError("train_two_tower: val_customers >= 1, n_candidates >= 1, "
                              "train_days >= 0 expected")
+        if self.logq not in LOGQ:
+            raise ValueError(f"train_two_tower.logq must be one of {LOGQ}, got {self.logq!r}")
+        unknown = set(self.choose) - {"retrieval_weight", "drop_bought", "cold"}
+        if unknown:
+            raise ValueError(f"train_two_tower.choose: unknown choices {sorted(unknown)} "
+                             f"(retrieval_weight, drop_bought, cold)")
+        if not 0 <= self.id_dropout < 1 or self.hard_negatives < 0 \
+                or self.hard_max_positives < 1:
+            raise ValueError(f"train_two_tower: 0 <= id_dropout < 1, hard_negatives >= 0, "
+                             f"hard_max_positives >= 1 expected, got {self.id_dropout}, "
+                             f"{self.hard_negatives}, {self.hard_max_positives}")
         if self.index not in KINDS:
             raise ValueError(f"train_two_tower.index must be one of {KINDS}, got "
                              f"{self.index!r}")
@@ -119,7 +141,8 @@ def examples_dataset(run: Run, cfg: TrainTwoTowerConfig):
     from stylehub_ray.data.io import read_parquet
     from stylehub_ray.features.inputs import feature_cutoff
 
-    cols = ["customer_idx", "article_idx", "label"] + (["t_dat"] if cfg.train_days else [])
+    cols = ["customer_idx", "article_idx", "label"] + (["t_dat"] if cfg.train_days else []) + (
+        list(CONTEXT_COLUMNS) if cfg.context else [])
     ds = read_parquet(run, EXAMPLES, cols)
     if cfg.train_days:
         start = np.datetime64(feature_cutoff(run, "train")) - np.timedelta64(cfg.train_days, "D")
@@ -170,12 +193,18 @@ def train_two_tower(run: Run, cfg: TrainTwoTowerConfig, force: bool = False) -> 
         with step:
             with step.time("fit_s"):
                 art, path = L.fit(trainer, MODEL_NAME, {"variant": variant, "config": config})
+            if cfg.choose:
+                with step.time("choose_s"):
+                    art.meta["choices"], art.meta["choices_val"] = choose_on_val(run, cfg, art)
+                step.extra["choices"] = art.meta["choices"]
+                step.extra["choices_val"] = art.meta["choices_val"]
             write_artifact(run, step.tmp(out), art)
             meta, hist = art.meta, art.meta["history"]
             step.counts = {"epochs": {"trained": len(hist), "best": meta["best_epoch"],
                                       "resumed_at": meta["resumed_at"]},
                            "customers": {"trained": int(art.arrays["trained_customers"].sum()),
-                                         "val_sampled": meta["val_customers"]}}
+                                         "val_sampled": meta["val_customers"]},
+                           "articles": {"trained": int(art.arrays["trained_articles"].sum())}}
             step.extra["best_metrics"] = meta["best"]
             step.extra["samples_per_s"] = round(float(np.mean(
                 [h["samples_s"] for h in hist])), 1) if hist else 0.0
@@ -186,6 +215,8 @@ def train_two_tower(run: Run, cfg: TrainTwoTowerConfig, force: bool = False) -> 
         logger.info(f"train_two_tower/{variant}: best epoch {meta['best_epoch']} val_map12 "
                     f"{b['val_map12']:.4f} auc {b['auc']:.4f} "
                     f"({step.timings.get('fit_s', 0):.0f}s)")
+        if entry.get("choices"):
+            log_choices(variant, entry["choices"], entry["choices_val"])
     build_two_tower_index(run, variant, cfg.index, force=force)
     return entry
 
@@ -198,7 +229,7 @@ def build_two_tower_index(run: Run, variant: str = "default", kind: str = "flat"
     from stylehub_ray.data.ingest import read_table
     from stylehub_ray.embed.index import IndexParams, build_index, write_index
     from stylehub_ray.features.inputs import InputLayout, build_inputs
-    from stylehub_ray.models.recommender import index_name
+    from stylehub_ray.models.recommender import index_name, known_ids, uses_unknown_id
 
     model_rel = _model_dir(variant)
     name = index_name(variant)
@@ -212,6 +243,8 @@ def build_two_tower_index(run: Run, variant: str = "default", kind: str = "flat"
         return step.previous() | {"skipped": True}
     model, _spec, meta = load_model(run, MODEL_NAME, variant)
     _customers, articles = build_inputs(run, feature_set, InputLayout(**meta["layout"]))
+    if uses_unknown_id(meta.get("config")):
+        articles = known_ids(articles, meta.get("trained_articles"))
     vectors = model.article_vectors(articles.tensors()).numpy().astype(np.float32)
     ids = read_table(run, "raw/article_map", ["article_idx", "article_id"]).sort_by(
         "article_idx")
@@ -232,8 +265,11 @@ def build_two_tower_index(run: Run, variant: str = "default", kind: str = "flat"
 # --------------------------------------------------------------------------------------------
 # Data for the worker: trained customers, validation sample
 # --------------------------------------------------------------------------------------------
-def trained_customers(run: Run, cfg: TrainTwoTowerConfig, n_customers: int) -> np.ndarray:
-    """Bool per customer: has a positive among the training examples used."""
+def training_positives(run: Run, cfg: TrainTwoTowerConfig, n_customers: int, n_articles: int
+                       ) -> tuple[np.ndarray, np.ndarray]:
+    """(bool per customer: has a positive among the training examples used; positives per
+    article, int64: each article's sampling probability for the log-q correction, and which
+    article id rows are trained)."""
     import pyarrow.dataset as pads
 
     from stylehub_ray.features.inputs import feature_cutoff
@@ -245,10 +281,19 @@ def trained_customers(run: Run, cfg: TrainTwoTowerConfig, n_customers: int) -> n
         start = np.datetime64(feature_cutoff(run, "train")) - np.timedelta64(cfg.train_days, "D")
         flt = flt & (pc.field("t_dat") >= pa.scalar(start.astype("datetime64[D]").item(),
                                                      pa.date32()))
-    c = ds.to_table(columns=["customer_idx"], filter=flt)["customer_idx"].to_numpy()
-    out = np.zeros(n_customers, bool)
-    out[c] = True
-    return out
+    t = ds.to_table(columns=["customer_idx", "article_idx"], filter=flt)
+    trained = np.zeros(n_customers, bool)
+    trained[t["customer_idx"].to_numpy()] = True
+    counts = np.bincount(t["article_idx"].to_numpy().astype(np.int64), minlength=n_articles)
+    return trained, counts.astype(np.int64)
+
+
+def trained_customers(run: Run, cfg: TrainTwoTowerConfig, n_customers: int) -> np.ndarray:
+    """Bool per customer: has a positive among the training examples used."""
+    from stylehub_ray.data.ingest import read_table
+
+    n_articles = read_table(run, "raw/article_map", ["article_idx"]).num_rows
+    return training_positives(run, cfg, n_customers, n_articles)[0]
 
 
 def validation_data(run: Run, cfg: TrainTwoTowerConfig, trained: np.ndarray, n_articles: int
@@ -285,6 +330,101 @@ def validation_data(run: Run, cfg: TrainTwoTowerConfig, trained: np.ndarray, n_a
     return {"customers": users, "truth": truth,
             "ex_customer": np.r_[c, neg_c[ok]], "ex_article": np.r_[a, neg_a[ok]],
             "ex_label": np.r_[np.ones(len(c), np.int64), np.zeros(int(ok.sum()), np.int64)]}
+
+
+# The retrieval weights tried on val (combine_scores): 0 = the ranking model alone (the paper),
+# 1 = the retrieval order alone.
+RETRIEVAL_WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0)
+
+
+def val_truth(run: Run, customers: np.ndarray, n_articles: int, limit: int, seed: int
+              ) -> tuple[np.ndarray, list[np.ndarray]]:
+    """A seeded sample of at most ``limit`` val buyers among ``customers`` (bool mask per
+    customer): (customer_idx, their distinct val purchases)."""
+    from stylehub_ray.data.ingest import read_table
+
+    t = read_table(run, "features/interactions", ["customer_idx", "article_idx", "split"])
+    t = t.filter(pc.field("split") == "val")
+    pairs = np.unique(t["customer_idx"].to_numpy().astype(np.int64) * n_articles
+                      + t["article_idx"].to_numpy())
+    c, a = pairs // n_articles, pairs % n_articles
+    keep = customers[c]
+    c, a = c[keep], a[keep]
+    users = np.unique(c)
+    if len(users) > limit:
+        users = np.sort(np.random.default_rng(seed).choice(users, limit, replace=False))
+    sel = np.isin(c, users)
+    c, a = c[sel], a[sel]
+    bounds = np.searchsorted(c, users), np.searchsorted(c, users, side="right")
+    return users, [a[lo:hi] for lo, hi in zip(*bounds)]
+
+
+def choose_on_val(run: Run, cfg: TrainTwoTowerConfig, art) -> tuple[dict, dict]:
+    """The published model's recommendation choices, each made on val MAP@12 (features as of
+    val, a seeded sample of val buyers): the retrieval weight in the final score
+    (:data:`RETRIEVAL_WEIGHTS`) and whether to drop bought articles, on customers seen in
+    training; then, for customers without a training positive, the model's vector from their
+    features against popularity. Ties keep the paper's chain (weight 0, drop, popularity).
+    Returns (choices, the val MAP@12 behind each)."""
+    from stylehub_ray.features.history import load_history
+    from stylehub_ray.features.inputs import InputLayout, build_inputs
+    from stylehub_ray.metrics import map_at_k
+    from stylehub_ray.models.recommender import DEFAULT_CHOICES, TwoTowerRecommender
+
+    layout = InputLayout(**art.meta["layout"])
+    customers, articles = build_inputs(run, "train", layout)
+    history = load_history(run, "train", layout.n_customers, layout.n_articles)
+    trained = np.asarray(art.arrays["trained_customers"], bool)
+    rec = TwoTowerRecommender(art.build(), customers, articles, history, trained,
+                              n_candidates=cfg.n_candidates, meta=art.meta,
+                              trained_articles=art.arrays["trained_articles"])
+    warm, warm_truth = val_truth(run, trained, layout.n_articles, cfg.val_customers, cfg.seed)
+    cold, cold_truth = val_truth(run, ~trained, layout.n_articles, cfg.val_customers,
+                                 cfg.seed + 1)
+    choices = dict(DEFAULT_CHOICES)
+    numbers: dict = {"warm_customers": len(warm), "cold_customers": len(cold), "warm": {}}
+    best = -1.0
+    drops = (True, False) if "drop_bought" in cfg.choose else (True,)
+    weights = RETRIEVAL_WEIGHTS if "retrieval_weight" in cfg.choose else (0.0,)
+    for drop in drops:
+        for w in weights:
+            rec.choices = choices | {"retrieval_weight": w}
+            score = (float(map_at_k(rec.recommend(warm, 12, drop)[0], warm_truth, 12))
+                     if len(warm) else 0.0)
+            numbers["warm"][f"{'drop' if drop else 'keep'} w={w:g}"] = round(score, 5)
+            if score > best:
+                best, pick = score, {"retrieval_weight": w, "drop_bought": drop}
+    choices |= pick
+    numbers["cold"] = {}
+    for path in ("popularity", "model"):
+        rec.choices = choices | {"cold": path}
+        numbers["cold"][path] = round(float(map_at_k(
+            rec.recommend(cold, 12)[0], cold_truth, 12)), 5) if len(cold) else 0.0
+    if "cold" in cfg.choose and numbers["cold"]["model"] > numbers["cold"]["popularity"]:
+        choices["cold"] = "model"
+    return choices, numbers
+
+
+def log_choices(variant: str, choices: dict, numbers: dict) -> None:
+    """The choices made on val, in words, with the numbers behind them."""
+    warm = numbers["warm"]
+    w = choices["retrieval_weight"]
+    best_keep = max((v for k, v in warm.items() if k.startswith("keep")), default=float("nan"))
+    best_drop = max(v for k, v in warm.items() if k.startswith("drop"))
+    logger.info(f"train_two_tower/{variant}: choices on val MAP@12 "
+                f"({numbers['warm_customers']:,} trained val buyers): final score = ranking "
+                + (f"+ retrieval at weight {w:g}" if w else "model alone")
+                + f" ({warm[('drop' if choices['drop_bought'] else 'keep') + f' w={w:g}']:.4f}"
+                f", ranking alone {warm['drop w=0' if choices['drop_bought'] else 'keep w=0']:.4f}"
+                f"); bought articles "
+                + ("dropped" if choices["drop_bought"] else "kept")
+                + f" (best dropped {best_drop:.4f}, kept {best_keep:.4f})")
+    cold = numbers["cold"]
+    logger.info(f"train_two_tower/{variant}: customers without a training positive "
+                f"({numbers['cold_customers']:,} val buyers): "
+                + ("the model's vector from their features" if choices["cold"] == "model"
+                   else "popularity")
+                + f" (model {cold['model']:.4f}, popularity {cold['popularity']:.4f})")
 
 
 def evaluate_epoch(model, customers, articles, history, trained, val: dict,
@@ -324,7 +464,7 @@ def model_inputs(run: Run, cfg: TrainTwoTowerConfig):
     from stylehub_ray.features.preprocess import Preprocessor
     from stylehub_ray.models.two_tower import TwoTowerSpec
 
-    layout = input_layout(run, cfg.text)
+    layout = input_layout(run, cfg.text, cfg.context)
     customers, articles = build_inputs(run, "train", layout)
     pre = Preprocessor.load(run)
     spec = TwoTowerSpec(
@@ -335,6 +475,7 @@ def model_inputs(run: Run, cfg: TrainTwoTowerConfig):
         article_categories=tuple(pre.cardinality(f"article.{c}")
                                  for c in layout.article_categorical),
         article_extra=articles.extra.shape[1],
+        customer_extra=customers.extra.shape[1],
         customer_ids=layout.n_customers + 1 if cfg.id_embeddings else 0,
         article_ids=layout.n_articles + 1 if cfg.id_embeddings else 0,
         id_dim=cfg.id_dim, cat_dim=cfg.cat_dim)
@@ -342,13 +483,15 @@ def model_inputs(run: Run, cfg: TrainTwoTowerConfig):
 
 
 def run_epoch(model, batches, c_tab: dict, a_tab: dict, opt, cfg: TrainTwoTowerConfig,
-              device) -> tuple[np.ndarray, int, int]:
+              device, log_q=None, generator=None) -> tuple[np.ndarray, int, int]:
     """One pass over ``batches`` (dicts of numpy ``customer_idx``, ``article_idx``,
-    ``label``): the joint loss, backward, Adam step. Returns (summed loss, retrieval loss,
-    ranking loss), steps, samples. The Ray Train worker and the plain-loop benchmark both run
-    this."""
+    ``label``): the joint loss, backward, Adam step. ``log_q`` (n_articles,) tensor: the
+    log-q correction (None: off); ``generator``: torch RNG of the id dropout. Returns (summed
+    loss, retrieval loss, ranking loss), steps, samples. The Ray Train worker and the
+    plain-loop benchmark both run this."""
     import torch
 
+    from stylehub_ray.features.inputs import context_features
     from stylehub_ray.models import two_tower as M
 
     model.train()
@@ -360,11 +503,18 @@ def run_epoch(model, batches, c_tab: dict, a_tab: dict, opt, cfg: TrainTwoTowerC
         y = torch.from_numpy(batch["label"].astype(np.float32)).to(device)
         ci = {k: v[c] for k, v in c_tab.items()}  # the join by index
         ai = {k: v[a] for k, v in a_tab.items()}
+        if "day_of_week" in batch:  # the example's day as the customer's context
+            ci["extra"] = torch.from_numpy(context_features(
+                batch["day_of_week"], batch["month"], batch["is_weekend"])).to(device)
+        ci["ids"] = M.drop_ids(ci["ids"], cfg.id_dropout, generator)
+        ai["ids"] = M.drop_ids(ai["ids"], cfg.id_dropout, generator)
         u, v, logits = model(ci, ai)
         pos = y > 0.5
         if int(pos.sum()) >= 2:
-            r_loss = M.retrieval_loss(u[pos], v[pos], cfg.temperature, a[pos], c[pos],
-                                      cfg.logq)
+            lq = log_q[a[pos]] if log_q is not None else None
+            if cfg.logq == "batch":
+                lq = M.batch_log_q(a[pos])
+            r_loss = M.retrieval_loss(u[pos], v[pos], cfg.temperature, a[pos], c[pos], lq)
         else:  # no in-batch softmax over fewer than two positives
             r_loss = (u.sum() + v.sum()) * 0.0
         k_loss = M.ranking_loss(logits, y)
@@ -376,6 +526,77 @@ def run_epoch(model, batches, c_tab: dict, a_tab: dict, opt, cfg: TrainTwoTowerC
         steps += 1
         samples += len(y)
     return sums, steps, samples
+
+
+EXAMPLE_COLUMNS = ("customer_idx", "article_idx", "label")
+CONTEXT_COLUMNS = ("day_of_week", "month", "is_weekend")
+
+
+def collect_examples(batches, sort: bool) -> dict[str, np.ndarray]:
+    """A worker's examples in memory. ``sort``: in a fixed order (customer, article, label),
+    whatever order Ray Data's blocks arrived in, so a seed gives the same epochs; else in
+    arrival order (the files' order: one customer bucket after another)."""
+    parts = list(batches)
+    keys = [k for k in (*EXAMPLE_COLUMNS, *CONTEXT_COLUMNS) if parts and k in parts[0]]
+    data = {k: (np.concatenate([p[k] for p in parts]) if parts else np.zeros(0, np.int64))
+            for k in keys or EXAMPLE_COLUMNS}
+    if sort:
+        order = np.lexsort((data["label"], data["article_idx"], data["customer_idx"]))
+        data = {k: v[order] for k, v in data.items()}
+    return data
+
+
+def epoch_batches(data: dict[str, np.ndarray], steps: int, rng: np.random.Generator | None):
+    """``steps`` batches covering ``data``: a fresh permutation from ``rng`` (None: the
+    data's order). Every batch mixes customers of every bucket, and the in-batch negatives
+    change from epoch to epoch."""
+    n = len(data["label"])
+    order = rng.permutation(n) if rng is not None else np.arange(n)
+    for chunk in np.array_split(order, max(steps, 1)):
+        yield {k: v[chunk] for k, v in data.items()}
+
+
+def mine_hard_negatives(model, c_tab: dict, a_tab: dict, data: dict[str, np.ndarray],
+                        n_candidates: int, per_positive: int, cap: int,
+                        rng: np.random.Generator, chunk: int = 256
+                        ) -> dict[str, np.ndarray]:
+    """Negatives for the ranking model from the model's own retrieval (Step 6 reorders
+    retrieved candidates, which are far harder than uniform draws): for up to ``cap`` positive
+    rows, ``per_positive`` articles drawn from the customer's current top ``n_candidates``,
+    minus the customer's own positives. Label 0; they enter the ranking loss only (the
+    retrieval loss takes positives)."""
+    import torch
+
+    pos = np.flatnonzero(data["label"] == 1)
+    empty = {k: np.zeros(0, np.int64) for k in data}
+    if not len(pos) or not per_positive:
+        return empty
+    if len(pos) > cap:
+        pos = np.sort(rng.choice(pos, cap, replace=False))
+    c = data["customer_idx"][pos].astype(np.int64)
+    n_articles = len(a_tab["ids"])
+    n = min(int(n_candidates), n_articles)
+    every = data["label"] == 1
+    owned = np.unique(data["customer_idx"][every].astype(np.int64) * n_articles
+                      + data["article_idx"][every])
+    users, inverse = np.unique(c, return_inverse=True)
+    with torch.no_grad():
+        v = model.article_vectors(a_tab)  # (n_articles, d)
+        top = np.empty((len(users), n), np.int64)
+        for lo in range(0, len(users), chunk):
+            ids = torch.from_numpy(users[lo:lo + chunk]).to(v.device)
+            u = model.customer_vectors({k: t[ids] for k, t in c_tab.items()})
+            top[lo:lo + chunk] = torch.topk(u @ v.T, n, dim=1).indices.cpu().numpy()
+    pick = rng.integers(0, n, (len(pos), per_positive))
+    hard = top[inverse[:, None], pick].ravel()
+    cust = np.repeat(c, per_positive)
+    ok = ~np.isin(cust * n_articles + hard, owned)
+    out = {"customer_idx": cust[ok], "article_idx": hard[ok],
+           "label": np.zeros(int(ok.sum()), np.int64)}
+    for k in CONTEXT_COLUMNS:  # a hard negative shares its positive's day
+        if k in data:
+            out[k] = np.repeat(data[k][pos], per_positive)[ok]
+    return out
 
 
 # --------------------------------------------------------------------------------------------
@@ -391,13 +612,25 @@ class TwoTowerRecipe(L.Recipe):
     cfg: TrainTwoTowerConfig
 
     def setup(self, worker: L.Worker):
+        import torch
+
         from stylehub_ray.features.history import load_history
         from stylehub_ray.features.inputs import build_inputs, training_feature_set
-        from stylehub_ray.models.two_tower import TwoStageRecommender
+        from stylehub_ray.models.recommender import known_ids
+        from stylehub_ray.models.two_tower import TwoStageRecommender, sampling_log_q
 
         cfg, run = self.cfg, Run(self.run)
         self.worker = worker
         self.layout, self.customers, self.articles, self._spec = model_inputs(run, cfg)
+        self.trained, positives = training_positives(run, cfg, self.layout.n_customers,
+                                                     self.layout.n_articles)
+        self.trained_articles = positives > 0
+        # An id row without a training positive is never trained: with id dropout (which
+        # trains the unknown id 0) such rows use id 0, in training as at inference.
+        remap = cfg.id_dropout > 0
+        if remap:
+            self.customers = known_ids(self.customers, self.trained)
+            self.articles = known_ids(self.articles, self.trained_articles)
         # The examples join the feature set of their own time (point in time: `fit`, where
         # the features stage built one); validation scores `val` with the `train` set, as of
         # `val`.
@@ -405,9 +638,14 @@ class TwoTowerRecipe(L.Recipe):
         fit_set = training_feature_set(run)
         if fit_set != "train":
             fit_c, fit_a = build_inputs(run, fit_set, self.layout)
+            if remap:
+                fit_c = known_ids(fit_c, self.trained)
+                fit_a = known_ids(fit_a, self.trained_articles)
         self.c_tab = {k: v.to(worker.device) for k, v in fit_c.tensors().items()}
         self.a_tab = {k: v.to(worker.device) for k, v in fit_a.tensors().items()}
-        self.trained = trained_customers(run, cfg, self.layout.n_customers)
+        self.log_q = (sampling_log_q(torch.from_numpy(positives)).to(worker.device)
+                      if cfg.logq == "sampling" else None)
+        self.data = None  # this worker's examples, collected on the first epoch
         self.history_tx = self.val = None
         if worker.rank == 0:
             self.history_tx = load_history(run, "train", self.layout.n_customers,
@@ -423,19 +661,46 @@ class TwoTowerRecipe(L.Recipe):
 
         return torch.optim.Adam(model.parameters(), lr=self.cfg.lr)
 
+    def _steps(self) -> int:
+        """Optimizer steps per epoch: the same on every worker (DDP steps together)."""
+        steps = max(1, len(self.data["label"]) // self.cfg.batch_size)
+        if self.worker.world > 1:
+            import torch
+            import torch.distributed as dist
+
+            t = torch.tensor([steps], device=self.worker.device)
+            dist.all_reduce(t, op=dist.ReduceOp.MIN)
+            steps = int(t.item())
+        return steps
+
     def train_epoch(self, model, optimizer, epoch: int) -> dict:
-        cfg, world = self.cfg, self.worker.world
+        import torch
+
+        cfg, world, rank = self.cfg, self.worker.world, self.worker.rank
         t0 = time.perf_counter()
-        batches = self.worker.shard.iter_batches(
-            batch_size=cfg.batch_size, batch_format="numpy", drop_last=True,
-            local_shuffle_buffer_size=cfg.shuffle_buffer or None,
-            local_shuffle_seed=cfg.seed * 1000 + epoch if cfg.shuffle_buffer else None)
+        if self.data is None:
+            self.data = collect_examples(
+                self.worker.shard.iter_batches(batch_size=65_536, batch_format="numpy"),
+                sort=cfg.shuffle)
+        # Seeds per (seed, epoch, rank): a resumed epoch repeats exactly.
+        rng = np.random.default_rng([cfg.seed, epoch, rank])
+        gen = torch.Generator(device=self.worker.device)
+        gen.manual_seed(int(rng.integers(2 ** 62)))
+        data, hard = self.data, 0
+        if cfg.hard_negatives:
+            core = getattr(model, "module", model)
+            mined = mine_hard_negatives(core, self.c_tab, self.a_tab, self.data,
+                                        cfg.n_candidates, cfg.hard_negatives,
+                                        cfg.hard_max_positives, rng)
+            hard = len(mined["label"])
+            data = {k: np.concatenate([self.data[k], mined[k]]) for k in self.data}
+        batches = epoch_batches(data, self._steps(), rng if cfg.shuffle else None)
         sums, steps, samples = run_epoch(model, batches, self.c_tab, self.a_tab, optimizer, cfg,
-                                         self.worker.device)
+                                         self.worker.device, self.log_q, gen)
         train_s = time.perf_counter() - t0
         return {"loss": sums[0] / max(steps, 1), "retrieval_loss": sums[1] / max(steps, 1),
                 "ranking_loss": sums[2] / max(steps, 1), "train_s": round(train_s, 3),
-                "samples": samples * world,
+                "samples": samples * world, "hard_negatives": hard * world,
                 "samples_s": round(samples * world / max(train_s, 1e-9), 1)}
 
     def validate(self, model, epoch: int) -> dict:
@@ -464,4 +729,5 @@ class TwoTowerRecipe(L.Recipe):
     def facts(self) -> dict:
         return {"layout": self.layout.to_dict(), "n_customers": self.layout.n_customers,
                 "val_customers": int(len(self.val["customers"])),
-                "trained_customers": self.trained}
+                "trained_customers": self.trained,
+                "trained_articles": self.trained_articles}

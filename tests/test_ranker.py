@@ -1,0 +1,131 @@
+"""The multi-source candidates + LightGBM ranker: point-in-time features (no Ray) and a tiny
+end-to-end run (train on Ray Train, evaluate beside ALS, the submission)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from stylehub_ray.features import candidates as C
+
+CUTOFF = np.datetime64("2020-02-20")
+
+
+def _log(seed: int = 0, n: int = 6000) -> C.PurchaseLog:
+    rng = np.random.default_rng(seed)
+    n_customers, n_articles = 200, 120
+    day = np.datetime64("2020-01-01") + rng.integers(0, 70, n).astype("timedelta64[D]")
+    age = rng.integers(18, 70, n_customers).astype(np.float32)
+    age[::10] = np.nan
+    return C.PurchaseLog(day, rng.integers(0, n_customers, n), rng.integers(0, n_articles, n),
+                         rng.random(n), rng.integers(0, 40, n_articles),
+                         rng.integers(0, 8, n_articles), age)
+
+
+def _features(log: C.PurchaseLog, customers: np.ndarray) -> pd.DataFrame:
+    hist = log.before(CUTOFF)
+    sources = {"repurchase": C.repurchase(hist, CUTOFF, customers, 10),
+               "copurchase": C.copurchase(hist, customers, 10,
+                                          C.copurchase_neighbours(hist, CUTOFF)),
+               "same_product": C.same_product(hist, CUTOFF, customers, 5),
+               "popular": C.popular(hist, CUTOFF, customers, 10),
+               "popular_age": C.popular_by_age(hist, CUTOFF, customers, 10)}
+    vectors = {"image": np.random.default_rng(1).random((log.n_articles, 8))}
+    return C.pair_features(log, CUTOFF, C.union(customers, sources), vectors)
+
+
+def test_candidates_and_features_are_point_in_time():
+    """Rewriting every purchase on or after the cutoff (other customers, articles, prices,
+    more rows) changes no candidate and no feature; one purchase before it does."""
+    log = _log()
+    customers = np.arange(0, 200, 3)
+    before = _features(log, customers)
+    rng = np.random.default_rng(7)
+    after = log.day >= CUTOFF
+    n_new = int(after.sum()) + 500
+    day = np.r_[log.day[~after],
+                CUTOFF + rng.integers(0, 20, n_new).astype("timedelta64[D]")]
+    changed = C.PurchaseLog(day, np.r_[log.customer_idx[~after], rng.integers(0, 200, n_new)],
+                            np.r_[log.article_idx[~after], rng.integers(0, 120, n_new)],
+                            np.r_[log.price[~after], rng.random(n_new) * 9],
+                            log.product_code, log.product_type, log.age)
+    pd.testing.assert_frame_equal(before, _features(changed, customers))
+    # The test can fail: one more purchase the day before the cutoff shows.
+    c0, a0 = int(customers[0]), 5
+    earlier = C.PurchaseLog(np.r_[log.day, CUTOFF - 1], np.r_[log.customer_idx, c0],
+                            np.r_[log.article_idx, a0], np.r_[log.price, 1.0],
+                            log.product_code, log.product_type, log.age)
+    moved = _features(earlier, customers)
+    row = moved[(moved.customer_idx == c0) & (moved.article_idx == a0)]
+    assert row["ua_days"].iloc[0] == 1.0 and row["repurchase_rank"].notna().iloc[0]
+
+
+def test_union_keeps_each_source_rank_and_score():
+    customers = np.array([3, 7])
+    sources = {"a": (np.array([[10, 11], [12, -1]]), np.array([[2.0, 1.0], [5.0, np.nan]])),
+               "b": (np.array([[11, 13], [-1, -1]]), np.array([[9.0, 8.0], [np.nan] * 2]))}
+    u = C.union(customers, sources)
+    assert u[["customer_idx", "article_idx"]].values.tolist() == [[3, 10], [3, 11], [3, 13],
+                                                                  [7, 12]]
+    row = u[(u.customer_idx == 3) & (u.article_idx == 11)].iloc[0]
+    assert (row.a_rank, row.a_score, row.b_rank, row.b_score, row.n_sources) == (2, 1, 1, 9, 2)
+    assert np.isnan(u.loc[u.article_idx == 13, "a_rank"]).all()
+
+
+@pytest.mark.usefixtures("ray_head")
+def test_ranker_trains_evaluates_and_recommends(hm_embedded, tmp_path, logged):
+    from stylehub_ray.config import load_config
+    from stylehub_ray.eval.ranker import (
+        EvaluateRankerConfig,
+        TrainRankerConfig,
+        evaluate_ranker,
+        train_ranker,
+    )
+    from stylehub_ray.eval.ranking import EvaluateBaselinesConfig, evaluate_baselines
+    from stylehub_ray.eval.recommend import RecommendConfig, recommend
+    from stylehub_ray.models.ranker import RankerModel
+    from tests.conftest import copy_run
+
+    run = copy_run(hm_embedded, tmp_path / "run")
+    small = dict(weeks=2, train_customers=300, val_customers=200, rounds=30, patience=5,
+                 n_repurchase=12, n_copurchase=12, n_same_product=6, n_popular=12,
+                 n_popular_age=12, n_als=12, als_iterations=3, als_factors=8)
+    entry = train_ranker(run, TrainRankerConfig(**small))
+    model = RankerModel.load(run)
+    meta = model.meta
+    assert len(meta["weeks"]) == 2 and not meta["notes"]
+    recall = meta["candidate_recall"]
+    assert set(recall) >= {"repurchase", "copurchase", "same_product", "popular",
+                           "popular_age", "als", "union"}
+    assert max(v for k, v in recall.items() if k not in ("union", "candidates_per_customer")
+               ) <= recall["union"] <= 1.0
+    assert set(meta["importance"]) == set(meta["features"]) and "ua_days" in meta["features"]
+    assert run.exists("models/ranker/default/importance.png")
+    assert entry["counts"]["train_positives"] > 0
+    assert any("candidate recall on val" in line for line in logged())
+
+    # Too little history for a training week: it trains on part of val and says so.
+    short = train_ranker(run, TrainRankerConfig(variant="short", min_history_days=100_000,
+                                                **small))
+    assert short["counts"]["weeks"] == 0 and "trained on 70% of the val buyers" in \
+        short["notes"][0]
+
+    proto = dict(bootstrap=50, plots=False)
+    evaluate_baselines(run, EvaluateBaselinesConfig(baselines=("als",), als_iterations=3,
+                                                    als_factors=8, **proto))
+    res = evaluate_ranker(run, EvaluateRankerConfig(**proto))
+    summary = res["summary"]
+    assert "ranker/default" in summary["models"]
+    assert "als" in summary["differences_ranker"]["intervals"]
+    text = "\n".join(logged())
+    assert "ranker/default minus each model" in text and "vs als" in text
+    m = res["ranker"]["drop_bought"]["metrics"]["map@12"]
+    assert 0 < m <= 1
+
+    cfg = load_config(RecommendConfig, None, ["model=ranker"])
+    rec = recommend(run, cfg, out=str(tmp_path / "sub.csv"))
+    sub = pd.read_csv(tmp_path / "sub.csv")
+    n_customers = rec["counts"]["customers"]["total"]
+    assert len(sub) == n_customers == rec["counts"]["customers"]["ranker"]
+    assert sub["prediction"].str.split().str.len().eq(12).all()
