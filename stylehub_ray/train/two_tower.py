@@ -296,17 +296,23 @@ def trained_customers(run: Run, cfg: TrainTwoTowerConfig, n_customers: int) -> n
     return training_positives(run, cfg, n_customers, n_articles)[0]
 
 
+def val_pairs(run: Run, n_articles: int) -> np.ndarray:
+    """The distinct (customer, article) purchases of the val period, as sorted keys
+    ``customer_idx * n_articles + article_idx``."""
+    from stylehub_ray.data.ingest import read_table
+
+    t = read_table(run, "features/interactions", ["customer_idx", "article_idx", "split"])
+    t = t.filter(pc.field("split") == "val")
+    return np.unique(t["customer_idx"].to_numpy().astype(np.int64) * n_articles
+                     + t["article_idx"].to_numpy())
+
+
 def validation_data(run: Run, cfg: TrainTwoTowerConfig, trained: np.ndarray, n_articles: int
                     ) -> dict:
     """Seeded sample of val customers seen in training: their val truth (for MAP@12) and
     val examples (their distinct val purchases, label 1, plus 4 uniform negatives each that
     they did not buy in val, label 0) for AUC / precision / recall."""
-    from stylehub_ray.data.ingest import read_table
-
-    t = read_table(run, "features/interactions", ["customer_idx", "article_idx", "split"])
-    t = t.filter(pc.field("split") == "val")
-    pairs = np.unique(t["customer_idx"].to_numpy().astype(np.int64) * n_articles
-                      + t["article_idx"].to_numpy())
+    pairs = val_pairs(run, n_articles)
     c, a = pairs // n_articles, pairs % n_articles
     keep = trained[c]
     c, a, pairs = c[keep], a[keep], pairs[keep]
@@ -341,12 +347,7 @@ def val_truth(run: Run, customers: np.ndarray, n_articles: int, limit: int, seed
               ) -> tuple[np.ndarray, list[np.ndarray]]:
     """A seeded sample of at most ``limit`` val buyers among ``customers`` (bool mask per
     customer): (customer_idx, their distinct val purchases)."""
-    from stylehub_ray.data.ingest import read_table
-
-    t = read_table(run, "features/interactions", ["customer_idx", "article_idx", "split"])
-    t = t.filter(pc.field("split") == "val")
-    pairs = np.unique(t["customer_idx"].to_numpy().astype(np.int64) * n_articles
-                      + t["article_idx"].to_numpy())
+    pairs = val_pairs(run, n_articles)
     c, a = pairs // n_articles, pairs % n_articles
     keep = customers[c]
     c, a = c[keep], a[keep]
