@@ -28,7 +28,7 @@ PIP_CONSTRAINT := $(if $(HAS_CUDA),,-c constraints-cpu.txt)
 export RAY_USAGE_STATS_ENABLED ?= 0
 export RAY_AUTH_MODE ?= token
 
-.PHONY: demo test install lint bench clean
+.PHONY: demo test test-cluster install lint bench clean
 
 $(STAMP): pyproject.toml constraints-cpu.txt
 	test -d $(VENV) || python3 -m venv $(VENV)
@@ -48,6 +48,11 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q
+
+# Several Ray nodes on this machine (the fake autoscaler with cluster.yaml's node types);
+# .ci/run runs it after `make test`.
+test-cluster: $(STAMP)
+	$(PY) -m pytest -q -m cluster
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check stylehub_ray jobs tests bench
