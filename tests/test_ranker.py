@@ -61,6 +61,31 @@ def test_candidates_and_features_are_point_in_time():
     assert row["ua_days"].iloc[0] == 1.0 and row["repurchase_rank"].notna().iloc[0]
 
 
+def test_a_customer_slice_with_the_article_stats_gives_the_whole_log_features():
+    """What a served request computes (its customers' purchases only, the article stats made
+    once per cutoff) equals, bit for bit, the sources and features from the whole log."""
+    log = _log()
+    hist = log.before(CUTOFF)
+    customers = np.array([3, 4, 50, 199])
+    whole = _features(log, customers)
+    stats = C.ArticleStats.of(hist, CUTOFF)
+    mine = C.CustomerIndex(hist).of(customers)
+    assert set(mine.customer_idx) <= set(customers) and len(mine.day) < len(hist.day) / 10
+    sources = {"repurchase": C.repurchase(mine, CUTOFF, customers, 10),
+               "copurchase": C.copurchase(mine, customers, 10,
+                                          C.copurchase_neighbours(hist, CUTOFF)),
+               "same_product": C.same_product(mine, CUTOFF, customers, 5, articles=stats),
+               "popular": C.popular(mine, CUTOFF, customers, 10, articles=stats),
+               "popular_age": C.popular_by_age(mine, CUTOFF, customers, 10, articles=stats)}
+    vectors = {"image": np.random.default_rng(1).random((log.n_articles, 8))}
+    sliced = C.pair_features(mine, CUTOFF, C.union(customers, sources), vectors,
+                             articles=stats)
+    pd.testing.assert_frame_equal(whole, sliced, check_exact=True)
+    # Without the stats the slice would see only its own customers' sales: it can fail.
+    alone = C.pair_features(mine, CUTOFF, C.union(customers, sources), vectors)
+    assert not np.array_equal(alone["a_sales_28"], whole["a_sales_28"])
+
+
 def test_union_keeps_each_source_rank_and_score():
     customers = np.array([3, 7])
     sources = {"a": (np.array([[10, 11], [12, -1]]), np.array([[2.0, 1.0], [5.0, np.nan]])),
