@@ -4,8 +4,9 @@
 On a run with features (and embeddings): builds the ranker's training and val rows once
 (``stylehub_ray.eval.ranker.training_data``, the stage's own code), then fits the same
 lambdarank model with a fixed number of rounds (no early stopping, so every fit does the same
-work) three ways. Rows/s = training rows x rounds / fit seconds. Prints the load average
-beside each figure; writes ``bench/results/ranker-workers-<name>.json``.
+work) three ways. Rows/s = training rows x rounds / fit seconds, and its ratio to the plain
+fit's. Ray is started before the first timing. Prints the load average beside each figure;
+writes ``bench/results/ranker-workers-<name>.json``.
 
     python bench/ranker_workers.py --run /tmp/rank-demo-run --name demo --rounds 100
 """
@@ -33,10 +34,12 @@ def main() -> None:
 
     from stylehub_ray import logs
     from stylehub_ray.eval.ranker import TrainRankerConfig, training_data
+    from stylehub_ray.ray_utils import ensure_ray
     from stylehub_ray.run import Run
     from stylehub_ray.train import ranker as T
 
     logs.setup()
+    ensure_ray()  # started before any timing: no fit pays for ray.init
     run = Run(args.run)
     cfg = TrainRankerConfig(rounds=args.rounds, patience=args.rounds + 1,
                             cpus_per_worker=args.cpus_per_worker)
@@ -63,10 +66,12 @@ def main() -> None:
                                    run.uri_of("_ray_train/ranker-bench"), f"bench-{workers}")
         fit_s = time.perf_counter() - t0
         rate = rows * args.rounds / fit_s
-        print(f"{label:26s} {fit_s:7.1f} s  {rate:12,.0f} rows x rounds / s  "
-              f"(load before {load:.2f}, after {os.getloadavg()[0]:.2f})")
+        ratio = rate / results["fits"][0]["rows_rounds_per_s"] if results["fits"] else 1.0
+        print(f"{label:26s} {fit_s:7.1f} s  {rate:12,.0f} rows x rounds / s  {ratio:5.2f} of "
+              f"plain  (load before {load:.2f}, after {os.getloadavg()[0]:.2f})")
         results["fits"].append({"fit": label, "workers": workers, "fit_s": round(fit_s, 2),
-                                "rows_rounds_per_s": round(rate), "load_before": load})
+                                "rows_rounds_per_s": round(rate), "of_plain": round(ratio, 3),
+                                "load_before": load})
     run.delete("_ray_train/ranker-bench")
     out = Path(__file__).parent / "results" / f"ranker-workers-{args.name}.json"
     out.parent.mkdir(exist_ok=True)

@@ -8,6 +8,8 @@ One local Ray instance serves, one after another on the same proxy:
   behind it) and ``split`` (Retriever and Ranker deployments);
 - beside them, the in-process call of the same work (``TwoTowerPart.recommend_many`` on one
   request at a time, what every layout runs).
+With a published LightGBM ranker in the run, the run's customers get the ranker's path
+(``--ranker ""`` measures the two-tower's instead); the report names the path that answered.
 For each concurrency (1, 8, 32 by default), a closed loop of ``GET /recommend/{id}?k=12`` for
 trained customers: p50 / p99 latency, throughput and failed requests (any non-200 or
 transport error). Then an autoscaling ramp on the first layout: the Ingress (and its
@@ -181,6 +183,7 @@ def main() -> None:
     ap.add_argument("--k", type=int, default=12)
     ap.add_argument("--customers", type=int, default=500)
     ap.add_argument("--cpus", type=int, default=None, help="logical CPUs of the local Ray")
+    ap.add_argument("--ranker", default="default", help='the ranker variant ("": two-tower)')
     ap.add_argument("--out", default="bench/results")
     args = ap.parse_args()
 
@@ -195,13 +198,17 @@ def main() -> None:
     torch.set_num_threads(1)  # as every replica
     results: dict = {"machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
                                  "loadavg_start": loadavg()}, "settings": vars(args)}
-    cfg = settings_from({"run": args.run})
+    app_args = {"run": args.run, "ranker": args.ranker}
+    cfg = settings_from(app_args)
+    app_args["run"] = cfg.run
     run = Run(cfg.run)
     part = core.TwoTowerPart(run, cfg)
     known = np.flatnonzero(part.candidates.rec.known(part.candidates.customers.idx))
     pick = np.random.default_rng(0).choice(known, min(args.customers, len(known)),
                                            replace=False)
     ids = [part.candidates.customers.ids[i].decode() for i in pick]
+    results["path"] = part.recommend_many([core.RecommendQuery(
+        ids[0], args.k, np.zeros(0, np.int64), "avg", None)])[0].path
     in_process(part, ids, args.k, args.warmup)
     results["in_process"] = in_process(part, ids, args.k, args.requests)
     print(f"in process: {json.dumps(results['in_process'])}", flush=True)
@@ -226,7 +233,7 @@ def main() -> None:
     results["layouts"] = {}
     for layout in args.layouts:
         t0 = time.perf_counter()
-        serve.run(build_app({"run": run.uri, "recommend_layout": layout}), name="stylehub",
+        serve.run(build_app({**app_args, "recommend_layout": layout}), name="stylehub",
                   route_prefix="/")
         print(f"layout {layout} (deployed in {time.perf_counter() - t0:.1f} s)", flush=True)
         results["layouts"][layout] = levels(url(""), ids, args)
@@ -236,7 +243,7 @@ def main() -> None:
     scaled = {"Ingress": {"autoscaling_config": RAMP_AUTOSCALING}}
     if layout == "together":
         scaled["TwoTower"] = scaled["Ingress"]
-    serve.run(build_graph({"run": run.uri, "recommend_layout": layout}, options=scaled),
+    serve.run(build_graph({**app_args, "recommend_layout": layout}, options=scaled),
               name="stylehub", route_prefix="/")
     print(f"autoscaling ramp, layout {layout}", flush=True)
     before = loadavg()
@@ -260,7 +267,8 @@ def report(results: dict, args) -> None:
     noop = results["noop"]
     c1 = args.concurrency[0]
     fp = results["in_process"]
-    print(f"\nGET /recommend/{{id}}?k={args.k}, run {args.run}; in process (same work, "
+    print(f"\nGET /recommend/{{id}}?k={args.k}, run {args.run}, path "
+          f"{results.get('path')}; in process (same work, "
           f"sequential): p50 {fp['p50_ms']} ms, {fp['throughput_rps']} req/s")
     print(f"{'app':>10} {'conc':>5} {'p50 ms':>8} {'p99 ms':>8} {'req/s':>7} {'failed':>6} "
           f"{'p50/noop':>8} {'load':>5}")

@@ -61,6 +61,31 @@ def test_candidates_and_features_are_point_in_time():
     assert row["ua_days"].iloc[0] == 1.0 and row["repurchase_rank"].notna().iloc[0]
 
 
+def test_a_customer_slice_with_the_article_stats_gives_the_whole_log_features():
+    """What a served request computes (its customers' purchases only, the article stats made
+    once per cutoff) equals, bit for bit, the sources and features from the whole log."""
+    log = _log()
+    hist = log.before(CUTOFF)
+    customers = np.array([3, 4, 50, 199])
+    whole = _features(log, customers)
+    stats = C.ArticleStats.of(hist, CUTOFF)
+    mine = C.CustomerIndex(hist).of(customers)
+    assert set(mine.customer_idx) <= set(customers) and len(mine.day) < len(hist.day) / 10
+    sources = {"repurchase": C.repurchase(mine, CUTOFF, customers, 10),
+               "copurchase": C.copurchase(mine, customers, 10,
+                                          C.copurchase_neighbours(hist, CUTOFF)),
+               "same_product": C.same_product(mine, CUTOFF, customers, 5, articles=stats),
+               "popular": C.popular(mine, CUTOFF, customers, 10, articles=stats),
+               "popular_age": C.popular_by_age(mine, CUTOFF, customers, 10, articles=stats)}
+    vectors = {"image": np.random.default_rng(1).random((log.n_articles, 8))}
+    sliced = C.pair_features(mine, CUTOFF, C.union(customers, sources), vectors,
+                             articles=stats)
+    pd.testing.assert_frame_equal(whole, sliced, check_exact=True)
+    # Without the stats the slice would see only its own customers' sales: it can fail.
+    alone = C.pair_features(mine, CUTOFF, C.union(customers, sources), vectors)
+    assert not np.array_equal(alone["a_sales_28"], whole["a_sales_28"])
+
+
 def test_union_keeps_each_source_rank_and_score():
     customers = np.array([3, 7])
     sources = {"a": (np.array([[10, 11], [12, -1]]), np.array([[2.0, 1.0], [5.0, np.nan]])),
@@ -129,3 +154,52 @@ def test_ranker_trains_evaluates_and_recommends(hm_embedded, tmp_path, logged):
     n_customers = rec["counts"]["customers"]["total"]
     assert len(sub) == n_customers == rec["counts"]["customers"]["ranker"]
     assert sub["prediction"].str.split().str.len().eq(12).all()
+
+
+@pytest.mark.usefixtures("ray_head")
+def test_the_ranker_with_its_defaults_on_five_days_and_one_day_of_test(tiny_hm, tmp_path,
+                                                                        logged):
+    """A data set as short as the maintainers' real week (five days to learn from, one day of
+    test): the ranker trains with its defaults on part of the val day's buyers, says so in
+    one log line, is evaluated and writes its submission."""
+    import shutil
+
+    from stylehub_ray.config import FeaturesConfig, IngestConfig, load_config
+    from stylehub_ray.data.ingest import ingest
+    from stylehub_ray.eval.ranker import (
+        EvaluateRankerConfig,
+        TrainRankerConfig,
+        evaluate_ranker,
+        train_ranker,
+    )
+    from stylehub_ray.eval.recommend import RecommendConfig, recommend
+    from stylehub_ray.features.stage import build_features
+    from stylehub_ray.run import Run
+
+    src = tmp_path / "src"
+    shutil.copytree(tiny_hm, src, ignore=shutil.ignore_patterns("_oracle"))
+    t = pd.read_csv(src / "transactions_train.csv", dtype=str).sort_values(
+        "t_dat", kind="stable").tail(3000).reset_index(drop=True)
+    # The last 3,000 purchases, in their order, over six days.
+    t["t_dat"] = [str(np.datetime64("2020-09-17") + i * 6 // len(t)) for i in range(len(t))]
+    t.to_csv(src / "transactions_train.csv", index=False)
+    run = Run(str(tmp_path / "run"))
+    ingest(str(src), run, IngestConfig())
+    # 70/15/15 of six even days would leave no test day; 60/20/20 gives 4 + 1 (val) + 1. The
+    # two-tower's 91-day label window does not fit in six days (label_days=0: off).
+    build_features(run, FeaturesConfig(split="ratio", ratios=(0.6, 0.2, 0.2), label_days=0))
+    cut = run.entry("features")["cutoffs"]
+    assert (cut["val_start"], cut["test_start"]) == ("2020-09-21", "2020-09-22")
+
+    entry = train_ranker(run, TrainRankerConfig())
+    assert entry["counts"]["weeks"] == 0
+    said = [line for line in logged() if "trained on 70% of the val buyers" in line]
+    assert len(said) == 1 and "only 4 days before val" in said[0]
+    res = evaluate_ranker(run, EvaluateRankerConfig(bootstrap=50, plots=False))
+    assert 0 <= res["ranker"]["drop_bought"]["metrics"]["map@12"] <= 1
+    assert res["ranker"]["period"][0] == "2020-09-22"
+    rec = recommend(run, load_config(RecommendConfig, None, ["model=ranker"]),
+                    out=str(tmp_path / "sub.csv"))
+    sub = pd.read_csv(tmp_path / "sub.csv")
+    assert len(sub) == rec["counts"]["customers"]["total"] == rec["counts"]["customers"][
+        "ranker"]

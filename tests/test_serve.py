@@ -402,6 +402,73 @@ def test_the_three_layouts_give_the_same_answers(base, split_base, hm_run, rec, 
         assert a.json() == b.json()
 
 
+@pytest.fixture(scope="module")
+def ranker_run(hm_run, tmp_path_factory) -> Run:
+    """hm_run, copied, with a tiny LightGBM ranker published (issue 18)."""
+    from stylehub_ray.eval.ranker import TrainRankerConfig, train_ranker
+
+    run = copy_run(hm_run, tmp_path_factory.mktemp("serve_ranker") / "run")
+    train_ranker(run, TrainRankerConfig(
+        weeks=1, train_customers=300, val_customers=200, rounds=20, patience=5,
+        n_repurchase=12, n_copurchase=12, n_same_product=6, n_popular=12, n_popular_age=12,
+        n_als=12, als_iterations=3, als_factors=8))
+    return run
+
+
+def test_a_run_with_a_ranker_serves_its_submission_on_the_ranker_path(
+        serve_port, ranker_run, customers, tmp_path):
+    """With a published LightGBM ranker the run's customers get the ranker's answer (path
+    "ranker"), the one `stylehub recommend --set model=ranker` writes; a new customer and a
+    request naming purchases still take the two-tower's paths. Every layout goes through the
+    same part (in process here: the split layout's Retriever holds it)."""
+    import pandas as pd
+    from ray import serve
+
+    from stylehub_ray.config import load_config
+    from stylehub_ray.eval.recommend import RecommendConfig, recommend
+    from stylehub_ray.serve import core
+    from stylehub_ray.serve.app import build_app
+    from stylehub_ray.serve.settings import ServeConfig
+
+    recommend(ranker_run, load_config(RecommendConfig, None, ["model=ranker"]),
+              out=str(tmp_path / "sub.csv"))
+    sub = pd.read_csv(tmp_path / "sub.csv", dtype=str).set_index("customer_id")["prediction"]
+    serve.run(build_app(_settings(ranker_run, None)), name="stylehub-ranker",
+              route_prefix="/ranker")
+    url = f"http://127.0.0.1:{serve_port}/ranker"
+    try:
+        wait_for(lambda: _ok(f"{url}/healthz"), timeout=120)
+        health = requests.get(f"{url}/healthz", timeout=30).json()
+        assert health["parts"]["recommend"]["ranker"]["variant"] == "default"
+        asks = customers["known"] + customers["untrained"]
+        for cid, _ in asks:
+            r = requests.get(f"{url}/recommend/{cid}", timeout=60)
+            assert r.status_code == 200, r.text
+            body = r.json()
+            assert body["path"] == "ranker" and body["ranked_by"] == "ranking model"
+            assert [i["article_id"] for i in body["items"]] == sub[cid].split(), cid
+            scores = [i["score"] for i in body["items"]]
+            assert scores == sorted(scores, reverse=True)
+        new = requests.get(f"{url}/recommend/{'d' * 64}", params={"k": 5}, timeout=60).json()
+        assert new["path"] == "popularity"
+        cid = customers["known"][0][0]
+        purchased = sub[cid].split()[:2]
+        cold = requests.get(f"{url}/recommend/{cid}", timeout=60, params={
+            "k": 5, "purchased": ",".join(purchased)}).json()
+        assert cold["path"] == "model"
+    finally:
+        serve.delete("stylehub-ranker")
+    part = core.CandidatePart(ranker_run, ServeConfig(run=ranker_run.uri))
+    got = part.candidates_many([core.RecommendQuery(cid, 12, np.zeros(0, np.int64), "avg", None)
+                                for cid, _ in asks])
+    assert all(g.path == "ranker" for g in got)
+    assert [_ids_of(ranker_run, g.article_idx) for g in got] == [sub[c].split()
+                                                                 for c, _ in asks]
+    off = core.CandidatePart(ranker_run, ServeConfig(run=ranker_run.uri, ranker=""))
+    assert off.candidates_many([core.RecommendQuery(asks[0][0], 12, np.zeros(0, np.int64),
+                                                    "avg", None)])[0].path == "model"
+
+
 def test_an_endpoint_the_runs_cannot_serve_is_left_out_of_the_schema(split_base):
     spec = requests.get(f"{split_base}/openapi.json", timeout=30).json()
     assert "/outfit-score" not in spec["paths"] and "/recommend" in spec["paths"]

@@ -166,6 +166,10 @@ class CandidateBuilder:
         self.cutoff = np.datetime64(cutoff, "D")
         self.log = log.before(self.cutoff)
         self.cfg, self.vectors, self.counts = cfg, vectors, cfg.counts()
+        # Once per cutoff: the article-level stats and the log grouped by customer, so a batch
+        # of customers reads only its own purchases (a served request stays cheap).
+        self.articles = C.ArticleStats.of(self.log, self.cutoff)
+        self.by_customer = C.CustomerIndex(self.log)
         self.table = (C.copurchase_neighbours(self.log, self.cutoff, cfg.copurchase_days)
                       if "copurchase" in self.counts else None)
         self.als = None
@@ -183,7 +187,8 @@ class CandidateBuilder:
 
     def sources(self, customers: np.ndarray) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         """Each source's (m, n) candidates and scores, rows = ``customers`` (sorted)."""
-        log, cut, n, recent = self.log, self.cutoff, self.counts, self.cfg.recent
+        cut, n, recent, stats = self.cutoff, self.counts, self.cfg.recent, self.articles
+        log = self.by_customer.of(customers)  # their purchases: the article stats see all
         out = {}
         if "repurchase" in n:
             out["repurchase"] = C.repurchase(log, cut, customers, n["repurchase"])
@@ -192,11 +197,12 @@ class CandidateBuilder:
                                              recent)
         if "same_product" in n:
             out["same_product"] = C.same_product(log, cut, customers, n["same_product"],
-                                                 recent)
+                                                 recent, stats)
         if "popular" in n:
-            out["popular"] = C.popular(log, cut, customers, n["popular"])
+            out["popular"] = C.popular(log, cut, customers, n["popular"], articles=stats)
         if "popular_age" in n:
-            out["popular_age"] = C.popular_by_age(log, cut, customers, n["popular_age"])
+            out["popular_age"] = C.popular_by_age(log, cut, customers, n["popular_age"],
+                                                  articles=stats)
         if "als" in n:
             if self.als is not None:
                 out["als"] = self.als.scored(customers, min(n["als"], log.n_articles))
@@ -212,8 +218,9 @@ class CandidateBuilder:
         """The union of every source's candidates with their point-in-time features."""
         customers = np.asarray(customers, np.int64)
         sources = sources if sources is not None else self.sources(customers)
-        rows = C.pair_features(self.log, self.cutoff, C.union(customers, sources),
-                               self.vectors, self.cfg.recent)
+        rows = C.pair_features(self.by_customer.of(customers), self.cutoff,
+                               C.union(customers, sources), self.vectors, self.cfg.recent,
+                               self.articles)
         if self.two_tower is not None:
             c = rows["customer_idx"].to_numpy(np.int64)
             a = rows["article_idx"].to_numpy(np.int64)

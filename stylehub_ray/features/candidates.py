@@ -65,11 +65,75 @@ class PurchaseLog:
         return self.day.min() if len(self.day) else None
 
 
+class CustomerIndex:
+    """The rows of a :class:`PurchaseLog` grouped by customer (a stable sort, so each
+    customer's rows keep their order): :meth:`of` gives the log of some customers in time
+    proportional to their rows, not to the log's. Every customer-level source and feature
+    reads only the customer's own rows, so on that slice it comes out bit for bit as on the
+    whole log (``tests/test_ranker.py``); the article-level ones read :class:`ArticleStats`."""
+
+    def __init__(self, log: PurchaseLog):
+        self.log = log
+        self.order = np.argsort(log.customer_idx, kind="stable")
+        self.starts = np.searchsorted(log.customer_idx[self.order],
+                                      np.arange(log.n_customers + 1))
+
+    def of(self, customers: np.ndarray) -> PurchaseLog:
+        """The purchases of ``customers`` (distinct), each customer's rows in log order."""
+        c = np.asarray(customers, np.int64)
+        lo, hi = self.starts[c], self.starts[c + 1]
+        rows = np.sort(np.concatenate([self.order[a:b] for a, b in zip(lo, hi)])
+                       if len(c) else np.zeros(0, np.int64))
+        log = self.log
+        return PurchaseLog(log.day[rows], log.customer_idx[rows], log.article_idx[rows],
+                           log.price[rows], log.product_code, log.product_type, log.age)
+
+
 def age_band(age: np.ndarray) -> np.ndarray:
     """Band index per age: 0..len(AGE_BANDS) - 2, and len(AGE_BANDS) - 1 for unknown."""
     age = np.asarray(age, np.float64)
     band = np.searchsorted(np.asarray(AGE_BANDS[1:-1], np.float64), age, side="right")
     return np.where(np.isfinite(age), band, len(AGE_BANDS) - 1).astype(np.int64)
+
+
+@dataclass(frozen=True)
+class ArticleStats:
+    """What the sources and features know of each article at a cutoff, from every customer's
+    purchases before it: computed once per cutoff (:meth:`of`), so a batch of a few customers
+    (a served request) does not rescan the log."""
+
+    sales: dict[int, np.ndarray]  # days -> (n_articles,) rows sold in the days before
+    first: np.ndarray  # (n_articles,) datetime64[D] first sale (2262-01-01: never)
+    last: np.ndarray  # (n_articles,) datetime64[D] last sale (1970-01-01: never)
+    sold: np.ndarray  # (n_articles,) bool
+    price: np.ndarray  # (n_articles,) mean price
+    buyer_age: np.ndarray  # (n_articles,) buyers' mean age
+    buyer_age_n: np.ndarray  # (n_articles,) buyers with a known age
+    band_sales: np.ndarray  # (n_bands, n_articles) last week's rows sold per age band
+    by_code: pd.Series  # product_code -> its articles
+
+    @classmethod
+    def of(cls, log: PurchaseLog, cutoff: np.datetime64) -> ArticleStats:
+        log = log.before(cutoff)
+        cutoff = np.datetime64(cutoff, "D")
+        na = log.n_articles
+        lc, la = log.customer_idx.astype(np.int64), log.article_idx.astype(np.int64)
+        first = np.full(na, np.datetime64("2262-01-01"), "datetime64[D]")
+        last = np.full(na, np.datetime64("1970-01-01"), "datetime64[D]")
+        np.minimum.at(first, la, log.day)
+        np.maximum.at(last, la, log.day)
+        price = np.bincount(la, weights=log.price, minlength=na) / np.maximum(
+            np.bincount(la, minlength=na), 1)
+        age_known = np.isfinite(log.age[lc])
+        age = np.bincount(la[age_known], weights=log.age[lc][age_known], minlength=na) / \
+            np.maximum(np.bincount(la[age_known], minlength=na), 1)
+        keep = log.day >= cutoff - 7 * DAY
+        band_sales = np.zeros((len(AGE_BANDS), na))
+        np.add.at(band_sales, (age_band(log.age)[lc[keep]], la[keep]), 1.0)
+        return cls({d: article_sales(log, cutoff, d) for d in (7, 14, 28)}, first, last,
+                   np.bincount(la, minlength=na) > 0, price, age,
+                   np.bincount(la[age_known], minlength=na), band_sales,
+                   pd.Series(np.arange(na)).groupby(log.product_code).apply(np.array))
 
 
 # --------------------------------------------------------------------------------------------
@@ -167,11 +231,14 @@ def article_sales(log: PurchaseLog, cutoff: np.datetime64, days: int) -> np.ndar
 
 
 def same_product(log: PurchaseLog, cutoff: np.datetime64, customers: np.ndarray, n: int,
-                 last: int = 5) -> tuple[np.ndarray, np.ndarray]:
+                 last: int = 5, articles: ArticleStats | None = None
+                 ) -> tuple[np.ndarray, np.ndarray]:
     """Articles sharing a ``product_code`` with the customer's ``last`` recent purchases, by
-    last week's sales (+1, so unsold variants still rank)."""
-    sales = article_sales(log, cutoff, 7) + 1.0
-    by_code = pd.Series(np.arange(log.n_articles)).groupby(log.product_code).apply(np.array)
+    last week's sales (+1, so unsold variants still rank). ``articles``: the stats of the
+    whole log at ``cutoff`` (then ``log`` may hold only these customers' purchases)."""
+    articles = articles if articles is not None else ArticleStats.of(log, cutoff)
+    sales = articles.sales[7] + 1.0
+    by_code = articles.by_code
     rc, ra = recent_articles(log, customers, last)
     codes = log.product_code[ra]
     members = [by_code[code] for code in codes]
@@ -187,9 +254,11 @@ def same_product(log: PurchaseLog, cutoff: np.datetime64, customers: np.ndarray,
 
 
 def popular(log: PurchaseLog, cutoff: np.datetime64, customers: np.ndarray, n: int,
-            days: int = 7) -> tuple[np.ndarray, np.ndarray]:
+            days: int = 7, articles: ArticleStats | None = None
+            ) -> tuple[np.ndarray, np.ndarray]:
     """Last ``days``' best sellers, the same list for every customer."""
-    sales = article_sales(log, cutoff, days)
+    sales = (articles.sales[days] if articles is not None and days in articles.sales
+             else article_sales(log, cutoff, days))
     order = np.lexsort((np.arange(log.n_articles), -sales))[:n]
     order = order[sales[order] > 0]
     m = len(customers)
@@ -201,13 +270,17 @@ def popular(log: PurchaseLog, cutoff: np.datetime64, customers: np.ndarray, n: i
 
 
 def popular_by_age(log: PurchaseLog, cutoff: np.datetime64, customers: np.ndarray, n: int,
-                   days: int = 7) -> tuple[np.ndarray, np.ndarray]:
+                   days: int = 7, articles: ArticleStats | None = None
+                   ) -> tuple[np.ndarray, np.ndarray]:
     """Last ``days``' best sellers among customers of the customer's age band."""
-    keep = log.day >= np.datetime64(cutoff, "D") - days * DAY
     bands = age_band(log.age)
     n_bands = len(AGE_BANDS)
-    sales = np.zeros((n_bands, log.n_articles))
-    np.add.at(sales, (bands[log.customer_idx[keep]], log.article_idx[keep]), 1.0)
+    if articles is not None and days == 7:
+        sales = articles.band_sales
+    else:
+        keep = log.day >= np.datetime64(cutoff, "D") - days * DAY
+        sales = np.zeros((n_bands, log.n_articles))
+        np.add.at(sales, (bands[log.customer_idx[keep]], log.article_idx[keep]), 1.0)
     m = len(customers)
     cand = np.full((m, n), -1, np.int64)
     score = np.full((m, n), np.nan, np.float32)
@@ -278,14 +351,18 @@ def _pair_stats(keys_all: np.ndarray, day: np.ndarray, query: np.ndarray,
 
 
 def pair_features(log: PurchaseLog, cutoff: np.datetime64, rows: pd.DataFrame,
-                  vectors: dict[str, np.ndarray] | None = None, last: int = 5) -> pd.DataFrame:
+                  vectors: dict[str, np.ndarray] | None = None, last: int = 5,
+                  articles: ArticleStats | None = None) -> pd.DataFrame:
     """``rows`` (customer_idx, article_idx, source columns) with the point-in-time features of
     each pair, from the purchases before ``cutoff`` only: the customer's history with the
     article, its product code and product type (count, days since); the article's sales over
     the last 1, 2 and 4 weeks, their trend, days since its first and last sale, its mean
     price and its buyers' mean age; the customer's purchases, days since the last, mean price
     and age, and the fit of price and age; the cosine of each of ``vectors`` (name: (n_articles,
-    d), e.g. image and text embeddings) with the mean of the customer's ``last`` purchases."""
+    d), e.g. image and text embeddings) with the mean of the customer's ``last`` purchases.
+    ``articles``: the stats of the whole log at ``cutoff`` (then ``log`` may hold only the
+    rows' customers' purchases: :class:`CustomerIndex`)."""
+    articles = articles if articles is not None else ArticleStats.of(log, cutoff)
     log = log.before(cutoff)
     cutoff = np.datetime64(cutoff, "D")
     c = rows["customer_idx"].to_numpy(np.int64)
@@ -304,24 +381,16 @@ def pair_features(log: PurchaseLog, cutoff: np.datetime64, rows: pd.DataFrame,
         lc * n_types + log.product_type[la], log.day, c * n_types + log.product_type[a],
         cutoff)
     # The article.
-    s7, s14, s28 = (article_sales(log, cutoff, d) for d in (7, 14, 28))
+    st = articles
+    s7, s14, s28 = st.sales[7], st.sales[14], st.sales[28]
     out["a_sales_7"], out["a_sales_14"], out["a_sales_28"] = s7[a], s14[a], s28[a]
     out["a_trend"] = (s7[a] / (s28[a] / 4 + 1)).astype(np.float32)
-    first = np.full(na, np.datetime64("2262-01-01"), "datetime64[D]")
-    lastd = np.full(na, np.datetime64("1970-01-01"), "datetime64[D]")
-    np.minimum.at(first, la, log.day)
-    np.maximum.at(lastd, la, log.day)
-    sold = np.bincount(la, minlength=na) > 0
-    out["a_days_first"] = np.where(sold[a], (cutoff - first[a]).astype(np.float32), np.nan)
-    out["a_days_last"] = np.where(sold[a], (cutoff - lastd[a]).astype(np.float32), np.nan)
-    a_price = np.bincount(la, weights=log.price, minlength=na) / np.maximum(
-        np.bincount(la, minlength=na), 1)
-    age_known = np.isfinite(log.age[lc])
-    a_age = np.bincount(la[age_known], weights=log.age[lc][age_known], minlength=na) / \
-        np.maximum(np.bincount(la[age_known], minlength=na), 1)
-    a_age_n = np.bincount(la[age_known], minlength=na)
-    out["a_price"] = np.where(sold[a], a_price[a], np.nan).astype(np.float32)
-    out["a_buyer_age"] = np.where(a_age_n[a] > 0, a_age[a], np.nan).astype(np.float32)
+    sold = st.sold
+    out["a_days_first"] = np.where(sold[a], (cutoff - st.first[a]).astype(np.float32), np.nan)
+    out["a_days_last"] = np.where(sold[a], (cutoff - st.last[a]).astype(np.float32), np.nan)
+    out["a_price"] = np.where(sold[a], st.price[a], np.nan).astype(np.float32)
+    out["a_buyer_age"] = np.where(st.buyer_age_n[a] > 0, st.buyer_age[a], np.nan).astype(
+        np.float32)
     # The customer.
     nc = log.n_customers
     u_n = np.bincount(lc, minlength=nc)

@@ -6,8 +6,9 @@ the bought filter, cold start and popularity), :class:`RankerPart` (the ranking 
 :class:`TwoTowerPart` (both in one replica). Each takes a list of requests, so a replica
 batches concurrent requests (``@serve.batch``) and the in-process floor of ``bench/serve.py``
 calls the very same methods. The model math stays in the models' own modules
-(``models.recommender.TwoTowerRecommender``, ``eval.fndcl.ColdStartScorer``,
-``models.fndcl.cold_start_scores``); the parts only look up, validate and route.
+(``models.recommender.TwoTowerRecommender``, ``eval.ranker.RankerRecommender`` for the
+LightGBM ranker's path, ``eval.fndcl.ColdStartScorer``, ``models.fndcl.cold_start_scores``);
+the parts only look up, validate and route.
 """
 
 from __future__ import annotations
@@ -220,6 +221,55 @@ class Recommendation:
     customer_idx: int | None = None
 
 
+class TreeRankerPart:
+    """The LightGBM ranker (``models/ranker/<variant>``, issue 18) for the run's customers:
+    candidates from every source beside the retriever (repurchase, co-purchase, same product
+    code, popularity overall and by age band, ALS) with their point-in-time features, scored
+    by the trees. It is ``eval.ranker.RankerRecommender``, the one `stylehub recommend --set
+    model=ranker` runs, so a served answer is the submission's. What does not depend on the
+    request is built once per replica (ALS fitted at the cutoff, the co-purchase table, the
+    article stats, the purchases grouped by customer); a batch then reads only its customers'
+    purchases (about 50 ms for one customer on the demo run)."""
+
+    def __init__(self, run: Run, cfg: ServeConfig):
+        from stylehub_ray.eval.ranker import RankerRecommender
+
+        self.variant = cfg.ranker
+        self.rec = RankerRecommender(run, cfg.ranker, cfg.feature_set)
+
+    @staticmethod
+    def available(run: Run, cfg: ServeConfig) -> bool:
+        from stylehub_ray.models.ranker import model_dir
+
+        return bool(cfg.ranker) and run.is_complete(model_dir(cfg.ranker))
+
+    def recommend_many(self, customers: np.ndarray, ks: list[int],
+                       drops: list[bool | None]) -> list[Recommendation]:
+        """One batch of known customers: one call per (k, drop-bought) setting."""
+        out: list[Recommendation | None] = [None] * len(customers)
+        groups: dict[tuple, list[int]] = {}
+        for i, key in enumerate(zip(ks, drops)):
+            groups.setdefault(key, []).append(i)
+        for (k, drop), rows in groups.items():
+            arts, scores = self.rec.recommend(customers[rows], k, drop)
+            for i, a, s in zip(rows, arts, self._below_candidates(scores)):
+                out[i] = Recommendation(a, s, "ranker", "ranking model", True,
+                                        int(customers[i]))
+        return out
+
+    @staticmethod
+    def _below_candidates(scores: np.ndarray) -> np.ndarray:
+        """The trees' scores; an article the popularity top-up added (NaN: not a candidate)
+        gets a score below every candidate's, in its order (JSON has no NaN)."""
+        filled = np.isnan(scores)
+        floor = np.where(filled.all(1), 0.0, np.nanmin(np.where(filled, np.inf, scores), 1))
+        below = floor[:, None] - np.cumsum(filled, 1)
+        return np.where(filled, below, scores).astype(np.float32)
+
+    def info(self) -> dict:
+        return {"variant": self.variant, "features": len(self.rec.model.features)}
+
+
 class CandidatePart:
     """Everything of ``/recommend`` but the ranking model: customer id -> index (the run's
     customer map) -> customer-tower vector (computed once per replica for every trained
@@ -230,11 +280,16 @@ class CandidatePart:
 
     :meth:`candidates_many` takes many requests at once: one look-up, one FAISS search and one
     bought filter (a sorted-key search, ``History.contains``) for the whole batch.
+
+    When the run has a published LightGBM ranker (``serve.ranker``), it answers every
+    customer of the run whose request names no purchases (path ``ranker``,
+    :class:`TreeRankerPart`); the two-tower paths answer the rest.
     """
 
     def __init__(self, run: Run, cfg: ServeConfig):
         self.run, self.cfg = run, cfg
         self.customers = CustomerMap.load(run)
+        self.trees = TreeRankerPart(run, cfg) if TreeRankerPart.available(run, cfg) else None
         self.rec = load_recommender(run, cfg)
         self.article_vectors = np.asarray(self.rec.article_vectors, np.float32)
         self.drop_bought = bool(self.rec.choices["drop_bought"])  # the default, chosen on val
@@ -262,15 +317,25 @@ class CandidatePart:
 
     def candidates_many(self, queries: list[RecommendQuery]) -> list[Recommendation]:
         m = len(queries)
-        queries = [q if q.drop_bought is not None else replace(q, drop_bought=self.drop_bought)
-                   for q in queries]
         out: list[Recommendation | None] = [None] * m
         cust = np.array([self._lookup(q.customer_id) for q in queries], np.int64)  # -1: none
+        if self.trees is not None:  # the run's customers without purchases in the request
+            mine = [i for i, q in enumerate(queries) if cust[i] >= 0 and not len(
+                q.purchased_idx)]
+            if mine:  # drop_bought None: the ranker's own choice, made on val
+                got = self.trees.recommend_many(cust[mine], [queries[i].k for i in mine],
+                                                [queries[i].drop_bought for i in mine])
+                for i, r in zip(mine, got):
+                    out[i] = r
+        queries = [q if q.drop_bought is not None else replace(q, drop_bought=self.drop_bought)
+                   for q in queries]
         known = self.rec.known(cust)
         served = np.zeros(m, bool)
         served[cust >= 0] = self.row_of[cust[cust >= 0]] >= 0
         vectors, rows, depth = [], [], []
         for i, q in enumerate(queries):
+            if out[i] is not None:
+                continue
             if served[i]:
                 vectors.append(self.vectors[self.row_of[cust[i]]])
             elif len(q.purchased_idx):
@@ -355,7 +420,8 @@ class CandidatePart:
     def info(self) -> dict:
         return {"part": "candidates", **run_info(self.run),
                 "customers": len(self.customers.ids), "articles": int(self.rec.n_articles),
-                "wavg_customers": len(self.customer_vectors)}
+                "wavg_customers": len(self.customer_vectors),
+                "ranker": self.trees.info() if self.trees is not None else None}
 
 
 class RankerPart:

@@ -85,7 +85,7 @@ def serve_demo(run: str, outfits_run: str = "", port: int = 8000, n: int = 3, k:
                         for name, p in health["parts"].items()))
         for customer_id, test_bought in demo_customers(Run(cfg.run)):
             body = _get(f"{base}/recommend/{customer_id}?k={k}")
-            if body["path"] != "model":
+            if body["path"] not in ("ranker", "model"):  # a model answered, not a fallback
                 continue
             ids = [item["article_id"] for item in body["items"]]
             hits = [a for a in ids if a in test_bought]

@@ -32,7 +32,7 @@ ARTICLE_IDS_PATTERN = rf"^[0-9]{{1,10}}(,[0-9]{{1,10}}){{0,{MAX_PURCHASES - 1}}}
 SET_NAME_PATTERN = r"^[0-9A-Za-z_-]{1,32}$"
 MAX_OUTFITS = 500  # outfits to score, and liked outfits, per /outfit-score request
 MAX_ITEM = 2 ** 31 - 1  # item ids and user ids are int32 in the models
-PATHS = ("model", "model-cold", "cold-start-avg", "cold-start-w-avg", "popularity")
+PATHS = ("ranker", "model", "model-cold", "cold-start-avg", "cold-start-w-avg", "popularity")
 REQUEST_ID_HEADER = "X-Request-ID"
 
 ArticleId = Annotated[str, StringConstraints(pattern=ARTICLE_ID_PATTERN)]

@@ -27,6 +27,9 @@ class ServeConfig:
     host: str = "127.0.0.1"
     port: int = 8000
     variant: str = "default"  # models/two-tower/<variant>
+    # models/ranker/<variant>: when the run has it, it answers the run's customers (path
+    # "ranker"); "" leaves every request to the two-tower
+    ranker: str = "default"
     feature_set: str = "test"  # customer features and purchase history as of this cutoff
     outfit_variant: str = ""  # models/fndcl/<variant>; "": the student if trained, else teacher
     candidates: int = 100  # articles retrieved, then ranked (the paper's top-N)
@@ -51,6 +54,8 @@ class ServeConfig:
         if self.recommend_layout not in RECOMMEND_LAYOUTS:
             raise ValueError(f"serve.recommend_layout must be one of "
                              f"{', '.join(RECOMMEND_LAYOUTS)}, got {self.recommend_layout!r}")
+        if "/" in self.ranker:
+            raise ValueError(f"serve.ranker must be a variant name, got {self.ranker!r}")
         for name in ("candidates", "batch_max_size", "wavg_customers"):
             if getattr(self, name) < 1:
                 raise ValueError(f"serve.{name} must be >= 1, got {getattr(self, name)}")
