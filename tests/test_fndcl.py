@@ -349,3 +349,42 @@ def test_cold_start_scorer_maps_item_ids_to_rows():
     assert rows.tolist() == [[3, -1, 5, 6], [0, -1, 4, 7]]
     assert np.allclose(scorer.score(liked, cands, "avg"),
                        cold_start_scores_for(model, table, np.array([[1, 2, 4, 8]]), rows, "avg"))
+
+
+# ------------------------------------------------------------------ review defects (issue 19)
+def test_a_shared_negative_that_is_the_users_own_positive_is_masked():
+    """A batch shares its negatives with every pair; a hard negative (another user's
+    positive) that is also this user's own positive must leave this user's loss."""
+    from stylehub_ray.train.fndcl import positive_owners, valid_negatives
+
+    pos_users = np.array([0, 1, 2])
+    pos_outfits = np.array([[1, -1, 10, 20], [2, -1, 11, 21], [3, 4, 12, 22]])
+    # Negatives: user 1's positive; a random mix; user 2's positive with its tops swapped.
+    negatives = np.array([[2, -1, 11, 21], [1, -1, 11, 22], [4, 3, 12, 22]])
+    owners = positive_owners(pos_users, pos_outfits, negatives)
+    assert owners.tolist() == [[1], [-1], [2]]
+    users = torch.tensor([0, 1, 2])
+    valid = valid_negatives(torch.from_numpy(owners), users, torch.tensor([0, 1, 2]))
+    assert valid.tolist() == [[True, True, True], [False, True, True], [True, True, False]]
+    pos, neg = _rand(3), _rand(3, 3, seed=1)
+    masked = M.npair_loss(pos, neg, 0.1, valid)
+    # Row by row: the same as N-pair over the row's valid negatives only.
+    rows = [M.npair_loss(pos[i:i + 1], neg[i:i + 1, valid[i]], 0.1) for i in range(3)]
+    assert torch.allclose(masked, torch.stack(rows).mean())
+    assert not torch.allclose(masked, M.npair_loss(pos, neg, 0.1))
+    d = _rand(3, 3, seed=2)
+    fnd_rows = [M.fnd_loss(pos[i:i + 1], neg[i:i + 1, valid[i]], d[i:i + 1, valid[i]], 0.1)
+                for i in range(3)]
+    assert torch.allclose(M.fnd_loss(pos, neg, d, 0.1, valid), torch.stack(fnd_rows).mean())
+    out = M.FNDCLOutput(pos, neg, None, None)
+    assert torch.allclose(M.training_loss(out, "npair", 0.1, valid=valid), masked)
+    # BPR pairs each positive with its own (diagonal) negative: user 2's is masked.
+    bpr = M.training_loss(out, "bpr", 0.1, valid=valid)
+    assert torch.allclose(bpr, M.bpr_loss(pos[:2], torch.diagonal(neg)[:2], 0.1))
+
+
+def test_runs_trained_on_hard_negatives_select_on_hard_val():
+    from stylehub_ray.train.fndcl import TrainFNDCLConfig
+
+    assert TrainFNDCLConfig().val_kind() == "nega"
+    assert TrainFNDCLConfig(hard_negative_share=0.5).val_kind() == "nega_hard"

@@ -64,6 +64,40 @@ def test_items_stage_features_and_neighbours(fnd_run):
     assert not pos0 & {tuple(x) for x in o1[y1 == 1].tolist()}
 
 
+def test_replace_autoencoder_is_fitted_on_training_items_only(fnd_run, monkeypatch):
+    """The autoencoder behind the replace augmentation sees no val / test image."""
+    import pyarrow.compute as pc
+
+    from stylehub_ray.data.ingest import read_table
+    from stylehub_ray.models import autoencoder
+    from stylehub_ray.train.fndcl import replace_neighbors
+
+    items = read_table(fnd_run, "raw/outfit_items", ["set_name", "category", "item_id"])
+    items = items.filter(pc.equal(items["set_name"], "630"))
+    thumbs = np.zeros((items.num_rows, 8, 8, 3), np.uint8)
+    thumbs[:, 0, 0, 0] = np.arange(items.num_rows) % 251  # row marker
+    seen = {}
+    real_fit = autoencoder.fit_autoencoder
+
+    def fit(images, **kw):
+        seen["rows"] = images
+        return real_fit(images[:4], **kw)
+
+    monkeypatch.setattr(autoencoder, "fit_autoencoder", fit)
+    parts, _ = replace_neighbors(fnd_run, items, thumbs,
+                                 FNDCLItemsConfig(ae_size=8, ae_epochs=1, neighbors=2))
+    outfits = read_table(fnd_run, "raw/outfits")
+    outfits = outfits.filter(pc.and_(pc.equal(outfits["set_name"], "630"),
+                                     pc.equal(outfits["split"], "train")))
+    used = {cat: set(outfits[cat].to_pylist()) for cat in ("top", "bottom", "shoe")}
+    used["top"] |= set(outfits["top2"].to_pylist())
+    train = np.array([i in used[c] for c, i in zip(items["category"].to_pylist(),
+                                                   items["item_id"].to_pylist())])
+    assert 0 < train.sum() < len(train)
+    assert np.array_equal(seen["rows"], thumbs[train])
+    assert sum(p.num_rows for p in parts) == items.num_rows
+
+
 def test_teacher_student_train_resume_and_evaluate(fnd_run, logged):
     run = fnd_run
     teacher = train_fndcl(run, TrainFNDCLConfig(stage="teacher", loss="npair", **FAST))

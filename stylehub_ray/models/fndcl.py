@@ -397,14 +397,27 @@ def count_parameters(model: nn.Module) -> int:
 # --------------------------------------------------------------------------------------------
 # Losses
 # --------------------------------------------------------------------------------------------
-def bpr_loss(pos: torch.Tensor, neg: torch.Tensor, tau: float) -> torch.Tensor:
-    """BPR [29] with temperature (4.1.3): one negative per positive. pos, neg (B,)."""
-    return -F.logsigmoid((pos - neg) / tau).mean()
+def bpr_loss(pos: torch.Tensor, neg: torch.Tensor, tau: float,
+             valid: torch.Tensor | None = None) -> torch.Tensor:
+    """BPR [29] with temperature (4.1.3): one negative per positive. pos, neg (B,); ``valid``
+    (B,) False where the pair's negative is one of the user's own positives (no term)."""
+    terms = -F.logsigmoid((pos - neg) / tau)
+    if valid is None:
+        return terms.mean()
+    return (terms * valid).sum() / valid.sum().clamp(min=1)
 
 
-def npair_loss(pos: torch.Tensor, neg: torch.Tensor, tau: float) -> torch.Tensor:
-    """Eq. 10: pos (B,) r_ij, neg (B, N) r_ij_k."""
-    logits = torch.cat([pos[:, None], neg], dim=1) / tau  # (B, 1 + N)
+def _masked(logits: torch.Tensor, valid: torch.Tensor | None) -> torch.Tensor:
+    """Negative logits (B, N) with the masked-out ones at -inf (they leave the softmax)."""
+    return logits if valid is None else logits.masked_fill(~valid, float("-inf"))
+
+
+def npair_loss(pos: torch.Tensor, neg: torch.Tensor, tau: float,
+               valid: torch.Tensor | None = None) -> torch.Tensor:
+    """Eq. 10: pos (B,) r_ij, neg (B, N) r_ij_k; ``valid`` (B, N) False where negative k is
+    one of user i's own positives (a batch-shared hard negative: another user's positive
+    that this user liked too), which must not be pushed away."""
+    logits = torch.cat([pos[:, None], _masked(neg, valid)], dim=1) / tau  # (B, 1 + N)
     return (torch.logsumexp(logits, dim=1) - logits[:, 0]).mean()
 
 
@@ -416,11 +429,13 @@ def fnd_weights(
     return alpha * (teacher_user_mean[:, None] - teacher_neg)
 
 
-def fnd_loss(pos: torch.Tensor, neg: torch.Tensor, d: torch.Tensor, tau: float) -> torch.Tensor:
+def fnd_loss(pos: torch.Tensor, neg: torch.Tensor, d: torch.Tensor, tau: float,
+             valid: torch.Tensor | None = None) -> torch.Tensor:
     """Eq. 13-14: N-pair with each negative's logit scaled by d_ijk (a constant: the teacher
     is frozen). A negative with d < 0 (the teacher scores it above the user's positive
-    average) gets a negative gradient (Eq. 15-16), so descent pulls it towards the user."""
-    logits = torch.cat([pos[:, None], d.detach() * neg], dim=1) / tau  # Eq. 13
+    average) gets a negative gradient (Eq. 15-16), so descent pulls it towards the user.
+    ``valid`` as in :func:`npair_loss`."""
+    logits = torch.cat([pos[:, None], _masked(d.detach() * neg, valid)], dim=1) / tau  # Eq. 13
     return (torch.logsumexp(logits, dim=1) - logits[:, 0]).mean()  # Eq. 14
 
 
@@ -463,20 +478,23 @@ LOSSES = ("bpr", "npair", "fnd", "fndcl")
 
 
 def training_loss(out: FNDCLOutput, kind: str, tau_fnd: float, d: torch.Tensor | None = None,
-                  tau_cl: float = 0.1, lam: float = 0.2) -> torch.Tensor:
+                  tau_cl: float = 0.1, lam: float = 0.2,
+                  valid: torch.Tensor | None = None) -> torch.Tensor:
     """The loss of one batch (:meth:`FNDCLModel.forward`'s output): ``bpr`` (each pair's own
     negative, the diagonal), ``npair`` (Eq. 10), ``fnd`` (Eq. 13-14, ``d`` from
     :meth:`Distillation.weights`) or ``fndcl`` (Eq. 19: FND + lambda * NT-Xent of the two
-    views, Eq. 17-18)."""
+    views, Eq. 17-18). ``valid`` (B, N): False where a batch negative is the row user's own
+    positive (masked out of every loss)."""
     if kind == "bpr":
-        return bpr_loss(out.pos, torch.diagonal(out.neg), tau_fnd)
+        return bpr_loss(out.pos, torch.diagonal(out.neg), tau_fnd,
+                        None if valid is None else torch.diagonal(valid))
     if kind == "npair":
-        return npair_loss(out.pos, out.neg, tau_fnd)
+        return npair_loss(out.pos, out.neg, tau_fnd, valid)
     if kind not in ("fnd", "fndcl"):
         raise ValueError(f"loss {kind!r}: expected one of {LOSSES}")
     if d is None:
         raise ValueError(f"loss {kind}: needs the teacher's weights d (Distillation.weights)")
-    loss = fnd_loss(out.pos, out.neg, d, tau_fnd)
+    loss = fnd_loss(out.pos, out.neg, d, tau_fnd, valid)
     if kind == "fndcl":
         if out.z1 is None or out.z2 is None:
             raise ValueError("loss fndcl: the forward needs two views")

@@ -161,6 +161,11 @@ class TrainFNDCLConfig:
     def teacher_variant(self) -> str:
         return self.teacher or ("teacher-npair" + (f"-{self.tag}" if self.tag else ""))
 
+    def val_kind(self) -> str:
+        """The val negatives that pick the epoch: a run trained on hard negatives (4.4) is
+        measured on hard ones, so it selects on them too."""
+        return "nega_hard" if self.hard_negative_share > 0 else "nega"
+
     def val_half(self) -> int:
         """4.1.1: the teacher selects on one half of val, the student on the other."""
         return 0 if self.stage == "teacher" else 1
@@ -272,6 +277,34 @@ def val_half_rows(data: OutfitSet, half: int, kind: str = "nega") -> tuple[np.nd
     outfits = np.r_[pos["outfits"][keep_pos], neg["outfits"][keep_neg]]
     labels = np.r_[np.ones(keep_pos.sum(), np.int64), np.zeros(keep_neg.sum(), np.int64)]
     return users, outfits, labels
+
+
+def _outfit_keys(outfits: np.ndarray) -> list[tuple[int, ...]]:
+    """Order-free identity of (n, 4) outfits: the two tops sorted, then bottom and shoe."""
+    tops = np.sort(outfits[:, :2], axis=1)
+    return [tuple(r) for r in np.c_[tops, outfits[:, 2:]].tolist()]
+
+
+def positive_owners(pos_users: np.ndarray, pos_outfits: np.ndarray,
+                    negatives: np.ndarray) -> np.ndarray:
+    """(M, k) the users whose training positives include each negative outfit (M, 4), -1
+    padded (k >= 1): a hard negative is another user's positive, and the N-pair batch shares
+    every negative with every pair, so it reaches its owner too."""
+    owners: dict[tuple[int, ...], set[int]] = {}
+    for key, user in zip(_outfit_keys(pos_outfits), pos_users.tolist()):
+        owners.setdefault(key, set()).add(user)
+    found = [sorted(owners.get(key, ())) for key in _outfit_keys(negatives)]
+    k = max([1] + [len(f) for f in found])
+    out = np.full((len(found), k), -1, np.int64)
+    for i, f in enumerate(found):
+        out[i, :len(f)] = f
+    return out
+
+
+def valid_negatives(owners, users, negatives):
+    """(B, N) bool: False where batch negative n (a row of ``owners``, :func:`positive_owners`)
+    is a training positive of pair b's user. ``users`` (B,), ``negatives`` (N,) tensors."""
+    return ~(owners[negatives][None, :, :] == users[:, None, None]).any(-1)
 
 
 def load_item_table(run: Run, data: OutfitSet, backbone: str) -> np.ndarray:
@@ -411,7 +444,6 @@ def prepare_fndcl_items(run: Run, cfg: FNDCLItemsConfig, force: bool = False) ->
         return step.previous() | {"skipped": True}
     import ray
 
-    from stylehub_ray.models.autoencoder import encode, fit_autoencoder, nearest_neighbors
     from stylehub_ray.ray_utils import ensure_ray
 
     ensure_ray()
@@ -441,11 +473,7 @@ def prepare_fndcl_items(run: Run, cfg: FNDCLItemsConfig, force: bool = False) ->
             s = cfg.ae_size
             thumbs = thumbs_t["thumb"].combine_chunks().values.to_numpy().astype(
                 np.uint8).reshape(-1, s, s, 3)
-            ae, history = fit_autoencoder(thumbs, latent=cfg.ae_latent, size=s,
-                                          epochs=cfg.ae_epochs, seed=cfg.seed)
-            latent = encode(ae, thumbs)
-            nb_parts = _neighbor_tables(run, thumbs_t, latent, cfg.neighbors,
-                                        nearest_neighbors)
+            nb_parts, history = replace_neighbors(run, thumbs_t, thumbs, cfg)
             import pyarrow.parquet as pq
 
             path = posixpath.join(step.tmp(NEIGHBORS), "neighbors.parquet")
@@ -458,11 +486,9 @@ def prepare_fndcl_items(run: Run, cfg: FNDCLItemsConfig, force: bool = False) ->
     return run.entry("fndcl_items")
 
 
-def _neighbor_tables(run: Run, thumbs_t: pa.Table, latent: np.ndarray, k: int,
-                     nearest_neighbors) -> list[pa.Table]:
-    """Per (set, category): each item's k nearest items in the autoencoder's latent space,
-    among the items that appear in the set's training outfits (so a replaced view never
-    brings a validation or test item into training)."""
+def training_items(run: Run, thumbs_t: pa.Table) -> np.ndarray:
+    """(n,) bool over the rows of ``thumbs_t`` (set_name, category, item_id): True for the
+    items that appear in their set's training outfits."""
     from stylehub_ray.data.ingest import read_table
 
     outfits = read_table(run, "raw/outfits", ["set_name", "split", "top", "top2", "bottom",
@@ -471,7 +497,7 @@ def _neighbor_tables(run: Run, thumbs_t: pa.Table, latent: np.ndarray, k: int,
     sets = thumbs_t["set_name"].to_numpy(zero_copy_only=False)
     cats = thumbs_t["category"].to_numpy(zero_copy_only=False)
     ids = thumbs_t["item_id"].to_numpy()
-    parts = []
+    mask = np.zeros(len(ids), bool)
     for set_name in sorted(set(sets.tolist())):
         o = outfits.filter(pc.equal(outfits["set_name"], set_name))
         train_ids = {
@@ -480,10 +506,35 @@ def _neighbor_tables(run: Run, thumbs_t: pa.Table, latent: np.ndarray, k: int,
             "shoe": np.unique(o["shoe"].to_numpy()),
         }
         for cat in CATEGORY_ORDER:
+            sel = (sets == set_name) & (cats == cat)
+            mask[sel] = np.isin(ids[sel], train_ids[cat])
+    return mask
+
+
+def replace_neighbors(run: Run, thumbs_t: pa.Table, thumbs: np.ndarray,
+                      cfg: FNDCLItemsConfig) -> tuple[list[pa.Table], list[float]]:
+    """The replace augmentation's candidates (3.3.2): a CNN autoencoder fitted on the
+    thumbnails of the training items only (val and test images stay unseen), then per (set,
+    category) each item's ``cfg.neighbors`` nearest training items in its latent space (so a
+    replaced view never brings a validation or test item into training). Returns the
+    neighbour tables and the autoencoder's loss per epoch."""
+    from stylehub_ray.models.autoencoder import encode, fit_autoencoder, nearest_neighbors
+
+    train = training_items(run, thumbs_t)
+    ae, history = fit_autoencoder(thumbs[train], latent=cfg.ae_latent, size=cfg.ae_size,
+                                  epochs=cfg.ae_epochs, seed=cfg.seed)
+    latent = encode(ae, thumbs)
+    sets = thumbs_t["set_name"].to_numpy(zero_copy_only=False)
+    cats = thumbs_t["category"].to_numpy(zero_copy_only=False)
+    ids = thumbs_t["item_id"].to_numpy()
+    k = cfg.neighbors
+    parts = []
+    for set_name in sorted(set(sets.tolist())):
+        for cat in CATEGORY_ORDER:
             sel = np.flatnonzero((sets == set_name) & (cats == cat))
             if not len(sel):
                 continue
-            cand = np.flatnonzero(np.isin(ids[sel], train_ids[cat]))
+            cand = np.flatnonzero(train[sel])
             nb = nearest_neighbors(latent[sel], cand, k)  # positions within sel
             nb_ids = np.where(nb >= 0, ids[sel][np.maximum(nb, 0)], -1)
             parts.append(pa.table({
@@ -493,7 +544,7 @@ def _neighbor_tables(run: Run, thumbs_t: pa.Table, latent: np.ndarray, k: int,
                 "neighbors": pa.FixedSizeListArray.from_arrays(
                     pa.array(nb_ids.ravel(), pa.int32()), k),
             }))
-    return parts
+    return parts, history
 
 
 # --------------------------------------------------------------------------------------------
@@ -629,6 +680,8 @@ class FNDCLRecipe(L.Recipe):
         self.pos_users = torch.from_numpy(self.pos["user"])
         self.pos_outfits = torch.from_numpy(self.pos["outfits"])
         self.all_neg = all_neg
+        self.neg_owners = torch.from_numpy(
+            positive_owners(self.pos["user"], self.pos["outfits"], all_neg.numpy()))
 
         # FND (Eq. 11-12): the frozen teacher's side, precomputed once.
         self.distillation = None
@@ -639,7 +692,8 @@ class FNDCLRecipe(L.Recipe):
                 teacher, t_table, self.pos_users, self.pos_outfits, all_neg, data.n_users)
             del teacher, t_table
 
-        self.val_users, val_outfits, self.val_labels = val_half_rows(data, cfg.val_half())
+        self.val_users, val_outfits, self.val_labels = val_half_rows(data, cfg.val_half(),
+                                                                     cfg.val_kind())
         self.val_users_t = torch.from_numpy(self.val_users)
         self.val_outfits_t = torch.from_numpy(val_outfits)
         self.gen = torch.Generator().manual_seed(cfg.seed * 1000 + worker.rank)
@@ -686,7 +740,8 @@ class FNDCLRecipe(L.Recipe):
             d = None
             if self.distillation is not None:
                 d = self.distillation.weights(users, negatives, cfg.resolved_alpha()).to(device)
-            loss = M.training_loss(out, cfg.loss, cfg.tau_fnd, d, cfg.tau_cl, cfg.lam)
+            valid = valid_negatives(self.neg_owners, users, negatives).to(device)
+            loss = M.training_loss(out, cfg.loss, cfg.tau_fnd, d, cfg.tau_cl, cfg.lam, valid)
             optimizer.zero_grad()
             loss.backward()  # under DDP: gradients averaged across the workers
             optimizer.step()
