@@ -7,9 +7,12 @@
 - Cold starters (4.3, Table 3): users of the small set (53 for a model trained on 630, 32 for
   519) are scored without retraining from their 1 or 5 training outfits, with the avg and w-avg
   aggregations (Eq. 20-24); 1-shot is averaged over each of the 5 outfits as the single shot.
-- False negatives: on generated data, the share of the oracle's planted false negatives among
-  the training negatives a model scores above the user's positive average (the negatives FND
-  pulls, Fig. 1), against their share among all training negatives.
+- False negatives: on generated data, the share of the oracle's false negatives (random
+  negatives the user's true taste would accept) among the training negatives a model scores
+  above the user's positive average (the negatives FND pulls, Fig. 1), against their share
+  among all training negatives.
+- The ceiling: on generated data, the generator's own scores (the oracle) ranked the same
+  way, printed as the first row of the table.
 - Efficiency (4.7, Table 5): time to score every user's test candidates from the images,
   peak memory and parameters of the teacher, XS, S and M models.
 
@@ -180,37 +183,48 @@ def evaluate_cold_start(model, table, cold, shots_list: tuple[int, ...], delta: 
 # --------------------------------------------------------------------------------------------
 def false_negative_discovery(run: Run, data, scores_neg: np.ndarray, scores_pos: np.ndarray
                              ) -> dict | None:
-    """Share of planted false negatives among the training negatives scored above the user's
-    positive average (d_ijk < 0 in Eq. 12), against their share among all; None on real data."""
-    if not run.is_complete("raw/oracle"):
-        return None
-    import pyarrow.compute as pc
-    import pyarrow.parquet as pq
+    """Share of the oracle's false negatives (random training negatives the user's true taste
+    would accept) among the training negatives scored above the user's positive average
+    (d_ijk < 0 in Eq. 12), against their share among all; None on real data."""
+    from stylehub_ray.synth.oracle import outfit_oracle_scores
 
-    with run.fs.open_input_file(run.path("raw/oracle/negatives.parquet")) as f:
-        t = pq.read_table(f, columns=["set_name", "split", "kind", "row", "planted",
-                                      "is_false_negative"])
-    t = t.filter(pc.and_(pc.and_(pc.equal(t["set_name"], data.set_name),
-                                 pc.equal(t["split"], "train")), pc.equal(t["kind"], "nega")))
-    t = t.sort_by("row")
+    o = outfit_oracle_scores(run, data.set_name, "train", "nega")
+    if o is None:
+        return None
     neg, pos = data.get("train", "nega"), data.get("train", "posi")
-    planted = np.zeros(len(neg["row"]), bool)
-    pos_of = {r: i for i, r in enumerate(t["row"].to_numpy())}
-    flags = t["planted"].to_numpy(zero_copy_only=False)
-    for i, r in enumerate(neg["row"]):
-        j = pos_of.get(int(r))
-        planted[i] = bool(flags[j]) if j is not None else False
+    flag_of = dict(zip(o["row"].tolist(), o["is_false_negative"].tolist()))
+    flagged = np.array([bool(flag_of.get(int(r), False)) for r in neg["row"]], bool)
     mean_pos = np.bincount(pos["user"], weights=scores_pos, minlength=data.n_users) / np.maximum(
         np.bincount(pos["user"], minlength=data.n_users), 1)  # Eq. 11
     above = scores_neg > mean_pos[neg["user"]]  # d_ijk < 0
     n_above = int(above.sum())
     return {
-        "negatives": int(len(planted)), "planted": int(planted.sum()),
-        "share_planted_all": float(planted.mean()) if len(planted) else float("nan"),
+        "negatives": int(len(flagged)), "false_negatives": int(flagged.sum()),
+        "share_fn_all": float(flagged.mean()) if len(flagged) else float("nan"),
         "above_positive_mean": n_above,
-        "share_planted_above": float(planted[above].mean()) if n_above else float("nan"),
-        "planted_recall": float(above[planted].mean()) if planted.any() else float("nan"),
+        "share_fn_above": float(flagged[above].mean()) if n_above else float("nan"),
+        "fn_recall": float(above[flagged].mean()) if flagged.any() else float("nan"),
     }
+
+
+def oracle_ceiling(run: Run, data) -> dict | None:
+    """The generator's own scores ranked like a model's (test, random and hard negatives):
+    the best any model can do on generated data. None on real data."""
+    from stylehub_ray.synth.oracle import outfit_oracle_scores
+
+    out: dict = {}
+    for name, kind in (("test", "nega"), ("test_hard", "nega_hard")):
+        users, _outfits, labels = candidates(data, "test", kind)
+        parts = []
+        for k in ("posi", kind):
+            o = outfit_oracle_scores(run, data.set_name, "test", k)
+            if o is None:
+                return None
+            score_of = dict(zip(o["row"].tolist(), o["oracle_score"].tolist()))
+            parts.append(np.array([score_of[int(r)] for r in data.get("test", k)["row"]]))
+        if len(users) and labels.min() != labels.max():
+            out[name] = per_user_auc_ndcg(users, labels, np.concatenate(parts))
+    return out
 
 
 # --------------------------------------------------------------------------------------------
@@ -385,6 +399,11 @@ def evaluate_fndcl(run: Run, cfg: EvaluateFNDCLConfig, force: bool = False) -> d
             run.write_json(posixpath.join(_rel_of(run, step.tmp(out)), "metrics.json"), res)
             step.extra["test"] = res.get("test")
         results[variant] = res
+    from stylehub_ray.train.fndcl import load_outfit_set
+
+    ceiling = oracle_ceiling(run, load_outfit_set(run, results[variants[0]]["set_name"]))
+    if ceiling:
+        results["oracle"] = ceiling
     if cfg.efficiency:
         set_name = results[variants[0]]["set_name"]
         eff_conf = {k: conf[k] for k in ("efficiency_sizes", "efficiency_repeats",
@@ -416,10 +435,15 @@ def format_tables(results: dict) -> list[str]:
     lines = ["", "FND-CL: per-user AUC / NDCG at 1:10 (test), hard negatives (4.4)",
              f"{'variant':24s} {'AUC':>7s} {'NDCG':>7s} {'AUC-H':>7s} {'NDCG-H':>7s} "
              f"{'val AUC':>8s} {'epoch':>5s}"]
-    variants = [k for k in results if k != "efficiency"]
+    variants = [k for k in results if k not in ("efficiency", "oracle")]
 
     def pct(x) -> str:
         return "   -   " if x is None or x != x else f"{100 * x:7.2f}"
+
+    if "oracle" in results:  # the ceiling: the generator's own scores
+        t, h = results["oracle"].get("test", {}), results["oracle"].get("test_hard", {})
+        lines.append(f"{'oracle (ceiling)':24s} {pct(t.get('auc'))} {pct(t.get('ndcg'))} "
+                     f"{pct(h.get('auc'))} {pct(h.get('ndcg'))} {'-':>8s} {'-':>5s}")
 
     for v in variants:
         r = results[v]
@@ -438,13 +462,13 @@ def format_tables(results: dict) -> list[str]:
     fns = [(v, results[v]["false_negatives"]) for v in variants
            if "false_negatives" in results[v]]
     if fns:
-        lines += ["", "planted false negatives among training negatives scored above the "
-                      "user's positive mean",
+        lines += ["", "false negatives (the oracle's) among training negatives scored above "
+                      "the user's positive mean",
                   f"{'variant':24s} {'share above':>11s} {'share all':>9s} {'recall':>7s} "
                   f"{'n above':>7s}"]
         for v, f in fns:
-            lines.append(f"{v:24s} {pct(f['share_planted_above']):>11s} "
-                         f"{pct(f['share_planted_all']):>9s} {pct(f['planted_recall'])} "
+            lines.append(f"{v:24s} {pct(f['share_fn_above']):>11s} "
+                         f"{pct(f['share_fn_all']):>9s} {pct(f['fn_recall'])} "
                          f"{f['above_positive_mean']:7d}")
     if "efficiency" in results:
         lines += ["", "inference efficiency (4.7, Table 5): score every user's test candidates "
