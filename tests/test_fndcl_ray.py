@@ -45,8 +45,8 @@ def test_items_stage_features_and_neighbours(fnd_run):
     data = load_outfit_set(run, "630")
     from stylehub_ray.train.fndcl import load_item_table
 
-    feats = load_item_table(run, data, "large")
-    assert feats.shape == (720, 4096) and np.abs(feats).sum(1).min() > 0
+    feats = load_item_table(run, data, "lite2")  # the teacher's pretrained trunk
+    assert feats.shape == (720, 1280) and np.abs(feats).sum(1).min() > 0
     nb = load_neighbors(run, data)
     assert nb.shape == (720, 5)
     # Same category only: every neighbour lies in its item's global index range.
@@ -117,8 +117,16 @@ def test_teacher_student_train_resume_and_evaluate(fnd_run, logged):
     student = train_fndcl(run, cfg)
     assert student["counts"]["epochs"]["resumed_at"] == 1
     assert student["counts"]["epochs"]["trained"] == 2
+    # Before distilling, the run trained the N-pair student without distillation for the
+    # same epochs and checked on val that the teacher beats it.
+    check = student["teacher_check"]
+    assert check["student"] == "student-npair" and run.is_complete("models/fndcl/student-npair")
+    assert check["teacher_val_auc"] > check["student_val_auc"]
     model, spec, meta = load_model(run, "fndcl", "student-fndcl")
-    assert spec.backbone == "xs" and meta["teacher"] == "teacher-npair"
+    assert spec.backbone == "tiny" and not spec.frozen_features  # trained end to end
+    assert meta["teacher"] == "teacher-npair"
+    _t, tspec, tmeta = load_model(run, "fndcl", "teacher-npair")
+    assert tspec.backbone == "lite2" and tspec.frozen_features and tspec.hidden == 1024
     assert meta["config"]["augmentations"] == ["erase", "replace"]
     assert meta["config"]["alpha"] == 1.25
     assert [h["epoch"] for h in meta["history"]] == [0, 1]
@@ -153,6 +161,22 @@ def test_teacher_student_train_resume_and_evaluate(fnd_run, logged):
     eff = results["efficiency"]
     assert eff[0]["model"] == "XS" and eff[0]["params"] > 2_469_696
     assert eff[0]["outfits_scored"] == 52 + 520
+
+
+def test_distillation_stops_when_the_teacher_does_not_beat_an_undistilled_student(fnd_run):
+    """A teacher that never learns (lr 0) loses to the N-pair student trained for the same
+    epochs; the FND-CL run stops with a message naming both, and trains nothing."""
+    from stylehub_ray.train.fndcl import TeacherNotStronger
+
+    run = fnd_run
+    weak = dict(FAST, lr=0.0)
+    train_fndcl(run, TrainFNDCLConfig(stage="teacher", loss="npair", tag="weak", **weak))
+    with pytest.raises(TeacherNotStronger, match=r"teacher-npair-weak .* does not beat "
+                                                 r"student-npair-weak"):
+        train_fndcl(run, TrainFNDCLConfig(stage="student", loss="fndcl", tag="weak", **FAST))
+    assert run.is_complete("models/fndcl/student-npair-weak")
+    assert not run.is_complete("models/fndcl/student-fndcl-weak")
+    assert run.entry("train_fndcl", "student-fndcl-weak")["status"] == "failed"
 
 
 def test_two_workers_keep_equal_weights(fnd_run, tmp_path):

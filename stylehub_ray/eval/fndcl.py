@@ -36,7 +36,8 @@ logger = logging.getLogger(__name__)
 
 EVAL = "eval/fndcl"
 EFFICIENCY = f"{EVAL}/efficiency"
-SIZE_LABEL = {"large": "teacher", "xs": "XS", "s": "S", "m": "M"}
+SIZE_LABEL = {"large": "AlexNet", "xs": "XS", "s": "S", "m": "M", "lite0": "Lite0",
+              "lite1": "Lite1", "lite2": "Lite2", "tiny": "tiny"}
 
 
 @dataclass
@@ -48,21 +49,23 @@ class EvaluateFNDCLConfig:
     delta: float = 0.0  # 4.1.4: the neighbourhood threshold of Eq. 21
     tau_wavg: float = 0.2  # 4.1.4: tau of Eq. 23
     efficiency: bool = True
-    efficiency_sizes: tuple[str, ...] = ("large", "xs", "s", "m")
+    # The first is the teacher the ratios compare with: ours (Lite2 + its 1024-wide head), our
+    # students (tiny), and the paper's AlexNet sizes at random init (time and size only).
+    efficiency_sizes: tuple[str, ...] = ("lite2", "tiny", "xs", "s", "m", "large")
     efficiency_repeats: int = 3
     image_size: int = 128
 
     def validate(self) -> None:
-        from stylehub_ray.models.fndcl import FEATURE_DIMS
+        from stylehub_ray.models.fndcl import BACKBONE_DIMS
 
         if any(s < 1 for s in self.cold_shots):
             raise ValueError("evaluate_fndcl.cold_shots must be positive")
         if self.tau_wavg <= 0:
             raise ValueError("evaluate_fndcl.tau_wavg must be positive")
         for s in self.efficiency_sizes:
-            if s not in FEATURE_DIMS:
+            if s not in BACKBONE_DIMS:
                 raise ValueError(f"evaluate_fndcl.efficiency_sizes: {s!r} not in "
-                                 f"{sorted(FEATURE_DIMS)}")
+                                 f"{sorted(BACKBONE_DIMS)}")
 
 
 # --------------------------------------------------------------------------------------------
@@ -108,19 +111,16 @@ class ColdStartScorer:
     def from_run(cls, run: Run, variant: str, set_name: str | None = None) -> ColdStartScorer:
         """Load ``models/fndcl/<variant>`` and the frozen features of ``set_name`` (default:
         the cold-start set paired with the variant's training set, e.g. 53 for 630)."""
-        import torch
 
         from stylehub_ray.models.artifacts import load_model
-        from stylehub_ray.train.fndcl import COLD_SET, load_item_table, load_outfit_set
+        from stylehub_ray.train.fndcl import COLD_SET, item_inputs, load_outfit_set
 
         model, spec, meta = load_model(run, "fndcl", variant)
-        if not spec.frozen_features:
-            raise ValueError(f"{variant}: end-to-end models take images; build the scorer with "
-                             f"an image table and transform instead")
         trained = meta["config"]["set_name"]
         data = load_outfit_set(run, set_name or COLD_SET.get(trained, trained))
-        table = torch.from_numpy(load_item_table(run, data, spec.backbone))
-        return cls(model, table, data.offsets)
+        # Frozen features, or (an end-to-end student) the set's images and their transform.
+        table, transform = item_inputs(run, data, spec, meta["config"]["image_size"])
+        return cls(model, table, data.offsets, transform)
 
     def outfit_rows(self, outfits: list[dict]) -> np.ndarray:
         """``[{"top": id, "top2": id or -1, "bottom": id, "shoe": id}, ...]`` -> (n, 4)."""
@@ -139,7 +139,7 @@ class ColdStartScorer:
 
 
 def evaluate_cold_start(model, table, cold, shots_list: tuple[int, ...], delta: float,
-                        tau: float) -> dict:
+                        tau: float, transform=None) -> dict:
     """Table 3 on one cold set: AUC / NDCG per shots and strategy, averaged over cold users."""
     import torch
 
@@ -149,8 +149,9 @@ def evaluate_cold_start(model, table, cold, shots_list: tuple[int, ...], delta: 
     c_users, c_outfits, c_labels = candidates(cold, "test", "nega")
     with torch.no_grad():
         u = model.user_matrix()
-        r_train = (u @ model.outfit_matrix(table, torch.from_numpy(train["outfits"])).T)
-        r_cand = (u @ model.outfit_matrix(table, torch.from_numpy(c_outfits)).T)
+        r_train = (u @ model.outfit_matrix(table, torch.from_numpy(train["outfits"]),
+                                           transform).T)
+        r_cand = (u @ model.outfit_matrix(table, torch.from_numpy(c_outfits), transform).T)
     out: dict[str, dict] = {}
     for shots in shots_list:
         for strategy in ("avg", "w-avg"):
@@ -235,31 +236,16 @@ def evaluate_variant(run: Run, variant: str, cfg: EvaluateFNDCLConfig) -> dict:
     import torch
 
     from stylehub_ray.models.artifacts import load_model
-    from stylehub_ray.train.fndcl import (
-        COLD_SET,
-        load_item_images,
-        load_item_table,
-        load_outfit_set,
-    )
+    from stylehub_ray.train.fndcl import COLD_SET, item_inputs, load_outfit_set
 
     model, spec, meta = load_model(run, "fndcl", variant)
     set_name = meta["config"]["set_name"]
     data = load_outfit_set(run, set_name)
-    transform = None
 
     def table_of(d):
-        if spec.frozen_features:
-            return torch.from_numpy(load_item_table(run, d, spec.backbone))
-        return torch.from_numpy(load_item_images(run, d, meta["config"]["image_size"]))
+        return item_inputs(run, d, spec, meta["config"]["image_size"])
 
-    if not spec.frozen_features:
-        from stylehub_ray.models.fndcl import preprocess_images
-
-        size = meta["config"]["image_size"]
-
-        def transform(rows):
-            return preprocess_images(rows, size)
-    table = table_of(data)
+    table, transform = table_of(data)
     result: dict = {"variant": variant, "set_name": set_name, "best_epoch": meta["best_epoch"],
                     "val": meta["best"]}
     for name, kind in (("test", "nega"), ("test_hard", "nega_hard")):
@@ -281,13 +267,13 @@ def evaluate_variant(run: Run, variant: str, cfg: EvaluateFNDCLConfig) -> dict:
     if cold_set:
         try:
             cold = load_outfit_set(run, cold_set)
-            cold_table = table_of(cold)
+            cold_table, cold_transform = table_of(cold)
         except ValueError as exc:  # the cold set was not ingested or featurized
             result["cold_start_skipped"] = str(exc)
         else:
-            if transform is None:
-                result["cold_start"] = evaluate_cold_start(
-                    model, cold_table, cold, tuple(cfg.cold_shots), cfg.delta, cfg.tau_wavg)
+            result["cold_start"] = evaluate_cold_start(
+                model, cold_table, cold, tuple(cfg.cold_shots), cfg.delta, cfg.tau_wavg,
+                cold_transform)
             result["cold_set"] = cold_set
     return result
 
@@ -303,6 +289,7 @@ def _efficiency_task(run_uri: str, set_name: str, size: str, image_size: int, re
     import torch
 
     from stylehub_ray.models.fndcl import (
+        LITE_DIMS,
         FNDCLModel,
         ModelSpec,
         count_parameters,
@@ -318,14 +305,17 @@ def _efficiency_task(run_uri: str, set_name: str, size: str, image_size: int, re
     images = torch.from_numpy(load_item_images(run, data, image_size, only=used))
     base = _current_rss_mb()  # before the model: its weights count, as on a GPU
     torch.manual_seed(0)
+    # As trained: the Lite teacher with its 1024-wide head, every other size with 256.
     model = FNDCLModel(ModelSpec(n_users=data.n_users, backbone=size,
+                                 hidden=1024 if size in LITE_DIMS else 256,
                                  frozen_features=False)).eval()
     times = []
     u_t, o_t = torch.from_numpy(users), torch.from_numpy(outfits)
     for _ in range(repeats):
         t0 = time.perf_counter()
         with torch.no_grad():
-            model.score_outfits(images, u_t, o_t, lambda r: preprocess_images(r, image_size),
+            model.score_outfits(images, u_t, o_t,
+                                lambda r: preprocess_images(r, image_size, size),
                                 chunk=len(u_t))
         times.append(time.perf_counter() - t0)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -353,7 +343,7 @@ def efficiency_table(run: Run, set_name: str, cfg: EvaluateFNDCLConfig) -> list[
     for size in cfg.efficiency_sizes:  # one at a time: timings must not share the cores
         rows.append(ray.get(task.remote(run.uri, set_name, size, cfg.image_size,
                                         cfg.efficiency_repeats)))
-    teacher = next((r["params"] for r in rows if r["backbone"] == "large"), None)
+    teacher = rows[0]["params"] if rows else None  # the first size listed: the teacher
     for r in rows:
         r["ratio"] = r["params"] / teacher if teacher else float("nan")
     return rows

@@ -59,22 +59,26 @@ class FNDCLItemsConfig:
 
     # Polyvore-U sets to featurize (a training set and its cold starters); empty: all.
     sets: tuple[str, ...] = ("630", "53")
-    image_size: int = 128  # CNN input side (generated images are 64 px; real ones 291 px)
-    backbones: tuple[str, ...] = ("large", "xs")
+    image_size: int = 64  # CNN input side (generated images are 64 px; real ones 291 px)
+    # Frozen trunks to precompute: the teacher's pretrained EfficientNet-Lite2 by default;
+    # AlexNet sizes (large, m, s, xs) only with ImageNet weights (weights_path).
+    backbones: tuple[str, ...] = ("lite2",)
     weights_path: str = ""  # torchvision alexnet ImageNet .pth; empty: seeded random init
     seed: int = 0
     batch_size: int = 128
+    actors: int = 2  # featurizing actors, one CPU each
     ae_size: int = 32  # autoencoder input side
     ae_latent: int = 32
     ae_epochs: int = 8
     neighbors: int = 5  # replace candidates per item
 
     def validate(self) -> None:
-        from stylehub_ray.models.fndcl import FEATURE_DIMS
+        from stylehub_ray.models.fndcl import FEATURE_DIMS, LITE_DIMS
 
         for b in self.backbones:
-            if b not in FEATURE_DIMS:
-                raise ValueError(f"fndcl_items.backbones: {b!r} not in {sorted(FEATURE_DIMS)}")
+            if b not in FEATURE_DIMS | LITE_DIMS:
+                raise ValueError(f"fndcl_items.backbones: {b!r} not in "
+                                 f"{sorted(FEATURE_DIMS | LITE_DIMS)}")
         if self.image_size < 32 or self.ae_size % 8 or self.neighbors < 1:
             raise ValueError("fndcl_items: image_size >= 32, ae_size a multiple of 8, "
                              "neighbors >= 1 expected")
@@ -88,13 +92,17 @@ class TrainFNDCLConfig:
     loss: str = "npair"
     tag: str = ""  # appended to the variant name, e.g. "hard"
     set_name: str = "630"
-    backbone: str = ""  # "": large for the teacher, xs (AlexNet-small) for the student
+    # "": lite2 (pretrained EfficientNet-Lite2) for the teacher, tiny (a CNN as small as the
+    # paper's XS, from scratch) for the students
+    backbone: str = ""
     teacher: str = ""  # variant of the frozen teacher; "": teacher-npair[-tag]
-    frozen_features: bool = True  # False: train the CNN end to end from the images
-    image_size: int = 128  # end-to-end mode only
+    # None: frozen precomputed features for a pretrained trunk (the teacher), end to end from
+    # the images otherwise (the students: nothing stays at its random init)
+    frozen_features: bool | None = None
+    image_size: int = 32  # end-to-end mode only: the CNN's input side
     dim: int = 128
     heads: int = 8
-    hidden: int = 256
+    hidden: int = 0  # the item head's width; 0: 1024 for the teacher, 256 for the students
     epochs: int = 8
     batch_size: int = 32
     lr: float = 0.05
@@ -106,6 +114,10 @@ class TrainFNDCLConfig:
     alpha: float | None = None  # None: 1.25 on fixed-length sets (630), 1.5 on variable (519)
     augmentations: tuple[str, ...] = ()  # (): (erase, replace) fixed / (erase, erase) variable
     hard_negative_share: float = 0.0  # 4.4: 0.5 trains half the negatives on hard ones
+    # FND / FND-CL only: before distilling, check on val that the teacher beats an N-pair
+    # student trained without distillation for the same epochs (trained here if missing),
+    # and stop if it does not: a weaker teacher cannot help
+    teacher_check: bool = True
     workers: int = 1
     cpus_per_worker: float = 1.0
     use_gpu: bool = False
@@ -121,16 +133,19 @@ class TrainFNDCLConfig:
                              f"stage=student")
         if len(self.resolved_augmentations()) != 2:
             raise ValueError("train_fndcl.augmentations: expected two, e.g. erase,replace")
-        from stylehub_ray.models.fndcl import AUGMENTATIONS, FEATURE_DIMS
+        from stylehub_ray.models.fndcl import AUGMENTATIONS, BACKBONE_DIMS
 
         for a in self.resolved_augmentations():
             if a not in AUGMENTATIONS:
                 raise ValueError(f"train_fndcl.augmentations: {a!r} not in {AUGMENTATIONS}")
         if tuple(self.resolved_augmentations()) == ("identity", "identity"):
             raise ValueError("train_fndcl.augmentations: two identities give no second view")
-        if self.resolved_backbone() not in FEATURE_DIMS:
+        if self.resolved_backbone() not in BACKBONE_DIMS:
             raise ValueError(f"train_fndcl.backbone {self.backbone!r}: expected one of "
-                             f"{sorted(FEATURE_DIMS)}")
+                             f"{sorted(BACKBONE_DIMS)}")
+        if self.resolved_backbone() == "tiny" and self.resolved_frozen():
+            raise ValueError("train_fndcl: the tiny trunk has no pretrained weights; frozen "
+                             "it would stay at its random init (frozen_features=false)")
         if not 0.0 <= self.hard_negative_share <= 1.0:
             raise ValueError("train_fndcl.hard_negative_share must be in [0, 1]")
         if self.epochs < 1 or self.batch_size < 2 or self.workers < 1:
@@ -153,7 +168,17 @@ class TrainFNDCLConfig:
         return ("erase", "erase") if self.variable_set() else ("erase", "replace")
 
     def resolved_backbone(self) -> str:
-        return self.backbone or ("large" if self.stage == "teacher" else "xs")
+        return self.backbone or ("lite2" if self.stage == "teacher" else "tiny")
+
+    def resolved_frozen(self) -> bool:
+        from stylehub_ray.models.fndcl import LITE_DIMS
+
+        if self.frozen_features is not None:
+            return bool(self.frozen_features)
+        return self.resolved_backbone() in LITE_DIMS
+
+    def resolved_hidden(self) -> int:
+        return self.hidden or (1024 if self.stage == "teacher" else 256)
 
     def variant(self) -> str:
         return f"{self.stage}-{self.loss}" + (f"-{self.tag}" if self.tag else "")
@@ -176,7 +201,8 @@ def resolved_train_config(cfg: TrainFNDCLConfig) -> dict:
     artifact format: a model saved in an older format is retrained, not loaded)."""
     out = asdict(cfg)
     out.update(alpha=cfg.resolved_alpha(), augmentations=list(cfg.resolved_augmentations()),
-               backbone=cfg.resolved_backbone(),
+               backbone=cfg.resolved_backbone(), frozen_features=cfg.resolved_frozen(),
+               hidden=cfg.resolved_hidden(),
                teacher=cfg.teacher_variant() if cfg.loss in ("fnd", "fndcl") else "",
                artifact_format=FORMAT)
     return out
@@ -357,6 +383,24 @@ def load_item_images(run: Run, data: OutfitSet, size: int,
     return out
 
 
+def item_inputs(run: Run, data: OutfitSet, spec, image_size: int, device=None):
+    """(item table, transform) a model of ``spec`` scores one set with: its precomputed frozen
+    features and None, or the item images (uint8) and the preprocessing its trunk expects."""
+    import torch
+
+    from stylehub_ray.models.fndcl import preprocess_images
+
+    if spec.frozen_features:
+        return torch.from_numpy(load_item_table(run, data, spec.backbone)), None
+    images = torch.from_numpy(load_item_images(run, data, image_size))
+
+    def transform(rows: torch.Tensor) -> torch.Tensor:
+        x = preprocess_images(rows.cpu(), image_size, spec.backbone)
+        return x if device is None else x.to(device)
+
+    return images, transform
+
+
 def load_neighbors(run: Run, data: OutfitSet) -> np.ndarray | None:
     """(n_items, k) global indices of each item's replace candidates, -1 padded."""
     if not run.is_complete(NEIGHBORS):
@@ -381,17 +425,20 @@ def load_neighbors(run: Run, data: OutfitSet) -> np.ndarray | None:
 # Stage: item features (Ray Data) + replace neighbours (autoencoder)
 # --------------------------------------------------------------------------------------------
 class _ItemFeaturizer:
-    """Ray Data actor: decode images, run the shared frozen trunks, keep a thumbnail for the
-    autoencoder. Built once per actor (the trunks are seeded, so every actor agrees)."""
+    """Ray Data actor: decode images, run the frozen trunks (pretrained EfficientNet-Lite;
+    AlexNet sizes sharing one conv pass), keep a thumbnail for the autoencoder. Built once per
+    actor (random inits are seeded, so every actor agrees)."""
 
     def __init__(self, backbones: tuple[str, ...], image_size: int, weights_path: str,
                  seed: int, ae_size: int):
         import torch
 
-        from stylehub_ray.models.fndcl import make_trunks
+        from stylehub_ray.models.fndcl import LITE_DIMS, make_lite, make_trunks
 
         torch.set_num_threads(max(1, int(os.environ.get("OMP_NUM_THREADS", "1"))))
-        self.trunks = make_trunks(tuple(backbones), seed, weights_path)
+        alexnets = tuple(b for b in backbones if b not in LITE_DIMS)
+        self.trunks = make_trunks(alexnets, seed, weights_path) if alexnets else {}
+        self.lites = {b: make_lite(b) for b in backbones if b in LITE_DIMS}  # ImageNet weights
         self.image_size, self.ae_size = image_size, ae_size
 
     def __call__(self, batch: dict[str, np.ndarray]) -> pa.Table:
@@ -406,8 +453,13 @@ class _ItemFeaturizer:
                 rgb = im.convert("RGB")
                 big.append(np.asarray(rgb.resize((self.image_size,) * 2, Image.BILINEAR)))
                 thumbs.append(np.asarray(rgb.resize((self.ae_size,) * 2, Image.BILINEAR)))
-        x = preprocess_images(torch.from_numpy(np.stack(big)), self.image_size)
-        feats = trunk_features(self.trunks, x)
+        pixels = torch.from_numpy(np.stack(big))
+        feats = {}
+        if self.trunks:
+            feats = trunk_features(self.trunks, preprocess_images(pixels, self.image_size))
+        with torch.no_grad():
+            for name, net in self.lites.items():
+                feats[name] = net(preprocess_images(pixels, self.image_size, name))
         out = {k: pa.array(batch[k]) for k in ("set_name", "category", "item_id")}
         # Fixed-size list columns (not Ray's tensor extension type): plain Parquet that
         # pyarrow alone reads back.
@@ -457,13 +509,16 @@ def prepare_fndcl_items(run: Run, cfg: FNDCLItemsConfig, force: bool = False) ->
     with step:
         with step.time("features_s"):
             ds = ray.data.from_arrow(present.select(["set_name", "category", "item_id", "path"]))
-            ds = ds.repartition(max(1, present.num_rows // 2048))
+            ds = ds.repartition(max(cfg.actors, present.num_rows // 2048))
             feats = ds.map_batches(
                 _ItemFeaturizer,
                 fn_constructor_args=(tuple(cfg.backbones), cfg.image_size, cfg.weights_path,
                                      cfg.seed, cfg.ae_size),
-                batch_size=cfg.batch_size, compute=ray.data.ActorPoolStrategy(size=1),
-                num_cpus=1, batch_format="numpy",
+                batch_size=cfg.batch_size,
+                compute=ray.data.ActorPoolStrategy(size=max(1, cfg.actors)),
+                # Half a CPU each: on a 2-CPU instance two whole-CPU actors would leave none
+                # for the repartition feeding them (a silent hang); each runs one thread.
+                num_cpus=0.5, batch_format="numpy",
             ).materialize()
             feats.drop_columns(["thumb"]).write_parquet(step.tmp_uri(ITEMS))
         with step.time("autoencoder_s"):
@@ -560,7 +615,7 @@ def _plan(run: Run, cfg: TrainFNDCLConfig) -> tuple[str, dict, dict, str]:
     out = _model_dir(cfg.variant())
     fp = _ingest_fingerprint(run)
     inputs = {"raw/outfits": fp}
-    if cfg.frozen_features:
+    if cfg.resolved_frozen():
         inputs[ITEMS] = run.require(ITEMS, f"stylehub train fndcl --run {run.uri}")
     if "replace" in cfg.resolved_augmentations() and cfg.loss == "fndcl":
         inputs[NEIGHBORS] = run.require(NEIGHBORS, f"stylehub train fndcl --run {run.uri}")
@@ -601,6 +656,9 @@ def train_fndcl(run: Run, cfg: TrainFNDCLConfig, force: bool = False) -> dict:
         run.delete(posixpath.join(RAY_TRAIN_DIR, name))  # --force: no resume
     trainer, _ = build_trainer(run, cfg)
     with step:
+        if teacher and cfg.teacher_check:
+            with step.time("teacher_check_s"):
+                step.extra["teacher_check"] = check_teacher(run, cfg)
         with step.time("fit_s"):
             art, path = L.fit(trainer, MODEL, {"variant": variant, "config": config,
                                                "teacher": teacher})
@@ -617,6 +675,53 @@ def train_fndcl(run: Run, cfg: TrainFNDCLConfig, force: bool = False) -> dict:
                 f"{b['val_auc']:.4f} val_ndcg {b['val_ndcg']:.4f} "
                 f"({step.timings.get('fit_s', 0):.0f}s)")
     return run.entry("train_fndcl", variant)
+
+
+class TeacherNotStronger(RuntimeError):
+    """The teacher does not beat a student trained without distillation: FND would distil
+    from a weaker model, which cannot help (issue 19)."""
+
+
+def val_auc_of(run: Run, variant: str, data: OutfitSet, half: int, kind: str) -> float:
+    """Per-user AUC of a published variant on one half of val (:func:`val_half_rows`)."""
+    import torch
+
+    from stylehub_ray.metrics import per_user_auc_ndcg
+
+    model, spec, meta = load_model(run, MODEL, variant)
+    table, transform = item_inputs(run, data, spec, meta["config"]["image_size"])
+    users, outfits, labels = val_half_rows(data, half, kind)
+    scores = model.score_outfits(table, torch.from_numpy(users), torch.from_numpy(outfits),
+                                 transform).numpy()
+    return per_user_auc_ndcg(users, labels, scores)["auc"]
+
+
+def check_teacher(run: Run, cfg: TrainFNDCLConfig) -> dict:
+    """Before distilling: the teacher must beat an N-pair student of the same size trained
+    without distillation for the same epochs (``student-npair[-tag]``, trained here when it is
+    missing), on the students' half of val (the teacher never selected on it), with the val
+    negatives this run selects on. Raises :class:`TeacherNotStronger` when it does not."""
+    from dataclasses import replace
+
+    baseline = replace(cfg, stage="student", loss="npair", teacher="", teacher_check=False)
+    train_fndcl(run, baseline)  # skipped when up to date
+    data = load_outfit_set(run, cfg.set_name)
+    kind, half = cfg.val_kind(), cfg.val_half()
+    t_variant, s_variant = cfg.teacher_variant(), baseline.variant()
+    t_auc = val_auc_of(run, t_variant, data, half, kind)
+    s_auc = val_auc_of(run, s_variant, data, half, kind)
+    result = {"teacher": t_variant, "teacher_val_auc": t_auc, "student": s_variant,
+              "student_val_auc": s_auc, "val_half": half, "val_negatives": kind}
+    if not t_auc > s_auc:
+        raise TeacherNotStronger(
+            f"{cfg.variant()}: the teacher {t_variant} (val AUC {100 * t_auc:.2f}) does not beat "
+            f"{s_variant}, the same student trained without distillation for {cfg.epochs} "
+            f"epochs (val AUC {100 * s_auc:.2f}), on half {half} of val ({kind}); distilling "
+            f"from a weaker teacher cannot help: train a stronger teacher (more epochs, "
+            f"another trunk) or pass --set teacher_check=false to distil anyway")
+    logger.info(f"{cfg.variant()}: teacher {t_variant} val AUC {100 * t_auc:.2f} beats "
+                f"{s_variant} {100 * s_auc:.2f}; distilling")
+    return result
 
 
 @dataclass
@@ -645,24 +750,18 @@ class FNDCLRecipe(L.Recipe):
         cfg, run = self.cfg, Run(self.run)
         self.worker, device = worker, worker.device
         data = load_outfit_set(run, cfg.set_name)
-        backbone = cfg.resolved_backbone()
-        self.transform = None
-        if cfg.frozen_features:
-            self.table = torch.from_numpy(load_item_table(run, data, backbone)).to(device)
-        else:
-            self.table = torch.from_numpy(load_item_images(run, data, cfg.image_size)).to(device)
-
-            def transform(rows: torch.Tensor) -> torch.Tensor:
-                return M.preprocess_images(rows.cpu(), cfg.image_size).to(device)
-
-            self.transform = transform
+        backbone, frozen = cfg.resolved_backbone(), cfg.resolved_frozen()
+        self._spec = M.ModelSpec(n_users=data.n_users, backbone=backbone, dim=cfg.dim,
+                                 heads=cfg.heads, hidden=cfg.resolved_hidden(),
+                                 frozen_features=frozen)
+        table, self.transform = item_inputs(run, data, self._spec, cfg.image_size, device)
+        self.table = table.to(device)
         neighbors = load_neighbors(run, data)
         self.neighbors = torch.from_numpy(neighbors) if neighbors is not None else None
-        self._spec = M.ModelSpec(n_users=data.n_users, backbone=backbone, dim=cfg.dim,
-                                 heads=cfg.heads, hidden=cfg.hidden,
-                                 frozen_features=cfg.frozen_features)
         model = M.FNDCLModel(self._spec)
-        if cfg.frozen_features:  # standardise with the items of the training outfits only
+        if not frozen and backbone in M.LITE_DIMS:  # fine-tuning starts from ImageNet
+            model.item_encoder.trunk.load_state_dict(M.make_lite(backbone).state_dict())
+        if frozen:  # standardise with the items of the training outfits only
             used = np.unique(np.r_[data.get("train", "posi")["outfits"].ravel(),
                                    data.get("train", "nega")["outfits"].ravel()])
             model.item_encoder.set_feature_stats(
@@ -686,10 +785,11 @@ class FNDCLRecipe(L.Recipe):
         # FND (Eq. 11-12): the frozen teacher's side, precomputed once.
         self.distillation = None
         if self.teacher:
-            teacher, tspec, _meta = load_model(run, MODEL, self.teacher)
-            t_table = torch.from_numpy(load_item_table(run, data, tspec.backbone))
+            teacher, tspec, tmeta = load_model(run, MODEL, self.teacher)
+            t_table, t_transform = item_inputs(run, data, tspec, tmeta["config"]["image_size"])
             self.distillation = M.Distillation.from_teacher(
-                teacher, t_table, self.pos_users, self.pos_outfits, all_neg, data.n_users)
+                teacher, t_table, self.pos_users, self.pos_outfits, all_neg, data.n_users,
+                t_transform)
             del teacher, t_table
 
         self.val_users, val_outfits, self.val_labels = val_half_rows(data, cfg.val_half(),
