@@ -252,18 +252,24 @@ def main(argv: list[str] | None = None) -> int:
         for seed in args.seeds:
             per_seed[seed] = one_seed(seed, set_name, args, work)
             print(f"set {set_name} seed {seed}: {per_seed[seed]['_seconds']}s", flush=True)
+            write_results(args, t0, per_set, lines + summarize(per_seed, set_name))
         lines += summarize(per_seed, set_name) + [""]
         print("\n".join(lines), flush=True)
     if not args.keep:
         for seed in args.seeds:
             shutil.rmtree(os.path.join(work, f"src-{seed}"), ignore_errors=True)
+    write_results(args, t0, per_set, lines)
+    print(f"wrote {RESULTS}")
+    return 0
+
+
+def write_results(args: argparse.Namespace, t0: float, per_set: dict, lines: list[str]) -> None:
+    """The results so far (rewritten after every seed, so a long run leaves what it did)."""
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps({
         "command": "python bench/fndcl.py " + " ".join(sys.argv[1:]),
         "args": vars(args), "wall_s": round(time.perf_counter() - t0, 1),
         "per_set": per_set, "paper": PAPER, "table": lines}, indent=2, default=str) + "\n")
-    print(f"wrote {RESULTS}")
-    return 0
 
 
 if __name__ == "__main__":
