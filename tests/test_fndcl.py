@@ -440,6 +440,10 @@ def test_teacher_check_trains_the_undistilled_student_and_compares_on_val(monkey
     assert asked == [("teacher-npair-hard", "519", 1, "nega_hard"),
                      ("student-npair-hard", "519", 1, "nega_hard")]
     assert out["teacher_val_auc"] == 0.9 and out["student_val_auc"] == 0.8
+    # The baseline is the same step as an N-pair student a run asks for (not retrained).
+    asked_for = T.TrainFNDCLConfig(stage="student", loss="npair", tag="hard", epochs=3,
+                                   hard_negative_share=0.5, set_name="519")
+    assert T.resolved_train_config(base) == T.resolved_train_config(asked_for)
     auc["student-npair-hard"] = 0.9  # a tie is not a win
     with pytest.raises(T.TeacherNotStronger, match="does not beat student-npair-hard"):
         T.check_teacher(None, cfg)

@@ -211,6 +211,9 @@ def resolved_train_config(cfg: TrainFNDCLConfig) -> dict:
                backbone=cfg.resolved_backbone(), frozen_features=cfg.resolved_frozen(),
                hidden=cfg.resolved_hidden(),
                teacher=cfg.teacher_variant() if cfg.loss in ("fnd", "fndcl") else "",
+               # Only distillation checks a teacher: an N-pair student is the same model
+               # whether the check trained it or a run asked for it.
+               teacher_check=cfg.teacher_check and cfg.loss in ("fnd", "fndcl"),
                artifact_format=FORMAT)
     return out
 
