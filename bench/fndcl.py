@@ -208,7 +208,7 @@ def demo(work: str) -> dict:
 def calibrate(scale: str, seed: int) -> int:
     """The generator's rule (no compared model): the taste noise whose oracle AUC on set
     630's random-negative test rows is closest to 95."""
-    from stylehub_ray.synth.outfits import TASTE_NOISE, calibrate_taste_noise
+    from stylehub_ray.synth.outfits import TASTE_NOISE, calibrate_taste_noise, oracle_metrics
 
     best, rows = calibrate_taste_noise(scale, seed)
     print(f"oracle on set 630 test, random negatives 1:10, scale {scale}, seed {seed}")
@@ -217,6 +217,13 @@ def calibrate(scale: str, seed: int) -> int:
         print(f"{eps:11.2f} {100 * m['auc']:7.2f} {100 * m['ndcg']:7.2f} "
               f"{100 * m['false_negative_share']:9.1f}%")
     print(f"rule picks taste_noise = {best:.2f} (the generator's default: {TASTE_NOISE})")
+    print(f"\nthe oracle at the default, every set, test 1:10, scale {scale}, seed {seed}")
+    print(f"{'set':>4s} {'negatives':>10s} {'AUC':>7s} {'NDCG':>7s} {'false neg.':>10s}")
+    for set_name in ("630", "519", "53", "32"):
+        for kind in ("nega", "nega_hard"):
+            m = oracle_metrics(scale, seed, set_name=set_name, kind=kind)
+            print(f"{set_name:>4s} {kind:>10s} {100 * m['auc']:7.2f} {100 * m['ndcg']:7.2f} "
+                  f"{100 * m['false_negative_share']:9.1f}%")
     return 0
 
 
