@@ -40,6 +40,7 @@ from stylehub_ray.synth.outfits import generate_outfits  # noqa: E402
 from stylehub_ray.train.fndcl import (  # noqa: E402
     COLD_SET,
     FNDCLItemsConfig,
+    TeacherNotStronger,
     TrainFNDCLConfig,
     prepare_fndcl_items,
     train_fndcl,
@@ -80,16 +81,22 @@ def one_seed(seed: int, set_name: str, args: argparse.Namespace, work: str) -> d
         sets=(set_name, COLD_SET[set_name]), image_size=args.image_size,
         ae_epochs=args.ae_epochs, seed=seed))
     common = dict(epochs=args.epochs, seed=seed, set_name=set_name)
-    for stage, loss in PLAIN:
-        train_fndcl(run, TrainFNDCLConfig(stage=stage, loss=loss, **common))
-    for stage, loss in HARD:
-        train_fndcl(run, TrainFNDCLConfig(stage=stage, loss=loss, tag="hard",
-                                          hard_negative_share=0.5, **common))
+    stopped = {}  # variant -> the teacher check's message (FND would distil a weaker teacher)
+    runs = [TrainFNDCLConfig(stage=stage, loss=loss, **common) for stage, loss in PLAIN] + [
+        TrainFNDCLConfig(stage=stage, loss=loss, tag="hard", hard_negative_share=0.5, **common)
+        for stage, loss in HARD]
+    for cfg in runs:
+        try:
+            train_fndcl(run, cfg)
+        except TeacherNotStronger as exc:
+            stopped[cfg.variant()] = str(exc)
+            print(f"stopped: {exc}", flush=True)
     res = evaluate_fndcl(run, EvaluateFNDCLConfig(
         image_size=args.image_size,
         efficiency=(args.efficiency and seed == args.seeds[0] and set_name == args.sets[0]),
         efficiency_repeats=3))
     res["_seconds"] = round(time.perf_counter() - t0, 1)
+    res["_teacher_check_stopped"] = stopped
     if not args.keep:
         shutil.rmtree(run_dir, ignore_errors=True)
     return res
@@ -112,8 +119,9 @@ def diff_interval(a: list[float], b: list[float]) -> str:
 def summarize(per_seed: dict[int, dict], set_name: str = "630") -> list[str]:
     seeds = sorted(per_seed)
     cold_set = COLD_SET[set_name]
-    variants = [v for v in per_seed[seeds[0]]
-                if not v.startswith("_") and v not in ("efficiency", "oracle")]
+    variants = sorted({v for s in seeds for v in per_seed[s]
+                       if not v.startswith("_") and v not in ("efficiency", "oracle")},
+                      key=lambda v: (v.endswith("-hard"), not v.startswith("teacher"), v))
 
     def col(variant, *keys):
         out = []
@@ -166,6 +174,9 @@ def summarize(per_seed: dict[int, dict], set_name: str = "630") -> list[str]:
         "FND-CL > FND (hard NDCG, hard-trained)": ("student-fndcl-hard", "student-fnd-hard",
                                                    "test_hard", "ndcg"),
     }
+    for s in seeds:
+        for v, msg in per_seed[s].get("_teacher_check_stopped", {}).items():
+            lines.append(f"seed {s}: {v} not trained: {msg}")
     lines += ["", "orderings: seeds where it holds, mean difference (points) [95% t interval]"]
     for name, (a, b, split, *metric) in orders.items():
         m = metric[0] if metric else "auc"
