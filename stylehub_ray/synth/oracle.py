@@ -203,3 +203,27 @@ def _top(p: np.ndarray, k: int) -> np.ndarray:
 
 def _read(run: Run, rel: str):
     return pq.read_table(run.path(rel), filesystem=run.fs)
+
+
+# --------------------------------------------------------------------------------------------
+# Generated Polyvore-U outfits (stylehub_ray.synth.outfits): the generator's own scores
+# --------------------------------------------------------------------------------------------
+def outfit_oracle_scores(run: Run, set_name: str, split: str, kind: str
+                         ) -> dict[str, np.ndarray] | None:
+    """The generator's scores of one tuple file (``kind`` posi / nega / nega_hard): ``row``,
+    ``user``, ``oracle_score`` (log likelihood ratio of the user's positive model over random
+    mixing, :func:`stylehub_ray.synth.outfits.oracle_log_ratio`) and, for negatives,
+    ``is_false_negative``; sorted by row. None on real data (no ``raw/oracle``) or for an
+    oracle written before the generator kept its scores."""
+    if not run.is_complete("raw/oracle"):
+        return None
+    name = "positives" if kind == "posi" else "negatives"
+    t = _read(run, f"raw/oracle/{name}.parquet")
+    if "oracle_score" not in t.schema.names:
+        return None
+    mask = pc.and_(pc.equal(t["set_name"], set_name), pc.equal(t["split"], split))
+    if kind != "posi":
+        mask = pc.and_(mask, pc.equal(t["kind"], kind))
+    t = t.filter(mask).sort_by("row")
+    cols = ["row", "user", "oracle_score"] + (["is_false_negative"] if kind != "posi" else [])
+    return {c: t[c].to_numpy(zero_copy_only=False) for c in cols}

@@ -59,22 +59,26 @@ class FNDCLItemsConfig:
 
     # Polyvore-U sets to featurize (a training set and its cold starters); empty: all.
     sets: tuple[str, ...] = ("630", "53")
-    image_size: int = 128  # CNN input side (generated images are 64 px; real ones 291 px)
-    backbones: tuple[str, ...] = ("large", "xs")
+    image_size: int = 64  # CNN input side (generated images are 64 px; real ones 291 px)
+    # Frozen trunks to precompute: the teacher's pretrained EfficientNet-Lite2 by default;
+    # AlexNet sizes (large, m, s, xs) only with ImageNet weights (weights_path).
+    backbones: tuple[str, ...] = ("lite2",)
     weights_path: str = ""  # torchvision alexnet ImageNet .pth; empty: seeded random init
     seed: int = 0
     batch_size: int = 128
+    actors: int = 2  # featurizing actors, one CPU each
     ae_size: int = 32  # autoencoder input side
     ae_latent: int = 32
     ae_epochs: int = 8
     neighbors: int = 5  # replace candidates per item
 
     def validate(self) -> None:
-        from stylehub_ray.models.fndcl import FEATURE_DIMS
+        from stylehub_ray.models.fndcl import FEATURE_DIMS, LITE_DIMS
 
         for b in self.backbones:
-            if b not in FEATURE_DIMS:
-                raise ValueError(f"fndcl_items.backbones: {b!r} not in {sorted(FEATURE_DIMS)}")
+            if b not in FEATURE_DIMS | LITE_DIMS:
+                raise ValueError(f"fndcl_items.backbones: {b!r} not in "
+                                 f"{sorted(FEATURE_DIMS | LITE_DIMS)}")
         if self.image_size < 32 or self.ae_size % 8 or self.neighbors < 1:
             raise ValueError("fndcl_items: image_size >= 32, ae_size a multiple of 8, "
                              "neighbors >= 1 expected")
@@ -88,16 +92,24 @@ class TrainFNDCLConfig:
     loss: str = "npair"
     tag: str = ""  # appended to the variant name, e.g. "hard"
     set_name: str = "630"
-    backbone: str = ""  # "": large for the teacher, xs (AlexNet-small) for the student
+    # "": lite2 (pretrained EfficientNet-Lite2) for the teacher, tiny (a CNN as small as the
+    # paper's XS, from scratch) for the students
+    backbone: str = ""
     teacher: str = ""  # variant of the frozen teacher; "": teacher-npair[-tag]
-    frozen_features: bool = True  # False: train the CNN end to end from the images
-    image_size: int = 128  # end-to-end mode only
+    # None: frozen precomputed features for a pretrained trunk (the teacher), end to end from
+    # the images otherwise (the students: nothing stays at its random init)
+    frozen_features: bool | None = None
+    image_size: int = 32  # end-to-end mode only: the CNN's input side
     dim: int = 128
     heads: int = 8
-    hidden: int = 256
+    hidden: int = 0  # the item head's width; 0: 1024 for the teacher, 256 for the students
     epochs: int = 8
     batch_size: int = 32
-    lr: float = 0.05
+    lr: float = 0.05  # the students' (SGD with momentum, 4.1.4)
+    # The teacher's, picked on its half of val (demo outfits, seed 0, 4 epochs: lr 0.05 ->
+    # AUC 86.31, 0.02 -> 88.98, 0.01 -> 89.78; BENCHMARKS.md): its frozen-feature head
+    # overshoots at the students' 0.05
+    teacher_lr: float = 0.01
     momentum: float = 0.9
     weight_decay: float = 0.0
     tau_fnd: float = 0.1
@@ -106,6 +118,10 @@ class TrainFNDCLConfig:
     alpha: float | None = None  # None: 1.25 on fixed-length sets (630), 1.5 on variable (519)
     augmentations: tuple[str, ...] = ()  # (): (erase, replace) fixed / (erase, erase) variable
     hard_negative_share: float = 0.0  # 4.4: 0.5 trains half the negatives on hard ones
+    # FND / FND-CL only: before distilling, check on val that the teacher beats an N-pair
+    # student trained without distillation for the same epochs (trained here if missing),
+    # and stop if it does not: a weaker teacher cannot help
+    teacher_check: bool = True
     workers: int = 1
     cpus_per_worker: float = 1.0
     use_gpu: bool = False
@@ -121,16 +137,19 @@ class TrainFNDCLConfig:
                              f"stage=student")
         if len(self.resolved_augmentations()) != 2:
             raise ValueError("train_fndcl.augmentations: expected two, e.g. erase,replace")
-        from stylehub_ray.models.fndcl import AUGMENTATIONS, FEATURE_DIMS
+        from stylehub_ray.models.fndcl import AUGMENTATIONS, BACKBONE_DIMS
 
         for a in self.resolved_augmentations():
             if a not in AUGMENTATIONS:
                 raise ValueError(f"train_fndcl.augmentations: {a!r} not in {AUGMENTATIONS}")
         if tuple(self.resolved_augmentations()) == ("identity", "identity"):
             raise ValueError("train_fndcl.augmentations: two identities give no second view")
-        if self.resolved_backbone() not in FEATURE_DIMS:
+        if self.resolved_backbone() not in BACKBONE_DIMS:
             raise ValueError(f"train_fndcl.backbone {self.backbone!r}: expected one of "
-                             f"{sorted(FEATURE_DIMS)}")
+                             f"{sorted(BACKBONE_DIMS)}")
+        if self.resolved_backbone() == "tiny" and self.resolved_frozen():
+            raise ValueError("train_fndcl: the tiny trunk has no pretrained weights; frozen "
+                             "it would stay at its random init (frozen_features=false)")
         if not 0.0 <= self.hard_negative_share <= 1.0:
             raise ValueError("train_fndcl.hard_negative_share must be in [0, 1]")
         if self.epochs < 1 or self.batch_size < 2 or self.workers < 1:
@@ -153,13 +172,31 @@ class TrainFNDCLConfig:
         return ("erase", "erase") if self.variable_set() else ("erase", "replace")
 
     def resolved_backbone(self) -> str:
-        return self.backbone or ("large" if self.stage == "teacher" else "xs")
+        return self.backbone or ("lite2" if self.stage == "teacher" else "tiny")
+
+    def resolved_frozen(self) -> bool:
+        from stylehub_ray.models.fndcl import LITE_DIMS
+
+        if self.frozen_features is not None:
+            return bool(self.frozen_features)
+        return self.resolved_backbone() in LITE_DIMS
+
+    def resolved_lr(self) -> float:
+        return self.teacher_lr if self.stage == "teacher" else self.lr
+
+    def resolved_hidden(self) -> int:
+        return self.hidden or (1024 if self.stage == "teacher" else 256)
 
     def variant(self) -> str:
         return f"{self.stage}-{self.loss}" + (f"-{self.tag}" if self.tag else "")
 
     def teacher_variant(self) -> str:
         return self.teacher or ("teacher-npair" + (f"-{self.tag}" if self.tag else ""))
+
+    def val_kind(self) -> str:
+        """The val negatives that pick the epoch: a run trained on hard negatives (4.4) is
+        measured on hard ones, so it selects on them too."""
+        return "nega_hard" if self.hard_negative_share > 0 else "nega"
 
     def val_half(self) -> int:
         """4.1.1: the teacher selects on one half of val, the student on the other."""
@@ -171,8 +208,12 @@ def resolved_train_config(cfg: TrainFNDCLConfig) -> dict:
     artifact format: a model saved in an older format is retrained, not loaded)."""
     out = asdict(cfg)
     out.update(alpha=cfg.resolved_alpha(), augmentations=list(cfg.resolved_augmentations()),
-               backbone=cfg.resolved_backbone(),
+               backbone=cfg.resolved_backbone(), frozen_features=cfg.resolved_frozen(),
+               hidden=cfg.resolved_hidden(),
                teacher=cfg.teacher_variant() if cfg.loss in ("fnd", "fndcl") else "",
+               # Only distillation checks a teacher: an N-pair student is the same model
+               # whether the check trained it or a run asked for it.
+               teacher_check=cfg.teacher_check and cfg.loss in ("fnd", "fndcl"),
                artifact_format=FORMAT)
     return out
 
@@ -274,6 +315,34 @@ def val_half_rows(data: OutfitSet, half: int, kind: str = "nega") -> tuple[np.nd
     return users, outfits, labels
 
 
+def _outfit_keys(outfits: np.ndarray) -> list[tuple[int, ...]]:
+    """Order-free identity of (n, 4) outfits: the two tops sorted, then bottom and shoe."""
+    tops = np.sort(outfits[:, :2], axis=1)
+    return [tuple(r) for r in np.c_[tops, outfits[:, 2:]].tolist()]
+
+
+def positive_owners(pos_users: np.ndarray, pos_outfits: np.ndarray,
+                    negatives: np.ndarray) -> np.ndarray:
+    """(M, k) the users whose training positives include each negative outfit (M, 4), -1
+    padded (k >= 1): a hard negative is another user's positive, and the N-pair batch shares
+    every negative with every pair, so it reaches its owner too."""
+    owners: dict[tuple[int, ...], set[int]] = {}
+    for key, user in zip(_outfit_keys(pos_outfits), pos_users.tolist()):
+        owners.setdefault(key, set()).add(user)
+    found = [sorted(owners.get(key, ())) for key in _outfit_keys(negatives)]
+    k = max([1] + [len(f) for f in found])
+    out = np.full((len(found), k), -1, np.int64)
+    for i, f in enumerate(found):
+        out[i, :len(f)] = f
+    return out
+
+
+def valid_negatives(owners, users, negatives):
+    """(B, N) bool: False where batch negative n (a row of ``owners``, :func:`positive_owners`)
+    is a training positive of pair b's user. ``users`` (B,), ``negatives`` (N,) tensors."""
+    return ~(owners[negatives][None, :, :] == users[:, None, None]).any(-1)
+
+
 def load_item_table(run: Run, data: OutfitSet, backbone: str) -> np.ndarray:
     """(n_items, F) float32 precomputed trunk features of one set (zeros for items whose
     image is missing)."""
@@ -324,6 +393,24 @@ def load_item_images(run: Run, data: OutfitSet, size: int,
     return out
 
 
+def item_inputs(run: Run, data: OutfitSet, spec, image_size: int, device=None):
+    """(item table, transform) a model of ``spec`` scores one set with: its precomputed frozen
+    features and None, or the item images (uint8) and the preprocessing its trunk expects."""
+    import torch
+
+    from stylehub_ray.models.fndcl import preprocess_images
+
+    if spec.frozen_features:
+        return torch.from_numpy(load_item_table(run, data, spec.backbone)), None
+    images = torch.from_numpy(load_item_images(run, data, image_size))
+
+    def transform(rows: torch.Tensor) -> torch.Tensor:
+        x = preprocess_images(rows.cpu(), image_size, spec.backbone)
+        return x if device is None else x.to(device)
+
+    return images, transform
+
+
 def load_neighbors(run: Run, data: OutfitSet) -> np.ndarray | None:
     """(n_items, k) global indices of each item's replace candidates, -1 padded."""
     if not run.is_complete(NEIGHBORS):
@@ -348,17 +435,20 @@ def load_neighbors(run: Run, data: OutfitSet) -> np.ndarray | None:
 # Stage: item features (Ray Data) + replace neighbours (autoencoder)
 # --------------------------------------------------------------------------------------------
 class _ItemFeaturizer:
-    """Ray Data actor: decode images, run the shared frozen trunks, keep a thumbnail for the
-    autoencoder. Built once per actor (the trunks are seeded, so every actor agrees)."""
+    """Ray Data actor: decode images, run the frozen trunks (pretrained EfficientNet-Lite;
+    AlexNet sizes sharing one conv pass), keep a thumbnail for the autoencoder. Built once per
+    actor (random inits are seeded, so every actor agrees)."""
 
     def __init__(self, backbones: tuple[str, ...], image_size: int, weights_path: str,
                  seed: int, ae_size: int):
         import torch
 
-        from stylehub_ray.models.fndcl import make_trunks
+        from stylehub_ray.models.fndcl import LITE_DIMS, make_lite, make_trunks
 
         torch.set_num_threads(max(1, int(os.environ.get("OMP_NUM_THREADS", "1"))))
-        self.trunks = make_trunks(tuple(backbones), seed, weights_path)
+        alexnets = tuple(b for b in backbones if b not in LITE_DIMS)
+        self.trunks = make_trunks(alexnets, seed, weights_path) if alexnets else {}
+        self.lites = {b: make_lite(b) for b in backbones if b in LITE_DIMS}  # ImageNet weights
         self.image_size, self.ae_size = image_size, ae_size
 
     def __call__(self, batch: dict[str, np.ndarray]) -> pa.Table:
@@ -373,8 +463,13 @@ class _ItemFeaturizer:
                 rgb = im.convert("RGB")
                 big.append(np.asarray(rgb.resize((self.image_size,) * 2, Image.BILINEAR)))
                 thumbs.append(np.asarray(rgb.resize((self.ae_size,) * 2, Image.BILINEAR)))
-        x = preprocess_images(torch.from_numpy(np.stack(big)), self.image_size)
-        feats = trunk_features(self.trunks, x)
+        pixels = torch.from_numpy(np.stack(big))
+        feats = {}
+        if self.trunks:
+            feats = trunk_features(self.trunks, preprocess_images(pixels, self.image_size))
+        with torch.no_grad():
+            for name, net in self.lites.items():
+                feats[name] = net(preprocess_images(pixels, self.image_size, name))
         out = {k: pa.array(batch[k]) for k in ("set_name", "category", "item_id")}
         # Fixed-size list columns (not Ray's tensor extension type): plain Parquet that
         # pyarrow alone reads back.
@@ -411,7 +506,6 @@ def prepare_fndcl_items(run: Run, cfg: FNDCLItemsConfig, force: bool = False) ->
         return step.previous() | {"skipped": True}
     import ray
 
-    from stylehub_ray.models.autoencoder import encode, fit_autoencoder, nearest_neighbors
     from stylehub_ray.ray_utils import ensure_ray
 
     ensure_ray()
@@ -425,13 +519,16 @@ def prepare_fndcl_items(run: Run, cfg: FNDCLItemsConfig, force: bool = False) ->
     with step:
         with step.time("features_s"):
             ds = ray.data.from_arrow(present.select(["set_name", "category", "item_id", "path"]))
-            ds = ds.repartition(max(1, present.num_rows // 2048))
+            ds = ds.repartition(max(cfg.actors, present.num_rows // 2048))
             feats = ds.map_batches(
                 _ItemFeaturizer,
                 fn_constructor_args=(tuple(cfg.backbones), cfg.image_size, cfg.weights_path,
                                      cfg.seed, cfg.ae_size),
-                batch_size=cfg.batch_size, compute=ray.data.ActorPoolStrategy(size=1),
-                num_cpus=1, batch_format="numpy",
+                batch_size=cfg.batch_size,
+                compute=ray.data.ActorPoolStrategy(size=max(1, cfg.actors)),
+                # Half a CPU each: on a 2-CPU instance two whole-CPU actors would leave none
+                # for the repartition feeding them (a silent hang); each runs one thread.
+                num_cpus=0.5, batch_format="numpy",
             ).materialize()
             feats.drop_columns(["thumb"]).write_parquet(step.tmp_uri(ITEMS))
         with step.time("autoencoder_s"):
@@ -441,11 +538,7 @@ def prepare_fndcl_items(run: Run, cfg: FNDCLItemsConfig, force: bool = False) ->
             s = cfg.ae_size
             thumbs = thumbs_t["thumb"].combine_chunks().values.to_numpy().astype(
                 np.uint8).reshape(-1, s, s, 3)
-            ae, history = fit_autoencoder(thumbs, latent=cfg.ae_latent, size=s,
-                                          epochs=cfg.ae_epochs, seed=cfg.seed)
-            latent = encode(ae, thumbs)
-            nb_parts = _neighbor_tables(run, thumbs_t, latent, cfg.neighbors,
-                                        nearest_neighbors)
+            nb_parts, history = replace_neighbors(run, thumbs_t, thumbs, cfg)
             import pyarrow.parquet as pq
 
             path = posixpath.join(step.tmp(NEIGHBORS), "neighbors.parquet")
@@ -458,11 +551,9 @@ def prepare_fndcl_items(run: Run, cfg: FNDCLItemsConfig, force: bool = False) ->
     return run.entry("fndcl_items")
 
 
-def _neighbor_tables(run: Run, thumbs_t: pa.Table, latent: np.ndarray, k: int,
-                     nearest_neighbors) -> list[pa.Table]:
-    """Per (set, category): each item's k nearest items in the autoencoder's latent space,
-    among the items that appear in the set's training outfits (so a replaced view never
-    brings a validation or test item into training)."""
+def training_items(run: Run, thumbs_t: pa.Table) -> np.ndarray:
+    """(n,) bool over the rows of ``thumbs_t`` (set_name, category, item_id): True for the
+    items that appear in their set's training outfits."""
     from stylehub_ray.data.ingest import read_table
 
     outfits = read_table(run, "raw/outfits", ["set_name", "split", "top", "top2", "bottom",
@@ -471,7 +562,7 @@ def _neighbor_tables(run: Run, thumbs_t: pa.Table, latent: np.ndarray, k: int,
     sets = thumbs_t["set_name"].to_numpy(zero_copy_only=False)
     cats = thumbs_t["category"].to_numpy(zero_copy_only=False)
     ids = thumbs_t["item_id"].to_numpy()
-    parts = []
+    mask = np.zeros(len(ids), bool)
     for set_name in sorted(set(sets.tolist())):
         o = outfits.filter(pc.equal(outfits["set_name"], set_name))
         train_ids = {
@@ -480,10 +571,35 @@ def _neighbor_tables(run: Run, thumbs_t: pa.Table, latent: np.ndarray, k: int,
             "shoe": np.unique(o["shoe"].to_numpy()),
         }
         for cat in CATEGORY_ORDER:
+            sel = (sets == set_name) & (cats == cat)
+            mask[sel] = np.isin(ids[sel], train_ids[cat])
+    return mask
+
+
+def replace_neighbors(run: Run, thumbs_t: pa.Table, thumbs: np.ndarray,
+                      cfg: FNDCLItemsConfig) -> tuple[list[pa.Table], list[float]]:
+    """The replace augmentation's candidates (3.3.2): a CNN autoencoder fitted on the
+    thumbnails of the training items only (val and test images stay unseen), then per (set,
+    category) each item's ``cfg.neighbors`` nearest training items in its latent space (so a
+    replaced view never brings a validation or test item into training). Returns the
+    neighbour tables and the autoencoder's loss per epoch."""
+    from stylehub_ray.models.autoencoder import encode, fit_autoencoder, nearest_neighbors
+
+    train = training_items(run, thumbs_t)
+    ae, history = fit_autoencoder(thumbs[train], latent=cfg.ae_latent, size=cfg.ae_size,
+                                  epochs=cfg.ae_epochs, seed=cfg.seed)
+    latent = encode(ae, thumbs)
+    sets = thumbs_t["set_name"].to_numpy(zero_copy_only=False)
+    cats = thumbs_t["category"].to_numpy(zero_copy_only=False)
+    ids = thumbs_t["item_id"].to_numpy()
+    k = cfg.neighbors
+    parts = []
+    for set_name in sorted(set(sets.tolist())):
+        for cat in CATEGORY_ORDER:
             sel = np.flatnonzero((sets == set_name) & (cats == cat))
             if not len(sel):
                 continue
-            cand = np.flatnonzero(np.isin(ids[sel], train_ids[cat]))
+            cand = np.flatnonzero(train[sel])
             nb = nearest_neighbors(latent[sel], cand, k)  # positions within sel
             nb_ids = np.where(nb >= 0, ids[sel][np.maximum(nb, 0)], -1)
             parts.append(pa.table({
@@ -493,7 +609,7 @@ def _neighbor_tables(run: Run, thumbs_t: pa.Table, latent: np.ndarray, k: int,
                 "neighbors": pa.FixedSizeListArray.from_arrays(
                     pa.array(nb_ids.ravel(), pa.int32()), k),
             }))
-    return parts
+    return parts, history
 
 
 # --------------------------------------------------------------------------------------------
@@ -509,7 +625,7 @@ def _plan(run: Run, cfg: TrainFNDCLConfig) -> tuple[str, dict, dict, str]:
     out = _model_dir(cfg.variant())
     fp = _ingest_fingerprint(run)
     inputs = {"raw/outfits": fp}
-    if cfg.frozen_features:
+    if cfg.resolved_frozen():
         inputs[ITEMS] = run.require(ITEMS, f"stylehub train fndcl --run {run.uri}")
     if "replace" in cfg.resolved_augmentations() and cfg.loss == "fndcl":
         inputs[NEIGHBORS] = run.require(NEIGHBORS, f"stylehub train fndcl --run {run.uri}")
@@ -550,6 +666,9 @@ def train_fndcl(run: Run, cfg: TrainFNDCLConfig, force: bool = False) -> dict:
         run.delete(posixpath.join(RAY_TRAIN_DIR, name))  # --force: no resume
     trainer, _ = build_trainer(run, cfg)
     with step:
+        if teacher and cfg.teacher_check:
+            with step.time("teacher_check_s"):
+                step.extra["teacher_check"] = check_teacher(run, cfg)
         with step.time("fit_s"):
             art, path = L.fit(trainer, MODEL, {"variant": variant, "config": config,
                                                "teacher": teacher})
@@ -566,6 +685,53 @@ def train_fndcl(run: Run, cfg: TrainFNDCLConfig, force: bool = False) -> dict:
                 f"{b['val_auc']:.4f} val_ndcg {b['val_ndcg']:.4f} "
                 f"({step.timings.get('fit_s', 0):.0f}s)")
     return run.entry("train_fndcl", variant)
+
+
+class TeacherNotStronger(RuntimeError):
+    """The teacher does not beat a student trained without distillation: FND would distil
+    from a weaker model, which cannot help (issue 19)."""
+
+
+def val_auc_of(run: Run, variant: str, data: OutfitSet, half: int, kind: str) -> float:
+    """Per-user AUC of a published variant on one half of val (:func:`val_half_rows`)."""
+    import torch
+
+    from stylehub_ray.metrics import per_user_auc_ndcg
+
+    model, spec, meta = load_model(run, MODEL, variant)
+    table, transform = item_inputs(run, data, spec, meta["config"]["image_size"])
+    users, outfits, labels = val_half_rows(data, half, kind)
+    scores = model.score_outfits(table, torch.from_numpy(users), torch.from_numpy(outfits),
+                                 transform).numpy()
+    return per_user_auc_ndcg(users, labels, scores)["auc"]
+
+
+def check_teacher(run: Run, cfg: TrainFNDCLConfig) -> dict:
+    """Before distilling: the teacher must beat an N-pair student of the same size trained
+    without distillation for the same epochs (``student-npair[-tag]``, trained here when it is
+    missing), on the students' half of val (the teacher never selected on it), with the val
+    negatives this run selects on. Raises :class:`TeacherNotStronger` when it does not."""
+    from dataclasses import replace
+
+    baseline = replace(cfg, stage="student", loss="npair", teacher="", teacher_check=False)
+    train_fndcl(run, baseline)  # skipped when up to date
+    data = load_outfit_set(run, cfg.set_name)
+    kind, half = cfg.val_kind(), cfg.val_half()
+    t_variant, s_variant = cfg.teacher_variant(), baseline.variant()
+    t_auc = val_auc_of(run, t_variant, data, half, kind)
+    s_auc = val_auc_of(run, s_variant, data, half, kind)
+    result = {"teacher": t_variant, "teacher_val_auc": t_auc, "student": s_variant,
+              "student_val_auc": s_auc, "val_half": half, "val_negatives": kind}
+    if not t_auc > s_auc:
+        raise TeacherNotStronger(
+            f"{cfg.variant()}: the teacher {t_variant} (val AUC {100 * t_auc:.2f}) does not beat "
+            f"{s_variant}, the same student trained without distillation for {cfg.epochs} "
+            f"epochs (val AUC {100 * s_auc:.2f}), on half {half} of val ({kind}); distilling "
+            f"from a weaker teacher cannot help: train a stronger teacher (more epochs, "
+            f"another trunk) or pass --set teacher_check=false to distil anyway")
+    logger.info(f"{cfg.variant()}: teacher {t_variant} val AUC {100 * t_auc:.2f} beats "
+                f"{s_variant} {100 * s_auc:.2f}; distilling")
+    return result
 
 
 @dataclass
@@ -594,24 +760,18 @@ class FNDCLRecipe(L.Recipe):
         cfg, run = self.cfg, Run(self.run)
         self.worker, device = worker, worker.device
         data = load_outfit_set(run, cfg.set_name)
-        backbone = cfg.resolved_backbone()
-        self.transform = None
-        if cfg.frozen_features:
-            self.table = torch.from_numpy(load_item_table(run, data, backbone)).to(device)
-        else:
-            self.table = torch.from_numpy(load_item_images(run, data, cfg.image_size)).to(device)
-
-            def transform(rows: torch.Tensor) -> torch.Tensor:
-                return M.preprocess_images(rows.cpu(), cfg.image_size).to(device)
-
-            self.transform = transform
+        backbone, frozen = cfg.resolved_backbone(), cfg.resolved_frozen()
+        self._spec = M.ModelSpec(n_users=data.n_users, backbone=backbone, dim=cfg.dim,
+                                 heads=cfg.heads, hidden=cfg.resolved_hidden(),
+                                 frozen_features=frozen)
+        table, self.transform = item_inputs(run, data, self._spec, cfg.image_size, device)
+        self.table = table.to(device)
         neighbors = load_neighbors(run, data)
         self.neighbors = torch.from_numpy(neighbors) if neighbors is not None else None
-        self._spec = M.ModelSpec(n_users=data.n_users, backbone=backbone, dim=cfg.dim,
-                                 heads=cfg.heads, hidden=cfg.hidden,
-                                 frozen_features=cfg.frozen_features)
         model = M.FNDCLModel(self._spec)
-        if cfg.frozen_features:  # standardise with the items of the training outfits only
+        if not frozen and backbone in M.LITE_DIMS:  # fine-tuning starts from ImageNet
+            model.item_encoder.trunk.load_state_dict(M.make_lite(backbone).state_dict())
+        if frozen:  # standardise with the items of the training outfits only
             used = np.unique(np.r_[data.get("train", "posi")["outfits"].ravel(),
                                    data.get("train", "nega")["outfits"].ravel()])
             model.item_encoder.set_feature_stats(
@@ -629,17 +789,21 @@ class FNDCLRecipe(L.Recipe):
         self.pos_users = torch.from_numpy(self.pos["user"])
         self.pos_outfits = torch.from_numpy(self.pos["outfits"])
         self.all_neg = all_neg
+        self.neg_owners = torch.from_numpy(
+            positive_owners(self.pos["user"], self.pos["outfits"], all_neg.numpy()))
 
         # FND (Eq. 11-12): the frozen teacher's side, precomputed once.
         self.distillation = None
         if self.teacher:
-            teacher, tspec, _meta = load_model(run, MODEL, self.teacher)
-            t_table = torch.from_numpy(load_item_table(run, data, tspec.backbone))
+            teacher, tspec, tmeta = load_model(run, MODEL, self.teacher)
+            t_table, t_transform = item_inputs(run, data, tspec, tmeta["config"]["image_size"])
             self.distillation = M.Distillation.from_teacher(
-                teacher, t_table, self.pos_users, self.pos_outfits, all_neg, data.n_users)
+                teacher, t_table, self.pos_users, self.pos_outfits, all_neg, data.n_users,
+                t_transform)
             del teacher, t_table
 
-        self.val_users, val_outfits, self.val_labels = val_half_rows(data, cfg.val_half())
+        self.val_users, val_outfits, self.val_labels = val_half_rows(data, cfg.val_half(),
+                                                                     cfg.val_kind())
         self.val_users_t = torch.from_numpy(self.val_users)
         self.val_outfits_t = torch.from_numpy(val_outfits)
         self.gen = torch.Generator().manual_seed(cfg.seed * 1000 + worker.rank)
@@ -652,7 +816,7 @@ class FNDCLRecipe(L.Recipe):
         import torch
 
         c = self.cfg
-        return torch.optim.SGD(model.parameters(), lr=c.lr, momentum=c.momentum,
+        return torch.optim.SGD(model.parameters(), lr=c.resolved_lr(), momentum=c.momentum,
                                weight_decay=c.weight_decay)
 
     def train_epoch(self, model, optimizer, epoch: int) -> dict:
@@ -686,7 +850,8 @@ class FNDCLRecipe(L.Recipe):
             d = None
             if self.distillation is not None:
                 d = self.distillation.weights(users, negatives, cfg.resolved_alpha()).to(device)
-            loss = M.training_loss(out, cfg.loss, cfg.tau_fnd, d, cfg.tau_cl, cfg.lam)
+            valid = valid_negatives(self.neg_owners, users, negatives).to(device)
+            loss = M.training_loss(out, cfg.loss, cfg.tau_fnd, d, cfg.tau_cl, cfg.lam, valid)
             optimizer.zero_grad()
             loss.backward()  # under DDP: gradients averaged across the workers
             optimizer.step()
