@@ -31,7 +31,7 @@ def test_pipeline_runs_every_stage_then_skips_them(ray_head, tiny_hm, tmp_path, 
     assert PipelineConfig().stages[-1] == "evaluate_fndcl"
     assert main(["pipeline", str(tiny_hm), "--run", str(tmp_path / "run"), *DEMO]) == 0
     again = capsys.readouterr().out
-    assert "fndcl: not for H&M data; skipped" in again
+    assert "not for H&M data, skipped: fndcl_items, train_fndcl, evaluate_fndcl" in again
     # Every step up to date: nothing redone.
     after = Run(str(tmp_path / "run")).manifest()["steps"]
     assert {k: v["ended"] for k, v in after.items()} == {k: v["ended"] for k, v in steps.items()}
@@ -69,7 +69,7 @@ def test_outfits_pipeline_trains_and_evaluates_fndcl(ray_head, tmp_path, capsys)
     assert main(["pipeline", str(tmp_path / "src"), "--run", str(tmp_path / "run"),
                  *sets]) == 0
     out = capsys.readouterr().out
-    assert "features: not for outfit data; skipped" in out and "cold starters" in out
+    assert "not for outfit data, skipped: features," in out and "cold starters" in out
     steps = Run(str(tmp_path / "run")).manifest()["steps"]
     assert {"train_fndcl/teacher-npair", "train_fndcl/student-fndcl",
             "evaluate_fndcl/student-fndcl"} <= set(steps)

@@ -27,6 +27,7 @@ which :func:`format_summary` prints.
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import posixpath
 from collections import defaultdict
@@ -536,6 +537,12 @@ def paired_differences(run: Run, cfg: EvaluateRankingConfig, reference: str,
     return out
 
 
+# Whether summarize prints the table: `stylehub pipeline` turns it off while its evaluation
+# stages run and prints the final table once.
+SHOW_SUMMARY: contextvars.ContextVar[bool] = contextvars.ContextVar("show_summary",
+                                                                    default=True)
+
+
 def summarize(run: Run, cfg: EvaluateRankingConfig, force: bool = False) -> dict:
     """``eval/summary/``: table.json, table.txt and models.png over every complete evaluation;
     prints the table."""
@@ -563,8 +570,9 @@ def summarize(run: Run, cfg: EvaluateRankingConfig, force: bool = False) -> dict
             run.write_bytes(posixpath.join(rel, "table.txt"), text.encode())
             if cfg.plots and summary["models"]:
                 run.write_bytes(posixpath.join(rel, "models.png"), bars_png(summary))
-    for line in format_summary(summary):
-        logger.info(line)
+    if SHOW_SUMMARY.get():
+        for line in format_summary(summary):
+            logger.info(line)
     return summary
 
 

@@ -116,13 +116,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--outfits-run", default="")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--customers", type=int, default=3)
+    p.add_argument("--verbose", action="store_true", help="Ray's logs on the console too")
     args = p.parse_args(argv)
-    logs.setup()
-    try:
-        shown = serve_demo(args.run, args.outfits_run, args.port, args.customers)
-    except (urllib.error.URLError, FileNotFoundError) as exc:
-        logger.error(f"serve demo: {exc}")
-        return 2
+    with logs.console_session(logs.default_log_path(args.run, "serve-demo"), args.verbose):
+        try:
+            shown = serve_demo(args.run, args.outfits_run, args.port, args.customers)
+        except (urllib.error.URLError, FileNotFoundError) as exc:
+            logger.error(f"serve demo: {exc}")
+            return 2
     return 0 if len(shown) == args.customers else 1
 
 
