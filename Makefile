@@ -45,6 +45,8 @@ demo: $(STAMP)
 	$(VENV)/bin/stylehub generate outfits $(OUTFITS_SRC) --scale $(SCALE)
 	$(VENV)/bin/stylehub pipeline $(OUTFITS_SRC) --run $(OUTFITS_RUN) $(OUTFITS_SETS)
 	$(PY) -m stylehub_ray.serve.demo --run $(RUN) --outfits-run $(OUTFITS_RUN)
+	$(VENV)/bin/stylehub report --run $(RUN)
+	$(VENV)/bin/stylehub report --run $(OUTFITS_RUN)
 
 test: $(STAMP)
 	$(PY) -m pytest -q
