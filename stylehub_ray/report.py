@@ -64,7 +64,8 @@ def build_html(run: Run, cfg: ReportConfig) -> str:
                      for title, content in sections if content)
     return (f"<!doctype html>\n<html lang=en><head><meta charset=utf-8>"
             f"<meta name=viewport content='width=device-width, initial-scale=1'>"
-            f"<title>StyleHub run report</title><style>{CSS}</style></head><body>"
+            f"<title>StyleHub run report</title><link rel=icon href='data:,'>"
+            f"<style>{CSS}</style></head><body>"
             f"<h1>StyleHub run report</h1><p class=sub>{html.escape(run.uri)} &middot; "
             f"{len(manifest.get('steps', {}))} steps &middot; updated "
             f"{html.escape(str(manifest.get('updated', '')))}</p>\n{body}</body></html>\n")

@@ -76,6 +76,9 @@ def test_outfits_pipeline_trains_and_evaluates_fndcl(ray_head, tmp_path, capsys)
             "evaluate_fndcl/student-fndcl"} <= set(steps)
     auc = steps["evaluate_fndcl/student-fndcl"]["test"]["auc"]
     assert 0.5 < auc <= 1.0  # well above chance even after one epoch
+    assert main(["report", "--run", str(tmp_path / "run")]) == 0
+    page = (tmp_path / "run" / "report.html").read_text()
+    assert "FND-CL outfits" in page and "paper AUC" in page and "student-fndcl" in page
 
 
 def _check_report(run, capsys) -> None:

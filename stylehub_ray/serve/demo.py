@@ -89,15 +89,16 @@ def serve_demo(run: str, outfits_run: str = "", port: int = 8000, n: int = 3, k:
                 continue
             ids = [item["article_id"] for item in body["items"]]
             hits = [a for a in ids if a in test_bought]
-            logger.info(f"\ncustomer {customer_id[:16]}... ({body['path']}; bought "
+            logger.info(f"customer {customer_id[:16]}... ({body['path']}; bought "
                         f"{len(test_bought)} articles in the test week, {len(hits)} of them "
-                        f"among these {len(ids)})")
-            for rank, item in enumerate(body["items"], 1):
-                mark = " *" if item["article_id"] in test_bought else ""
-                logger.info(f"  {rank:2d}. {item['article_id']}  {item['score']:.3f}  "
-                            f"{item.get('prod_name') or ''} | "
-                            f"{item.get('product_type_name') or ''} | "
-                            f"{item.get('colour_group_name') or ''}{mark}")
+                        f"among these {len(ids)}, marked *)")
+            cells = [f"{rank:2d}. {item['article_id']} "
+                     f"{(item.get('prod_name') or '')[:14]:14s} "
+                     f"{(item.get('colour_group_name') or '')[:10]:10s}"
+                     f"{'*' if item['article_id'] in test_bought else ' '}"
+                     for rank, item in enumerate(body["items"], 1)]
+            for row in range(0, len(cells), 3):  # three to a line; * bought in the test week
+                logger.info("  " + "   ".join(cells[row:row + 3]))
             shown.append(body)
             if len(shown) == n:
                 break
