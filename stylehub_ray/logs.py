@@ -138,6 +138,7 @@ def console_session(path: str | None, verbose: bool = False) -> Iterator[str | N
                                                 "%(message)s"))
     root = logging.getLogger()
     previous = (_console, _console_err, _log_path)
+    root_level = root.level
     try:
         if real:
             _console = os.fdopen(os.dup(1), "w", buffering=1)
@@ -155,6 +156,7 @@ def console_session(path: str | None, verbose: bool = False) -> Iterator[str | N
         yield path
     finally:
         root.removeHandler(file_handler)
+        root.setLevel(root_level)
         file_handler.close()
         for stream in (sys.stdout, sys.stderr):
             with contextlib.suppress(Exception):

@@ -66,6 +66,20 @@ class PageData:
         return (tx.column("customer_idx").to_numpy(), tx.column("article_id").to_numpy(),
                 CustomerMap.load(self.run))
 
+    @functools.cached_property
+    def names(self) -> dict[int, dict]:
+        """article_id -> the attributes a card shows."""
+        from stylehub_ray.data.ingest import read_table
+
+        cols = ["prod_name", "product_type_name", "colour_group_name"]
+        t = read_table(self.run, "raw/articles", ["article_id", *cols])
+        values = [t.column(c).to_pylist() for c in cols]
+        return {int(a): dict(zip(cols, v)) for a, *v in zip(t.column("article_id").to_pylist(),
+                                                             *values)}
+
+    def describe(self, ids: list[str]) -> list[dict]:
+        return [{"article_id": a, **self.names.get(int(a), {})} for a in ids]
+
     def recent(self, customer_id: str, n: int = RECENT) -> list[str]:
         cust, art, cmap = self._history
         idx = cmap.lookup(customer_id)
@@ -158,10 +172,10 @@ def add_page(app: FastAPI, run: str, outfits_run: str) -> None:
         return {"customers": data.customers}
 
     def history(customer_id: str) -> dict:
-        return {"customer_id": customer_id, "recent": data.recent(customer_id)}
+        return {"customer_id": customer_id, "recent": data.describe(data.recent(customer_id))}
 
     def articles(n: int = 12, seed: int | None = None) -> dict:
-        return {"articles": data.sample_articles(min(max(n, 1), 48), seed)}
+        return {"articles": data.describe(data.sample_articles(min(max(n, 1), 48), seed))}
 
     def outfit_items(set_name: str = "", n: int = 8, seed: int | None = None) -> dict:
         sets = sorted({s for s, _, _ in data.items})

@@ -44,7 +44,7 @@ async function lookUp(customerId) {
     out.replaceChildren(
       el("div", {class: "tag", text: `recent purchases (${hist.recent.length})`}),
       el("div", {class: "cards", id: "recent-cards"},
-         hist.recent.map((a) => articleCard({article_id: a}))),
+         hist.recent.map((item) => articleCard(item))),
       el("div", {class: "tag",
                  text: `recommendations: answered by the ${rec.path} path` +
                        (rec.ranked_by ? `, ranked by ${rec.ranked_by}` : "")}),
@@ -85,10 +85,10 @@ async function similarToUpload(file) {
 
 async function loadArticles() {
   const body = await api(`/ui/articles?n=8&seed=${Math.floor(Math.random() * 1e6)}`);
-  $("pick-articles").replaceChildren(...body.articles.map((a) => {
-    const card = articleCard({article_id: a});
+  $("pick-articles").replaceChildren(...body.articles.map((item) => {
+    const card = articleCard(item);
     card.classList.add("pick");
-    card.addEventListener("click", () => similarTo(a));
+    card.addEventListener("click", () => similarTo(item.article_id));
     return card;
   }));
 }
