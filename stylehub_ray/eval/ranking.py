@@ -632,12 +632,13 @@ def format_summary(summary: dict) -> list[str]:
                      f"{oracle['customers']:,} customers)")
     for diff in (summary.get("differences"), summary.get("differences_ranker")):
         for key, setting in (("intervals", "bought dropped"), ("intervals_keep", "bought kept")):
-            if diff and diff.get(key):
+            if diff and diff.get(key):  # one line per reference and setting
                 lines.append(f"{diff['reference']} minus each model, {diff['metric']}, "
-                             f"{setting}, paired 95% bootstrap interval:")
-                for label, (lo, hi) in diff[key].items():
-                    verdict = "better" if lo > 0 else "worse" if hi < 0 else "not separable"
-                    lines.append(f"  vs {label:20s} [{lo:+.4f}, {hi:+.4f}]  {verdict}")
+                             f"{setting}, paired 95% bootstrap interval: " + "; ".join(
+                                 f"vs {label} [{lo:+.4f}, {hi:+.4f}] "
+                                 + ("better" if lo > 0 else "worse" if hi < 0
+                                    else "not separable")
+                                 for label, (lo, hi) in diff[key].items()))
     for label, res in sorted(summary["models"].items()):
         ranker = res.get("ranker")
         if ranker:
