@@ -56,9 +56,9 @@ def build_html(run: Run, cfg: ReportConfig) -> str:
     manifest = run.manifest()
     sections = [("Stages", _timeline(manifest)), ("Data quality", _quality(run, manifest)),
                 ("Ranking on the test week", _ranking(run)),
+                ("Customers: recent purchases and recommendations", _customers(run, cfg)),
                 ("Contrastive item model", _contrastive(run)),
                 ("FND-CL outfits", _fndcl(run)),
-                ("Customers: recent purchases and recommendations", _customers(run, cfg)),
                 ("Plots", _plots(run))]
     body = "\n".join(f"<section><h2>{html.escape(title)}</h2>\n{content}</section>"
                      for title, content in sections if content)
@@ -76,7 +76,8 @@ body{font:14px/1.4 system-ui,sans-serif;margin:24px;color:#222;max-width:1400px}
 h1{margin:0}.sub{color:#666;margin-top:4px}h2{border-bottom:1px solid #ddd;padding-bottom:4px}
 table{border-collapse:collapse;margin:8px 0}td,th{padding:3px 8px;border-bottom:1px solid #eee;
 text-align:right;white-space:nowrap}th{background:#f6f6f6}td.l,th.l{text-align:left}
-td.w{white-space:normal;text-align:left;min-width:300px}
+td.w{white-space:normal;text-align:left;min-width:300px;max-width:520px}
+summary{cursor:pointer}
 .bar{background:#4a7bd0;height:10px;display:inline-block;vertical-align:middle}
 .gantt{position:relative;width:360px;height:12px;background:#f3f3f3}
 .gantt span{position:absolute;height:12px;background:#4a7bd0}
@@ -110,13 +111,15 @@ def _timeline(manifest: dict) -> str:
             bar = (f"<div class=gantt><span style='left:{left:.2f}%;width:{width:.2f}%'>"
                    "</span></div>")
         total = entry.get("timings", {}).get("total_s")
+        counts = html.escape(_counts_text(entry.get("counts", {})))
+        if len(counts) > 90:  # the whole text one click away
+            counts = f"<details><summary>{counts[:90]}&hellip;</summary>{counts}</details>"
         rows.append([key, entry.get("status", ""), str(entry.get("started", ""))[:19],
-                     f"{total:,.1f}" if isinstance(total, (int, float)) else "", bar,
-                     _counts_text(entry.get("counts", {}))])
+                     f"{total:,.1f}" if isinstance(total, (int, float)) else "", bar, counts])
     return (f"<p>{len(steps)} steps from {t0:%Y-%m-%d %H:%M:%S} to {t1:%H:%M:%S} UTC; a step "
             "that was up to date keeps the times of the run that made it.</p>"
             + _table(["step", "status", "started", "time s", "when", "counts"], rows,
-                     left={0, 1, 2}, raw={4}, wrap={5}))
+                     left={0, 1, 2, 5}, raw={4, 5}, wrap={5}))
 
 
 def _when(text) -> datetime | None:
@@ -433,7 +436,7 @@ def _data_uri(run: Run, rel: str, mime: str) -> str:
 def _table(heads: list[str], rows: list[list], left: set[int] = frozenset(),
            raw: set[int] = frozenset(), wrap: set[int] = frozenset()) -> str:
     def cell(tag: str, i: int, v) -> str:
-        cls = " class=l" if i in left else " class=w" if i in wrap and tag == "td" else ""
+        cls = " class=w" if i in wrap and tag == "td" else " class=l" if i in left else ""
         text = str(v) if i in raw else html.escape(str(v))
         return f"<{tag}{cls}>{text}</{tag}>"
 
