@@ -48,7 +48,7 @@ def write_report(run: Run, cfg: ReportConfig | None = None, force: bool = False)
     page = build_html(run, cfg)
     run.write_bytes(OUT, page.encode())
     where = run.uri_of(OUT)
-    logger.info(f"report: {where} ({len(page) / 1e6:.1f} MB)")
+    logger.info(f"report: {where} ({len(page) / 1e3:,.0f} kB)")
     return where
 
 

@@ -15,7 +15,8 @@ import urllib.request
 from stylehub_ray import logs
 from stylehub_ray.run import Run
 
-logger = logging.getLogger(__name__)
+# By name: run as `python -m stylehub_ray.serve.demo` its __name__ is "__main__".
+logger = logging.getLogger("stylehub_ray.serve.demo")
 
 
 def _get(url: str, timeout: float = 120.0) -> dict:
