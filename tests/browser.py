@@ -88,5 +88,6 @@ def screenshot(driver, name: str) -> None:
         return
     height = driver.execute_script("return document.body.scrollHeight")
     driver.set_window_size(1300, min(max(height + 40, 800), 4000))
+    driver.execute_script("window.scrollTo(0, 0)")
     os.makedirs(folder, exist_ok=True)
     driver.save_screenshot(os.path.join(folder, f"{name}.png"))
