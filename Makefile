@@ -29,7 +29,7 @@ PIP_CONSTRAINT := $(if $(HAS_CUDA),,-c constraints-cpu.txt)
 export RAY_USAGE_STATS_ENABLED ?= 0
 export RAY_AUTH_MODE ?= token
 
-.PHONY: demo test test-cluster install lint bench clean
+.PHONY: demo test test-cluster install lint bench clean browser
 
 $(STAMP): pyproject.toml constraints-cpu.txt
 	test -d $(VENV) || python3 -m venv $(VENV)
@@ -37,6 +37,17 @@ $(STAMP): pyproject.toml constraints-cpu.txt
 	$(if $(HAS_CUDA),,$(PY) -m pip install -q torch==2.13.0)
 	$(PY) -m pip install -q $(PIP_CONSTRAINT) -e '.[dev]'
 	touch $(STAMP)
+
+# The browser tests' chromium and its driver (Debian's packages, as root); elsewhere they are
+# left out and those tests skip saying why.
+browser:
+	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  (apt-get install -y -q chromium chromium-driver >/dev/null 2>&1 || \
+	   (apt-get update -q >/dev/null 2>&1 && \
+	    apt-get install -y -q chromium chromium-driver >/dev/null 2>&1)) || \
+	  echo "chromium could not be installed: the browser tests will skip"; \
+	else echo "no chromium (install chromium and chromium-driver as root): the browser tests will skip"; fi
 
 install: $(STAMP)
 
@@ -46,8 +57,10 @@ demo: $(STAMP)
 	$(VENV)/bin/stylehub generate outfits $(OUTFITS_SRC) --scale $(SCALE)
 	$(VENV)/bin/stylehub pipeline $(OUTFITS_SRC) --run $(OUTFITS_RUN) $(OUTFITS_SETS)
 	$(PY) -m stylehub_ray.serve.demo --run $(RUN) --outfits-run $(OUTFITS_RUN)
+	$(VENV)/bin/stylehub report --run $(RUN)
+	$(VENV)/bin/stylehub report --run $(OUTFITS_RUN)
 
-test: $(STAMP)
+test: $(STAMP) browser
 	$(PY) -m pytest -q
 
 # Several Ray nodes on this machine (the fake autoscaler with cluster.yaml's node types);

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 
 from stylehub_ray import config as C
 from stylehub_ray import logs, registry
@@ -15,6 +14,9 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                    help="override one setting (repeatable)")
     p.add_argument("--force", action="store_true", help="redo the stage even if up to date")
+    p.add_argument("--verbose", action="store_true",
+                   help="show Ray's and the libraries' logs on the console too (by default "
+                        "they go to a log file in the run, RUN/logs/)")
 
 
 def _stage_arguments(name: str, p: argparse.ArgumentParser) -> None:
@@ -80,12 +82,24 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logs.setup()
-    try:
-        return _dispatch(args)
-    except (ValueError, FileNotFoundError) as exc:
-        print(f"stylehub {args.command}: error: {exc}", file=sys.stderr)
-        return 2
+    command = " ".join(w for w in (args.command, getattr(args, "what", None)) if w)
+    where = getattr(args, "run", None) or None
+    with logs.console_session(logs.default_log_path(where, command),
+                              verbose=args.verbose) as log_file:
+        try:
+            return _dispatch(args)
+        except (ValueError, FileNotFoundError) as exc:
+            print(f"stylehub {command}: error: {exc}", file=logs.console_err())
+            return 2
+        except BaseException as exc:
+            if log_file is None or isinstance(exc, (KeyboardInterrupt, SystemExit)):
+                raise
+            import traceback
+
+            traceback.print_exc()  # into the log file
+            print(f"stylehub {command}: failed: {type(exc).__name__}: {exc}\n"
+                  f"  the traceback and Ray's logs are in {log_file}", file=logs.console_err())
+            return 1
 
 
 def _config(name: str, args: argparse.Namespace, sets: list[str] | None = None, **given):
@@ -113,11 +127,11 @@ def _dispatch(args: argparse.Namespace) -> int:
     if name == "generate_hm":
         cfg = _config(name, args, scale=args.scale, seed=args.seed,
                       images=False if args.no_images else None)
-        print(json.dumps(fn(args.out, cfg, force=args.force), indent=2))
+        _say_generated(args.out, fn(args.out, cfg, force=args.force))
     elif name == "generate_outfits":
         cfg = _config(name, args, scale=args.scale, seed=args.seed)
-        summary = fn(args.out, scale=cfg.scale, seed=cfg.seed, image_size=cfg.image_size)
-        print(json.dumps(summary, indent=2, default=str))
+        _say_generated(args.out, fn(args.out, scale=cfg.scale, seed=cfg.seed,
+                                    image_size=cfg.image_size))
     elif name == "tune":
         from stylehub_ray.tune.sweep import load_tune_config
 
@@ -167,6 +181,26 @@ def _dispatch(args: argparse.Namespace) -> int:
     else:
         fn(Run(args.run), _config(name, args), force=args.force)
     return 0
+
+
+def _say_generated(out: str, summary: dict) -> None:
+    """One line for a generated source (its counts; the whole summary in the log file)."""
+    import logging
+
+    log = logging.getLogger(__name__)
+    if "sets" in summary:  # outfits: one part per set
+        parts = [f"set {name}: {s['users']} users, "
+                 f"{sum(s['items'].values()):,} items, {s['rows'].get('train_posi', 0):,} "
+                 f"training outfits" for name, s in summary["sets"].items()]
+        log.info(f"generated outfits in {out}: {summary.get('images', 0):,} images; "
+                 + "; ".join(parts))
+    else:
+        log.info(f"generated H&M data in {out}: " + ", ".join(
+            f"{summary[k]:,} {k.replace('_', ' ')}" for k in
+            ("articles", "customers", "transactions", "images", "articles_without_image")
+            if isinstance(summary.get(k), int))
+            + (f" in {summary['total_s']:.0f} s" if "total_s" in summary else ""))
+    logs.detail(json.dumps(summary, indent=2, default=str))
 
 
 def _split_sets(sets: list[str]) -> dict[str, list[str]]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from stylehub_ray import registry
+from stylehub_ray import logs, registry
 from stylehub_ray.run import Run
 
 logger = logging.getLogger(__name__)
@@ -13,29 +13,52 @@ logger = logging.getLogger(__name__)
 def run_pipeline(source: str, run_uri: str, configs: dict, force: bool = False) -> dict:
     """Run the stages in ``configs["pipeline"].stages`` on ``source`` into ``run_uri``, each
     with its config from ``configs[stage]`` (names as in :mod:`stylehub_ray.registry`); returns
-    the manifest. A stage that does not apply to the source's layout (features on outfits) is
-    skipped with a note."""
+    the manifest. The stages that do not apply to the source's layout (features on outfits)
+    are skipped, named in one line."""
     from stylehub_ray.data.ingest import POLYVORE, detect_layout
+    from stylehub_ray.eval.ranking import SHOW_SUMMARY
 
     run = Run(run_uri)
     outfits = detect_layout(source) == POLYVORE
-    for name in registry.expand_pipeline(configs["pipeline"].stages):
-        stage = registry.stage(name)
-        if stage.layout != registry.ANY and (stage.layout == registry.OUTFITS) != outfits:
-            logger.info(f"{name}: not for {'outfit' if outfits else 'H&M'} data; skipped")
-            continue
-        fn = registry.resolve(stage.function)
-        cfg = configs[name]
-        if name == "ingest":
-            fn(source, run, cfg, force=force)
-        elif name == "pairs":
-            fn(run, cfg, "text", force=force)  # the text pairs the contrastive model uses
-        elif name == "train_fndcl":
-            _fndcl_teacher_then_student(fn, run, cfg, force)
-        else:
-            fn(run, cfg, force=force)
+    names = registry.expand_pipeline(configs["pipeline"].stages)
+    # Each evaluation stage would print the whole summary table again; it is printed once, at
+    # the end.
+    not_for = [n for n in names if registry.stage(n).layout not in (registry.ANY, (
+        registry.OUTFITS if outfits else registry.HM))]
+    if not_for:
+        logger.info(f"not for {'outfit' if outfits else 'H&M'} data, skipped: "
+                    f"{', '.join(not_for)}")
+    token = SHOW_SUMMARY.set(False)
+    try:
+        for name in logs.progress([n for n in names if n not in not_for], "pipeline",
+                                  unit="stages", every_s=60):
+            _run_stage(name, source, run, configs[name], force)
+    finally:
+        SHOW_SUMMARY.reset(token)
+    log_evaluation_summary(run)
     log_run_summary(run)
     return run.manifest()
+
+
+def _run_stage(name: str, source: str, run: Run, cfg, force: bool) -> None:
+    fn = registry.resolve(registry.stage(name).function)
+    if name == "ingest":
+        fn(source, run, cfg, force=force)
+    elif name == "pairs":
+        fn(run, cfg, "text", force=force)  # the text pairs the contrastive model uses
+    elif name == "train_fndcl":
+        _fndcl_teacher_then_student(fn, run, cfg, force)
+    else:
+        fn(run, cfg, force=force)
+
+
+def log_evaluation_summary(run: Run) -> None:
+    """The ranking summary table (every model, baseline and the oracle), once."""
+    from stylehub_ray.eval.ranking import SUMMARY, format_summary
+
+    if run.is_complete(SUMMARY):
+        for line in format_summary(run.read_json(f"{SUMMARY}/table.json")):
+            logger.info(line)
 
 
 def _fndcl_teacher_then_student(train_fndcl, run: Run, student, force: bool) -> None:
@@ -48,29 +71,36 @@ def _fndcl_teacher_then_student(train_fndcl, run: Run, student, force: bool) -> 
     train_fndcl(run, replace(student, stage="student", loss=loss), force=force)
 
 
-def log_run_summary(run: Run) -> None:
-    """The summary table `make demo` ends with: what each stage did, its counts and time."""
+def log_run_summary(run: Run, width: int = 100) -> None:
+    """What the run holds, in a few lines: its steps, their status and time (the counts are in
+    each stage's own lines, the manifest and the report)."""
+    import textwrap
+
     steps = run.manifest()["steps"]
+    ordered = sorted(steps.items(), key=lambda kv: kv[1].get("started", ""))
+    status: dict[str, int] = {}
+    for _, entry in ordered:
+        status[entry.get("status", "?")] = status.get(entry.get("status", "?"), 0) + 1
+    total = sum(float(e.get("timings", {}).get("total_s", 0) or 0) for _, e in ordered)
     logger.info("")
-    logger.info(f"run {run.uri}")
-    logger.info(f"{'stage':12s} {'status':10s} {'time s':>8s}  counts")
-    for key, entry in sorted(steps.items(), key=lambda kv: kv[1].get("started", "")):
-        counts = entry.get("counts", {})
-        parts = []
-        for table, c in counts.items():
-            if isinstance(c, dict) and "read" in c:
-                parts.append(f"{table} {c['kept']:,}/{c['read']:,} kept, "
-                             f"{c['quarantined']:,} quarantined")
-            elif isinstance(c, dict):
-                parts.append(f"{table} " + ", ".join(
-                    f"{k} {v:,}" if isinstance(v, (int, float)) else f"{k} {v}"
-                    for k, v in c.items()))
-        total = entry.get("timings", {}).get("total_s", "")
-        logger.info(f"{key:12s} {entry.get('status', ''):10s} {total:>8}  " + "; ".join(parts))
+    logger.info(f"run {run.uri}: {len(steps)} step{'s' * (len(steps) != 1)} ("
+                + ", ".join(f"{n} {s}" for s, n in sorted(status.items()))
+                + f"), {total / 60:.1f} min of stage time")
+    times = ", ".join(f"{key} {_seconds(e.get('timings', {}).get('total_s'))}"
+                      for key, e in ordered)
+    for line in textwrap.wrap(times, width, initial_indent="  ", subsequent_indent="  "):
+        logger.info(line)
     gen = steps.get("ingest", {}).get("generator")
     if gen:
         logger.info(f"generated data: generator {gen['version']}, parameters {gen['params_hash']}")
         log_oracle_summary(run)
+
+
+def _seconds(value) -> str:
+    try:
+        return f"{float(value):.0f}s" if float(value) >= 1 else f"{float(value):.1f}s"
+    except (TypeError, ValueError):
+        return "-"
 
 
 def log_oracle_summary(run: Run, k: int = 12) -> dict | None:

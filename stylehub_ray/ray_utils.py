@@ -53,3 +53,18 @@ def worker_cached(ref, build=None):
         value = ray.get(ref)
         _WORKER_CACHE[key] = build(value) if build else value
     return _WORKER_CACHE[key]
+
+
+def gather(refs: list, desc: str, unit: str = "tasks") -> list:
+    """``ray.get(refs)`` with a progress bar (:func:`stylehub_ray.logs.progress`) as they
+    finish; results in the order of ``refs``."""
+    import ray
+
+    from stylehub_ray.logs import progress
+
+    pending = list(refs)
+    with progress(None, desc, total=len(refs), unit=unit) as bar:
+        while pending:
+            done, pending = ray.wait(pending, num_returns=1)
+            bar.update(len(done))
+    return ray.get(list(refs))

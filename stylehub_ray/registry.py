@@ -108,6 +108,8 @@ STAGES: tuple[Stage, ...] = (
           "stylehub_ray.tune.sweep:TuneSweepConfig", "stylehub_ray.tune.sweep:tune_model"),
     Stage("serve", ("serve",), "serve the trained models over HTTP (Ray Serve)",
           "stylehub_ray.serve.settings:ServeConfig", "stylehub_ray.serve.app:serve_forever"),
+    Stage("report", ("report",), "one self-contained HTML page of the run: RUN/report.html",
+          "stylehub_ray.report:ReportConfig", "stylehub_ray.report:write_report"),
     Stage("pipeline", ("pipeline",), "every stage that exists, idempotent",
           "stylehub_ray.config:PipelineConfig", "stylehub_ray.pipeline:run_pipeline"),
 )

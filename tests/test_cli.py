@@ -29,9 +29,10 @@ def test_pipeline_runs_every_stage_then_skips_them(ray_head, tiny_hm, tmp_path, 
         assert any(k.split("/")[0] == stage for k in steps), (stage, sorted(steps))
     assert all(s["status"] == "complete" for s in steps.values())
     assert PipelineConfig().stages[-1] == "evaluate_fndcl"
+    _check_report(tmp_path / "run", capsys)
     assert main(["pipeline", str(tiny_hm), "--run", str(tmp_path / "run"), *DEMO]) == 0
     again = capsys.readouterr().out
-    assert "fndcl: not for H&M data; skipped" in again
+    assert "not for H&M data, skipped: fndcl_items, train_fndcl, evaluate_fndcl" in again
     # Every step up to date: nothing redone.
     after = Run(str(tmp_path / "run")).manifest()["steps"]
     assert {k: v["ended"] for k, v in after.items()} == {k: v["ended"] for k, v in steps.items()}
@@ -69,9 +70,29 @@ def test_outfits_pipeline_trains_and_evaluates_fndcl(ray_head, tmp_path, capsys)
     assert main(["pipeline", str(tmp_path / "src"), "--run", str(tmp_path / "run"),
                  *sets]) == 0
     out = capsys.readouterr().out
-    assert "features: not for outfit data; skipped" in out and "cold starters" in out
+    assert "not for outfit data, skipped: features," in out and "cold starters" in out
     steps = Run(str(tmp_path / "run")).manifest()["steps"]
     assert {"train_fndcl/teacher-npair", "train_fndcl/student-fndcl",
             "evaluate_fndcl/student-fndcl"} <= set(steps)
     auc = steps["evaluate_fndcl/student-fndcl"]["test"]["auc"]
     assert 0.5 < auc <= 1.0  # well above chance even after one epoch
+    assert main(["report", "--run", str(tmp_path / "run")]) == 0
+    page = (tmp_path / "run" / "report.html").read_text()
+    assert "FND-CL outfits" in page and "paper AUC" in page and "student-fndcl" in page
+
+
+def _check_report(run, capsys) -> None:
+    """`stylehub report`: one HTML file with every section, the photo cards embedded, nothing
+    fetched from elsewhere."""
+    import re
+
+    assert main(["report", "--run", str(run)]) == 0
+    assert f"report: {run / 'report.html'}" in capsys.readouterr().out
+    page = (run / "report.html").read_text()
+    for section in ("Stages", "Data quality", "Ranking on the test week", "of the oracle",
+                    "Customers: recent purchases and recommendations", "Plots"):
+        assert section in page, section
+    assert page.count("<img src='data:image/jpeg;base64,") >= 12  # the photo cards
+    assert "data:image/png;base64," in page  # the plots
+    assert "answered by the" in page and "test week (green)" in page
+    assert not re.search(r"""(src|href)=['"]?(https?:)?//""", page)  # no external asset

@@ -30,7 +30,7 @@ LAYERS = {
     "eval": 6,
     "tune": 7,
     "serve": 8,
-    "pipeline": 9, "cli": 9, "__main__": 9,
+    "pipeline": 9, "cli": 9, "__main__": 9, "report": 9,
 }
 
 # Violations other work is still removing: (importer module, imported module). Each must still

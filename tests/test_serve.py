@@ -588,6 +588,70 @@ def test_demo_prints_three_customers_fetched_over_http(base, serve_port, hm_run,
         assert s["customer_id"][:12] in text and s["items"][0]["article_id"] in text
 
 
+# --------------------------------------------------------------------------------------------
+# In a real browser (chromium, headless, off the network): the demo page at / and the report
+# --------------------------------------------------------------------------------------------
+def test_demo_page_in_a_browser(base, hm_run, tmp_path):
+    """Customer lookup shows their purchases and recommendations as photos; a photo upload
+    shows similar items; the outfit picker scores an outfit; no request fails."""
+    from browser import chromium_driver, failed_requests, images, screenshot, wait_until
+    from selenium.webdriver.common.by import By
+
+    from stylehub_ray.data.ingest import read_table
+
+    t = read_table(hm_run, "raw/images").to_pandas()
+    photo = Path(t[t.status == "present"].iloc[0].path)
+    driver = chromium_driver()
+    try:
+        driver.get(f"{base}/")
+        wait_until(lambda: "run " in driver.find_element(By.ID, "status").text)
+        driver.find_element(By.ID, "random-customer").click()
+        wait_until(lambda: driver.find_elements(By.CSS_SELECTOR, "#rec-cards .card img"))
+        loaded = lambda css: wait_until(  # noqa: E731 - every image of css decoded
+            lambda: (imgs := images(driver, css)) and all(c for c, _, _ in imgs) and imgs)
+        recs = loaded("#rec-cards img")
+        assert len(recs) == 12 and all(w > 0 for _, w, _ in recs), recs
+        assert all(w > 0 for _, w, _ in loaded("#recent-cards img"))
+        assert "answered by the" in driver.find_element(By.ID, "customer-out").text
+        driver.find_element(By.ID, "photo-upload").send_keys(str(photo))
+        similar = wait_until(lambda: driver.find_elements(By.CSS_SELECTOR,
+                                                          "#similar-cards .card"))
+        assert f"{int(t[t.status == 'present'].iloc[0].article_id):010d}" in similar[0].text
+        assert all(w > 0 for _, w, _ in loaded("#similar-cards img"))
+        wait_until(lambda: len(images(driver, "#outfit-picker img")) >= 3)
+        assert all(w > 0 for _, w, _ in loaded("#outfit-picker img"))
+        driver.find_element(By.ID, "score-user").click()
+        score = wait_until(lambda: driver.find_elements(By.ID, "outfit-score"))
+        assert score[0].text.startswith("score ")
+        assert failed_requests(driver) == []
+        screenshot(driver, "demo-page")
+    finally:
+        driver.quit()
+
+
+def test_report_in_a_browser(hm_run, tmp_path):
+    """The report of a run with recommendations: the photo cards show real images, nothing
+    is fetched from the network, no request fails."""
+    from browser import chromium_driver, failed_requests, images, screenshot
+
+    from stylehub_ray.eval.recommend import RecommendConfig, recommend
+    from stylehub_ray.report import ReportConfig, write_report
+
+    driver = chromium_driver()  # skips first when there is no browser
+    try:
+        run = copy_run(hm_run, tmp_path / "run")
+        recommend(run, RecommendConfig(actors=1, n_candidates=50))
+        page = write_report(run, ReportConfig(customers=2))
+        driver.get(f"file://{page}")
+        cards = images(driver, ".card img")
+        assert len(cards) >= 12 and all(c and w > 0 for c, w, _ in cards), cards
+        assert all(src.startswith("data:image/") for _, _, src in images(driver))
+        assert failed_requests(driver) == []
+        screenshot(driver, "report")
+    finally:
+        driver.quit()
+
+
 # ------------------------------------------------------------------------------------------
 # serve deploy serve_config.yaml, and a new run without failed requests (runs last)
 # ------------------------------------------------------------------------------------------
@@ -671,3 +735,4 @@ def test_serve_deploy_config_then_a_new_run_without_failed_requests(
     failed = [r for r in results if r[0] != 200]
     assert during > 0 and not failed, failed[:5]
     assert serve.status().applications[APP_NAME].status == "RUNNING"
+

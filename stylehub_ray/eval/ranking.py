@@ -27,6 +27,7 @@ which :func:`format_summary` prints.
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import posixpath
 from collections import defaultdict
@@ -536,6 +537,12 @@ def paired_differences(run: Run, cfg: EvaluateRankingConfig, reference: str,
     return out
 
 
+# Whether summarize prints the table: `stylehub pipeline` turns it off while its evaluation
+# stages run and prints the final table once.
+SHOW_SUMMARY: contextvars.ContextVar[bool] = contextvars.ContextVar("show_summary",
+                                                                    default=True)
+
+
 def summarize(run: Run, cfg: EvaluateRankingConfig, force: bool = False) -> dict:
     """``eval/summary/``: table.json, table.txt and models.png over every complete evaluation;
     prints the table."""
@@ -563,8 +570,9 @@ def summarize(run: Run, cfg: EvaluateRankingConfig, force: bool = False) -> dict
             run.write_bytes(posixpath.join(rel, "table.txt"), text.encode())
             if cfg.plots and summary["models"]:
                 run.write_bytes(posixpath.join(rel, "models.png"), bars_png(summary))
-    for line in format_summary(summary):
-        logger.info(line)
+    if SHOW_SUMMARY.get():
+        for line in format_summary(summary):
+            logger.info(line)
     return summary
 
 
@@ -624,12 +632,13 @@ def format_summary(summary: dict) -> list[str]:
                      f"{oracle['customers']:,} customers)")
     for diff in (summary.get("differences"), summary.get("differences_ranker")):
         for key, setting in (("intervals", "bought dropped"), ("intervals_keep", "bought kept")):
-            if diff and diff.get(key):
+            if diff and diff.get(key):  # one line per reference and setting
                 lines.append(f"{diff['reference']} minus each model, {diff['metric']}, "
-                             f"{setting}, paired 95% bootstrap interval:")
-                for label, (lo, hi) in diff[key].items():
-                    verdict = "better" if lo > 0 else "worse" if hi < 0 else "not separable"
-                    lines.append(f"  vs {label:20s} [{lo:+.4f}, {hi:+.4f}]  {verdict}")
+                             f"{setting}, paired 95% bootstrap interval: " + "; ".join(
+                                 f"vs {label} [{lo:+.4f}, {hi:+.4f}] "
+                                 + ("better" if lo > 0 else "worse" if hi < 0
+                                    else "not separable")
+                                 for label, (lo, hi) in diff[key].items()))
     for label, res in sorted(summary["models"].items()):
         ranker = res.get("ranker")
         if ranker:

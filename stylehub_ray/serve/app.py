@@ -51,6 +51,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from stylehub_ray.run import Run
 from stylehub_ray.serve import core
+from stylehub_ray.serve.page import add_page
 from stylehub_ray.serve.schemas import (
     ARTICLE_ID_PATTERN,
     ARTICLE_IDS_PATTERN,
@@ -447,6 +448,7 @@ class Ingress:
                         "body.",
             version="0.2.0")
         install_errors(app)
+        add_page(app, self.cfg.run, self.cfg.outfits_run)  # the browser demo at /
         app.add_api_route("/healthz", self.healthz, methods=["GET"])
         routes = {
             "recommend": [

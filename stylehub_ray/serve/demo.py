@@ -15,7 +15,8 @@ import urllib.request
 from stylehub_ray import logs
 from stylehub_ray.run import Run
 
-logger = logging.getLogger(__name__)
+# By name: run as `python -m stylehub_ray.serve.demo` its __name__ is "__main__".
+logger = logging.getLogger("stylehub_ray.serve.demo")
 
 
 def _get(url: str, timeout: float = 120.0) -> dict:
@@ -89,15 +90,16 @@ def serve_demo(run: str, outfits_run: str = "", port: int = 8000, n: int = 3, k:
                 continue
             ids = [item["article_id"] for item in body["items"]]
             hits = [a for a in ids if a in test_bought]
-            logger.info(f"\ncustomer {customer_id[:16]}... ({body['path']}; bought "
+            logger.info(f"customer {customer_id[:16]}... ({body['path']}; bought "
                         f"{len(test_bought)} articles in the test week, {len(hits)} of them "
-                        f"among these {len(ids)})")
-            for rank, item in enumerate(body["items"], 1):
-                mark = " *" if item["article_id"] in test_bought else ""
-                logger.info(f"  {rank:2d}. {item['article_id']}  {item['score']:.3f}  "
-                            f"{item.get('prod_name') or ''} | "
-                            f"{item.get('product_type_name') or ''} | "
-                            f"{item.get('colour_group_name') or ''}{mark}")
+                        f"among these {len(ids)}, marked *)")
+            cells = [f"{rank:2d}. {item['article_id']} "
+                     f"{(item.get('prod_name') or '')[:14]:14s} "
+                     f"{(item.get('colour_group_name') or '')[:10]:10s}"
+                     f"{'*' if item['article_id'] in test_bought else ' '}"
+                     for rank, item in enumerate(body["items"], 1)]
+            for row in range(0, len(cells), 3):  # three to a line; * bought in the test week
+                logger.info("  " + "   ".join(cells[row:row + 3]))
             shown.append(body)
             if len(shown) == n:
                 break
@@ -116,13 +118,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--outfits-run", default="")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--customers", type=int, default=3)
+    p.add_argument("--verbose", action="store_true", help="Ray's logs on the console too")
     args = p.parse_args(argv)
-    logs.setup()
-    try:
-        shown = serve_demo(args.run, args.outfits_run, args.port, args.customers)
-    except (urllib.error.URLError, FileNotFoundError) as exc:
-        logger.error(f"serve demo: {exc}")
-        return 2
+    with logs.console_session(logs.default_log_path(args.run, "serve-demo"), args.verbose):
+        try:
+            shown = serve_demo(args.run, args.outfits_run, args.port, args.customers)
+        except (urllib.error.URLError, FileNotFoundError) as exc:
+            logger.error(f"serve demo: {exc}")
+            return 2
     return 0 if len(shown) == args.customers else 1
 
 

@@ -684,11 +684,12 @@ def _write_images(root: Path, cfg, art: dict, v: dict) -> int:
         return sum(render_block(str(root), b, size, cfg.seed) for b in blocks)
     import ray
 
-    from stylehub_ray.ray_utils import ensure_ray
+    from stylehub_ray.ray_utils import ensure_ray, gather
 
     ensure_ray()
     task = ray.remote(render_block)
-    return sum(ray.get([task.remote(str(root), b, size, cfg.seed) for b in blocks]))
+    return sum(gather([task.remote(str(root), b, size, cfg.seed) for b in blocks],
+                      "render photos", unit="blocks"))
 
 
 def _write_oracle(folder: Path, params, phash, styles, art, cu, pop) -> None:
