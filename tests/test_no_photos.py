@@ -46,6 +46,6 @@ def test_no_photo_at_all_embeds_as_missing_and_two_tower_trains(hm_features, tmp
     assert emb.num_rows == n and not pc.any(emb.column("has_image")).as_py()
     assert emb.column("embedding").null_count == n
     out = train_two_tower(run, TrainTwoTowerConfig(epochs=1, batch_size=512, val_customers=50,
-                                                   n_candidates=20, choose=False))
+                                                   n_candidates=20, choose=()))
     assert out["status"] == "complete"
     assert run.is_complete("models/two-tower/default")
