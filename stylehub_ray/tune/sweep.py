@@ -73,8 +73,13 @@ class TuneSweepConfig:
     grace_period: int = 1  # ASHA: epochs before a trial can be stopped
     reduction_factor: int = 2  # ASHA: 1/rf of the trials go on at each rung
     seed: int = 0  # the search's random state (the trainer's own seed is train.seed)
+    # Trials at once: at most this many, and never more than the cluster's CPUs hold (a trial
+    # holds trial_cpus + workers x cpus_per_worker); 0: as many as the CPUs hold.
     max_concurrent: int = 1
     trial_cpus: float = 0.25  # the Tune function's own CPU (it waits on the trainer)
+    # A trial larger than the cluster is refused at once, naming what to change; true: start
+    # anyway and wait (an autoscaling cluster that will grow).
+    wait_for_cluster: bool = False
     gpus_per_trial: float = -1.0  # -1: 1 when the cluster has GPUs, else 0; 0.5: two per GPU
     scale_lr: bool = True  # Fig. 7: lr scaled linearly with a swept batch_size
 
@@ -89,8 +94,8 @@ class TuneSweepConfig:
         if self.samples < 0 or self.grid_points < 2 or self.grace_period < 1:
             raise ValueError("tune: samples >= 0, grid_points >= 2, grace_period >= 1 "
                              "expected")
-        if self.reduction_factor < 2 or self.max_concurrent < 1:
-            raise ValueError("tune: reduction_factor >= 2 and max_concurrent >= 1 expected")
+        if self.reduction_factor < 2 or self.max_concurrent < 0:
+            raise ValueError("tune: reduction_factor >= 2 and max_concurrent >= 0 expected")
         if self.trial_cpus <= 0:
             raise ValueError(f"tune.trial_cpus must be > 0 (Ray Tune refuses a trial with no "
                              f"CPU), got {self.trial_cpus}")
@@ -287,24 +292,45 @@ def param_space(plan: SweepPlan, search: str, grid_points: int) -> dict:
     return space
 
 
-def _resources(cfg: TuneSweepConfig, plan: SweepPlan) -> tuple[dict, float]:
-    """(trainer resource settings, GPU share per worker): GPUs where the cluster has them."""
+def _resources(cfg: TuneSweepConfig, plan: SweepPlan) -> tuple[dict, float, int]:
+    """(trainer resource settings, GPU share per worker, trials at once): GPUs where the
+    cluster has them; as many trials at once as its CPUs hold (at most ``max_concurrent``).
+    A trial larger than the cluster is refused at once, unless ``wait_for_cluster``."""
     import ray
 
     total = ray.cluster_resources()
     gpus = cfg.gpus_per_trial
     if gpus < 0:
         gpus = 1.0 if total.get("GPU", 0) > 0 else 0.0
+    stage = plan.entry.stage
     workers = int(plan.base["workers"])
+    cpus = total.get("CPU", 0)
     demand = cfg.trial_cpus + workers * float(plan.base["cpus_per_worker"])
-    if demand > total.get("CPU", 0):
-        logger.warning(f"tune: a trial needs {demand:g} CPUs (trial_cpus {cfg.trial_cpus:g} + "
-                       f"{workers} x {plan.base['cpus_per_worker']}) and the cluster has "
-                       f"{total.get('CPU', 0):g} now: trials wait until it grows")
-    if gpus > 0 and total.get("GPU", 0) < gpus:
+    concurrent = trials_at_once(cfg.max_concurrent, cpus, demand, gpus, total.get("GPU", 0))
+    if concurrent == 0:
+        text = (f"tune: a trial needs {demand:g} CPUs (tune.trial_cpus {cfg.trial_cpus:g} + "
+                f"{stage}.workers {workers} x {stage}.cpus_per_worker "
+                f"{plan.base['cpus_per_worker']}) and the cluster has {cpus:g}")
+        if not cfg.wait_for_cluster:
+            raise ValueError(f"{text}: lower them (e.g. --set {stage}.workers=1 --set "
+                             f"{stage}.cpus_per_worker={max(cpus - cfg.trial_cpus, 0.25):g}), "
+                             f"or --set wait_for_cluster=true on a cluster that will grow")
+        logger.warning(f"{text} now: trials wait until it grows")
+        concurrent = cfg.max_concurrent or 1
+    elif gpus > 0 and total.get("GPU", 0) < gpus:
         logger.info(f"tune: warning: {gpus:g} GPU per trial asked, the cluster has "
                     f"{total.get('GPU', 0):g} now")
-    return {"use_gpu": gpus > 0}, (gpus / workers if gpus > 0 else 0.0)
+    return {"use_gpu": gpus > 0}, (gpus / workers if gpus > 0 else 0.0), concurrent
+
+
+def trials_at_once(max_concurrent: int, cpus: float, demand: float, gpus: float = 0.0,
+                   cluster_gpus: float = 0.0) -> int:
+    """How many trials fit at once: the CPUs' count of whole trials (and the GPUs' with a GPU
+    per trial), capped at ``max_concurrent`` (0: no cap). 0: not even one fits."""
+    fit = int(cpus // demand + 1e-9) if demand > 0 else max_concurrent or 1
+    if gpus > 0 and cluster_gpus > 0:
+        fit = min(fit, int(cluster_gpus // gpus + 1e-9) or 1)
+    return min(fit, max_concurrent) if max_concurrent else fit
 
 
 def tune_model(run: Run, cfg: TuneSweepConfig, force: bool = False) -> dict:
@@ -330,7 +356,7 @@ def tune_model(run: Run, cfg: TuneSweepConfig, force: bool = False) -> dict:
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
     from ray.tune.search.basic_variant import BasicVariantGenerator
 
-    resources, gpu_share = _resources(cfg, plan)
+    resources, gpu_share, concurrent = _resources(cfg, plan)
     ray_rel = f"{TUNE_DIR}/{model}/_ray/{plan.sweep}"
     run.delete(ray_rel)  # a sweep never resumes a previous one's trials
     setup = {"plan": plan, "run": run.uri, "resources": resources, "gpu_share": gpu_share,
@@ -346,8 +372,8 @@ def tune_model(run: Run, cfg: TuneSweepConfig, force: bool = False) -> dict:
         param_space=param_space(plan, cfg.search, cfg.grid_points),
         tune_config=tune.TuneConfig(
             metric=plan.metric, mode=plan.mode, scheduler=scheduler,
-            search_alg=BasicVariantGenerator(random_state=cfg.seed,
-                                             max_concurrent=cfg.max_concurrent),
+            search_alg=BasicVariantGenerator(random_state=cfg.seed, max_concurrent=concurrent),
+            max_concurrent_trials=concurrent,
             num_samples=plan.num_samples, trial_dirname_creator=_trial_dirname),
         run_config=tune.RunConfig(name="tune", storage_path=run.uri_of(ray_rel), verbose=0,
                                   failure_config=tune.FailureConfig(max_failures=0)),
@@ -355,7 +381,7 @@ def tune_model(run: Run, cfg: TuneSweepConfig, force: bool = False) -> dict:
     shown = ", ".join(f"{p.name}={p.describe()}" for p in plan.swept)
     logger.info(f"tune/{model}/{plan.sweep}: {plan.trials or plan.num_samples} trials of {shown}; "
                 f"{plan.metric} ({plan.mode}), {cfg.search} search, {cfg.scheduler}, "
-                f"{plan.epochs} epochs max")
+                f"{plan.epochs} epochs max, {concurrent} at once")
     with step:
         with step.time("sweep_s"):
             grid = tuner.fit()
