@@ -346,19 +346,13 @@ def ingest_hm(source: str, run: Run, cfg: IngestConfig, force: bool = False) -> 
         with step:
             sources = check_sources(source, cfg, run, staging)
             with step.time("articles_s"):
-                articles, q_articles, read = _small_table(sources["articles"], "article_id",
-                                                          "article_idx", schemas.ARTICLES)
-                quarantined["articles"] = q_articles
-                counts["articles"] = _reconcile("articles", read, articles.num_rows,
-                                                q_articles.num_rows)
-                _check_form(run, sources["articles"], q_articles, read, cfg, quarantined)
+                articles = _checked_small_table(run, cfg, sources["articles"], "article_id",
+                                                "article_idx", schemas.ARTICLES, counts,
+                                                quarantined)
             with step.time("customers_s"):
-                customers, q_customers, read = _small_table(sources["customers"], "customer_id",
-                                                            "customer_idx", schemas.CUSTOMERS)
-                quarantined["customers"] = q_customers
-                counts["customers"] = _reconcile("customers", read, customers.num_rows,
-                                                 q_customers.num_rows)
-                _check_form(run, sources["customers"], q_customers, read, cfg, quarantined)
+                customers = _checked_small_table(run, cfg, sources["customers"], "customer_id",
+                                                 "customer_idx", schemas.CUSTOMERS, counts,
+                                                 quarantined)
             _write_parquet(articles, run, step.tmp("raw/articles"))
             _write_parquet(customers, run, step.tmp("raw/customers"))
             _write_parquet(articles.select(["article_id", "article_idx"]), run,
@@ -394,6 +388,16 @@ def ingest_hm(source: str, run: Run, cfg: IngestConfig, force: bool = False) -> 
         run.delete(staging)
     log_summary(counts)
     return run.entry("ingest")
+
+
+def _checked_small_table(run: Run, cfg: IngestConfig, src: TableSource, key: str, idx: str,
+                         schema: pa.Schema, counts: dict, quarantined: dict) -> pa.Table:
+    """Articles or customers validated, counted and checked for form; the kept rows."""
+    kept, q, read = _small_table(src, key, idx, schema)
+    quarantined[src.table] = q
+    counts[src.table] = _reconcile(src.table, read, kept.num_rows, q.num_rows)
+    _check_form(run, src, q, read, cfg, quarantined)
+    return kept
 
 
 # Reasons that are not about a row's form: it parsed, but names a customer or article the
