@@ -333,6 +333,58 @@ def trials_at_once(max_concurrent: int, cpus: float, demand: float, gpus: float 
     return min(fit, max_concurrent) if max_concurrent else fit
 
 
+def _live_placement_groups() -> dict[str, list[dict]]:
+    """Every placement group not removed: id -> its bundles."""
+    from ray.util import placement_group_table
+
+    return {pg_id: [dict(b) for _, b in sorted(v["bundles"].items())]
+            for pg_id, v in placement_group_table().items() if v["state"] != "REMOVED"}
+
+
+class _FreeStoppedTrainWorkers:
+    """Ray 2.60 (Train V2 under Tune): Tune stops a trial (ASHA at a rung) by killing its actor
+    and the Train controller with it. The workers' placement group, which the controller made,
+    belongs to the job and stays reserved; Train's PlacementGroupCleaner would remove it, but it
+    asks the State API, which a local instance without a dashboard does not have. On a small
+    machine the next trial then waits for CPUs that never come back ("The worker group startup
+    timed out", forever). So after every trial, while no other trial runs, this removes the
+    placement groups made during the sweep that have a Train worker group's shape."""
+
+    def __init__(self, worker_bundle: dict, workers: int, trial_bundle: dict):
+        self.shape = [{k: float(v) for k, v in worker_bundle.items()}] * workers
+        self.safe = self.shape != [{k: float(v) for k, v in trial_bundle.items()}]
+        self.before: set[str] = set()
+
+    def setup(self, **info) -> None:
+        self.before = set(_live_placement_groups()) if self.safe else set()
+
+    def on_trial_complete(self, iteration: int, trials: list, trial, **info) -> None:
+        self._free(trials, trial)
+
+    def on_trial_error(self, iteration: int, trials: list, trial, **info) -> None:
+        self._free(trials, trial)
+
+    def _free(self, trials: list, ended) -> None:
+        from ray._raylet import PlacementGroupID
+        from ray.util.placement_group import PlacementGroup, remove_placement_group
+
+        if not self.safe or any(t is not ended and t.status == "RUNNING" for t in trials):
+            return
+        for pg_id, bundles in _live_placement_groups().items():
+            if pg_id not in self.before and bundles == self.shape:
+                logger.info(f"tune: freeing the stopped trial {ended.trial_id}'s Train workers "
+                            f"(placement group {pg_id[:8]})")
+                remove_placement_group(PlacementGroup(PlacementGroupID(bytes.fromhex(pg_id))))
+
+
+def free_stopped_train_workers(worker_bundle: dict, workers: int, trial_bundle: dict):
+    """:class:`_FreeStoppedTrainWorkers` as a Tune callback."""
+    from ray import tune
+
+    cls = type("FreeStoppedTrainWorkers", (_FreeStoppedTrainWorkers, tune.Callback), {})
+    return cls(worker_bundle, workers, trial_bundle)
+
+
 def tune_model(run: Run, cfg: TuneSweepConfig, force: bool = False) -> dict:
     """Run one sweep; write its tables, plots and best config; return the manifest entry."""
     from stylehub_ray.ray_utils import ensure_ray
@@ -363,10 +415,16 @@ def tune_model(run: Run, cfg: TuneSweepConfig, force: bool = False) -> dict:
              "train_storage": run.uri_of(f"{ray_rel}/train")}
     trainable = tune.with_resources(tune.with_parameters(_trial, setup=setup),
                                     {"CPU": cfg.trial_cpus})
+    # stop_last_trials=False: a trial that reaches the last epoch ends by returning, after its
+    # Train run has released its workers; a trial Tune stops is killed with its Train
+    # controller, whose workers' placement group stays reserved (see free_stopped_train_workers).
     scheduler = (ASHAScheduler(time_attr="training_iteration", max_t=plan.epochs,
                                grace_period=cfg.grace_period,
-                               reduction_factor=cfg.reduction_factor)
+                               reduction_factor=cfg.reduction_factor, stop_last_trials=False)
                  if cfg.scheduler == "asha" else FIFOScheduler())
+    worker_bundle = {"CPU": float(plan.base["cpus_per_worker"])}
+    if resources["use_gpu"]:
+        worker_bundle["GPU"] = gpu_share if 0 < gpu_share < 1 else 1.0
     tuner = tune.Tuner(
         trainable,
         param_space=param_space(plan, cfg.search, cfg.grid_points),
@@ -376,7 +434,10 @@ def tune_model(run: Run, cfg: TuneSweepConfig, force: bool = False) -> dict:
             max_concurrent_trials=concurrent,
             num_samples=plan.num_samples, trial_dirname_creator=_trial_dirname),
         run_config=tune.RunConfig(name="tune", storage_path=run.uri_of(ray_rel), verbose=0,
-                                  failure_config=tune.FailureConfig(max_failures=0)),
+                                  failure_config=tune.FailureConfig(max_failures=0),
+                                  callbacks=[free_stopped_train_workers(
+                                      worker_bundle, int(plan.base["workers"]),
+                                      {"CPU": cfg.trial_cpus})]),
     )
     shown = ", ".join(f"{p.name}={p.describe()}" for p in plan.swept)
     logger.info(f"tune/{model}/{plan.sweep}: {plan.trials or plan.num_samples} trials of {shown}; "
