@@ -374,7 +374,11 @@ class _FreeStoppedTrainWorkers:
             if pg_id not in self.before and bundles == self.shape:
                 logger.info(f"tune: freeing the stopped trial {ended.trial_id}'s Train workers "
                             f"(placement group {pg_id[:8]})")
-                remove_placement_group(PlacementGroup(PlacementGroupID(bytes.fromhex(pg_id))))
+                try:  # its controller may be removing it at the same moment
+                    remove_placement_group(PlacementGroup(PlacementGroupID(
+                        bytes.fromhex(pg_id))))
+                except Exception as exc:  # noqa: BLE001 - gone already is what we want
+                    logger.debug(f"tune: placement group {pg_id[:8]}: {exc}")
 
 
 def free_stopped_train_workers(worker_bundle: dict, workers: int, trial_bundle: dict):
