@@ -64,10 +64,17 @@ class IngestConfig:
     verify_images: bool = True
     # The sales channels the data defines.
     channels: tuple[int, ...] = (1, 2)
+    # Ingest fails, naming the file, the field, the commonest reason and an example line, when
+    # more than this share of a table's rows do not parse (rows naming a customer or article
+    # the other files lack, and duplicates, do not count: they stay quarantined).
+    max_malformed_share: float = 0.5
 
     def validate(self) -> None:
         if self.chunk_mb <= 0:
             raise ValueError(f"ingest.chunk_mb must be positive, got {self.chunk_mb}")
+        if not 0 <= self.max_malformed_share <= 1:
+            raise ValueError(f"ingest.max_malformed_share must be within 0..1, got "
+                             f"{self.max_malformed_share}")
 
 
 @dataclass

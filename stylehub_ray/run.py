@@ -1,11 +1,17 @@
 """Run directory: where a dataset and everything derived from it live, with a manifest.
 
 A run directory is a local path or any URI pyarrow understands (``file://``, ``s3://``, ``gs://``).
-Every stage step writes its outputs under a temporary name, moves them into place, writes a
-``_SUCCESS`` marker into each output last, and then records itself in ``manifest.json``: its
-config, the fingerprints of its inputs, row counts, timings and the code version. Renames are
-not atomic on object stores, so the marker (never the directory's existence) says an output is
-whole. A step is skipped only when a completed entry has the same config and input fingerprints
+Every stage step writes its outputs, writes a ``_SUCCESS`` marker into each output last, and
+then records itself in ``manifest.json``: its config, the fingerprints of its inputs, row counts,
+timings and the code version. On a local disk the outputs are written under a temporary name
+and renamed into place. Object stores have no directories to rename (S3's "move" is a copy of
+every object, and fails on a prefix), so there a step writes in place: it first deletes each
+output's marker, then the output, and writes the new one where it belongs. Either way the
+marker (never the directory's existence) says an output is whole: a step killed mid-write
+leaves an output without one, which no later stage takes for whole and the rerun redoes.
+Endpoint and credentials of an object store come from pyarrow's own sources (the standard
+``AWS_*`` environment variables such as ``AWS_ENDPOINT_URL``, or ``~/.aws``), never from this
+code. A step is skipped only when a completed entry has the same config and input fingerprints
 and every output still carries its marker; ``force`` redoes it, and since every completed run
 of a step gets a fingerprint of its own, the steps that read its outputs are redone too. A
 crashed step leaves no marker, so the rerun redoes exactly that step.
@@ -138,7 +144,15 @@ class Run:
         elif info.type == pafs.FileType.File:
             self.fs.delete_file(self.path(rel))
 
+    @property
+    def local(self) -> bool:
+        """A local disk, where a rename moves a folder at once (object stores copy)."""
+        return isinstance(self.fs, pafs.LocalFileSystem)
+
     def move(self, src_rel: str, dst_rel: str) -> None:
+        """Rename a folder (local disks only: object stores have no rename)."""
+        if not self.local:
+            raise ValueError(f"{self.uri}: an object store cannot rename {src_rel}")
         self.delete(dst_rel)
         self.fs.create_dir(posixpath.dirname(self.path(dst_rel)), recursive=True)
         self.fs.move(self.path(src_rel), self.path(dst_rel))
@@ -232,14 +246,18 @@ class Step:
     def previous(self) -> dict | None:
         return self.run.entry(self.stage, self.variant)
 
+    def _written(self, rel: str) -> str:
+        """Where output ``rel`` is written during the step: a temporary folder renamed into
+        place on a local disk, the output's own place on an object store."""
+        assert rel in self.outputs, f"{rel} is not an output of step {self.key}"
+        return posixpath.join(self._tmp_root, rel) if self.run.local else rel
+
     def tmp(self, rel: str) -> str:
         """Where to write output ``rel`` during the step (a path in the run's filesystem)."""
-        assert rel in self.outputs, f"{rel} is not an output of step {self.key}"
-        return self.run.path(posixpath.join(self._tmp_root, rel))
+        return self.run.path(self._written(rel))
 
     def tmp_uri(self, rel: str) -> str:
-        assert rel in self.outputs, f"{rel} is not an output of step {self.key}"
-        return self.run.uri_of(posixpath.join(self._tmp_root, rel))
+        return self.run.uri_of(self._written(rel))
 
     def write_bytes(self, output: str, name: str, data: bytes) -> None:
         """Write file ``name`` into output ``output`` while the step runs."""
@@ -255,6 +273,9 @@ class Step:
     def __enter__(self) -> Step:
         self._t0 = time.perf_counter()
         for rel in self.outputs:
+            if not self.run.local:  # in place: the old output stops being whole first
+                self.run.delete(posixpath.join(rel, MARKER))
+                self.run.delete(rel)
             self.run.fs.create_dir(self.tmp(rel), recursive=True)
         self.run._record(self.key, {
             "stage": self.stage, "variant": self.variant, "status": "running",
@@ -268,13 +289,18 @@ class Step:
             entry = self.run.entry(self.stage, self.variant) or {}
             entry.update(status="failed", error=f"{exc_type.__name__}: {exc}", ended=_now())
             self.run._record(self.key, entry)
-            self.run.delete(self._tmp_root)
+            if self.run.local:
+                self.run.delete(self._tmp_root)
+            else:  # half-written outputs: no marker, removed to save the space
+                for rel in self.outputs:
+                    self.run.delete(rel)
             return
         self.fingerprint = stable_hash({"spec": self.spec_hash, "run": uuid.uuid4().hex})
         marker = {"step": self.key, "fingerprint": self.fingerprint, "written": _now()}
-        for rel in self.outputs:
-            self.run.move(posixpath.join(self._tmp_root, rel), rel)
-        self.run.delete(self._tmp_root)
+        if self.run.local:
+            for rel in self.outputs:
+                self.run.move(posixpath.join(self._tmp_root, rel), rel)
+            self.run.delete(self._tmp_root)
         for rel in self.outputs:  # markers last: an output without one is never taken as whole
             self.run.write_json(posixpath.join(rel, MARKER), marker)
         self.timings["total_s"] = round(time.perf_counter() - self._t0, 3)

@@ -40,6 +40,55 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+# The local S3 server of the object-storage tests (moto's server mode), on a port chosen now:
+# the Ray head's processes get these standard AWS variables at start (workers read and write
+# s3:// runs with them); the server itself starts only when a test asks for `s3`.
+S3_PORT = 0
+
+
+def _s3_env() -> dict[str, str]:
+    global S3_PORT
+    if not S3_PORT:
+        S3_PORT = _free_port()
+    return {"AWS_ENDPOINT_URL": f"http://127.0.0.1:{S3_PORT}", "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_EC2_METADATA_DISABLED": "true"}
+
+
+@pytest.fixture(scope="session")
+def s3(ray_head):
+    """moto's S3 server on 127.0.0.1 with a bucket ``bucket``; the AWS variables set in this
+    process too. Yields the endpoint URL."""
+    import urllib.request
+
+    env = _s3_env()
+    proc = subprocess.Popen([str(VENV_BIN / "moto_server"), "-H", "127.0.0.1", "-p",
+                             str(S3_PORT)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    endpoint = env["AWS_ENDPOINT_URL"]
+
+    def up() -> bool:
+        try:
+            urllib.request.urlopen(urllib.request.Request(f"{endpoint}/bucket", method="PUT"),
+                                   timeout=2)
+            return True
+        except OSError:
+            return False
+
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        wait_for(up, timeout=30, every=0.2)
+        yield endpoint
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
 @pytest.fixture(scope="session")
 def ray_head():
     """`ray start --head` on 127.0.0.1 with 4 logical CPUs and a small object store, shared
@@ -47,7 +96,7 @@ def ray_head():
     import ray
 
     port, dash = _free_port(), _free_port()
-    env = dict(os.environ, PATH=f"{VENV_BIN}:{os.environ.get('PATH', '')}")
+    env = dict(os.environ, PATH=f"{VENV_BIN}:{os.environ.get('PATH', '')}", **_s3_env())
     env.pop("RAY_ADDRESS", None)
     # With token auth, `ray start` refuses to run until a token exists; on a fresh machine
     # nothing has written one yet (a first ray.init() would).

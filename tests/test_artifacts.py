@@ -100,7 +100,7 @@ def test_checkpoint_converts_to_the_published_model(tmp_path):
         assert torch.equal(art.state[k], v), k
     assert art.meta == {"variant": "text", "config": {"tau": 0.1}, "pairs": {"train": 64},
                         "best_epoch": 0, "best": history[0], "history": history,
-                        "resumed_at": 1}
+                        "resumed_at": 1, "restarts": 0}
     np.testing.assert_array_equal(art.arrays["trained"], [1, 0, 1])
     with pytest.raises(ValueError, match="not of the best epoch"):
         A.from_checkpoint("contrastive", folders[1], folders[1], {})
@@ -124,3 +124,4 @@ def test_the_first_of_tied_epochs_is_best_and_nan_never_is():
     assert [q.record(Last("run", None), {"epoch": e}) for e in range(3)] == [1, 2, 3]
     again = Progress.resumed(json.loads(json.dumps(p.to_dict({}))))
     assert (again.epoch, again.resumed_at, again.best_epoch, again.improvements) == (6, 7, 5, 4)
+    assert again.restarts == 1 and Progress.resumed(again.to_dict({})).restarts == 2

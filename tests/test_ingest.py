@@ -111,7 +111,8 @@ def bad_source(tiny_hm, tmp_path_factory):
         "sales_channel_id must be one of 1, 2": f"2020-01-02,{cust_id},{art_id},0.02,3",
         "channel text": f"2020-01-02,{cust_id},{art_id},0.02,web",
         "customer_id must be 64 lower-case hex characters": f"2020-01-02,abc123,{art_id},0.02,1",
-        "article_id must be 10 digits": f"2020-01-02,{cust_id},123456789,0.02,1",
+        "article_id must be a number of at most 10 digits":
+            f"2020-01-02,{cust_id},12345678901,0.02,1",
         "article_id not in articles.csv": f"2020-01-02,{cust_id},0999999999,0.02,1",
         "customer_id not in customers.csv": f"2020-01-02,{'f' * 64},{art_id},0.02,1",
         "wrong column count: expected 5, got 6": ok + ",extra",
@@ -124,7 +125,7 @@ def bad_source(tiny_hm, tmp_path_factory):
     dup_article = arts[2]
     bad_art = {
         "duplicate article_id": dup_article,
-        "article_id must be 10 digits": "01234ABCDE" + arts[3][10:],
+        "article_id must be a number of at most 10 digits": "01234ABCDE" + arts[3][10:],
         "product_type_no must be an integer": ",".join(
             [arts[4].split(",")[0][:-3] + "999"] + [arts[4].split(",")[1], "x", "seven"]
             + arts[4].split(",")[4:]),

@@ -101,7 +101,7 @@ def test_train_resume_embed_and_evaluate(tiny_run, tmp_path):
     with pytest.raises(Exception, match="injected failure"):
         trainer.fit()
     entry = train_simclr_images(run, cfg)
-    assert entry["counts"]["epochs"] == {"trained": 2, "resumed_at": 1}
+    assert entry["counts"]["epochs"] == {"trained": 2, "resumed_at": 1, "restarts": 1}
     assert entry["counts"]["images"]["photos"] == 96
     history = run.read_json("models/simclr_images/efficientnet_lite0-32/history.json")[
         "history"]

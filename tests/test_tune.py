@@ -306,3 +306,58 @@ def test_two_tower_temperature_sweep(hm_embedded, tmp_path):
     assert best["config"]["temperature"] == trials.loc[trials["val_map12"].idxmax(),
                                                         "temperature"]
     assert np.isfinite(best["value"])
+
+
+# --------------------------------------------------------------------------------------------
+# Sweeps sized to the cluster (issue 20): as many trials at once as the CPUs hold, or refused
+# at once naming what to change; the default sweep of each model finishes.
+# --------------------------------------------------------------------------------------------
+def test_trials_at_once_fit_the_cpus():
+    from stylehub_ray.tune.sweep import trials_at_once
+
+    assert trials_at_once(1, cpus=2, demand=1.25) == 1  # this machine, the defaults
+    assert trials_at_once(4, cpus=2, demand=1.25) == 1  # never more than fit
+    assert trials_at_once(0, cpus=8, demand=1.25) == 6  # 0: as many as fit
+    assert trials_at_once(2, cpus=8, demand=1.25) == 2
+    assert trials_at_once(1, cpus=2, demand=2.25) == 0  # not even one: refused
+    assert trials_at_once(0, cpus=16, demand=1.25, gpus=1, cluster_gpus=2) == 2
+
+
+def test_a_trial_larger_than_the_cluster_is_refused_at_once(fnd_run):
+    run = fnd_run
+    cfg = load_tune_config("fndcl", None, [*TINY_FND, "train_fndcl.workers=8",
+                                           "space.alpha=grid:0.5,2.0"])
+    with pytest.raises(ValueError, match=r"a trial needs 8.25 CPUs .*train_fndcl.workers 8 .* "
+                                         r"cluster has 4: lower them \(e.g. --set "
+                                         r"train_fndcl.workers=1"):
+        tune_model(run, cfg)
+    assert run.entry("tune", "fndcl/alpha") is None  # nothing started
+
+
+@pytest.mark.parametrize("model", ["fndcl", "contrastive", "two-tower"])
+def test_the_default_sweep_of_each_model_finishes(model, request, tmp_path):
+    """`stylehub tune MODEL --samples 2` with the default space and tune settings (one
+    epoch, tiny models, so it stays short)."""
+    tiny = {"fndcl": ["train_fndcl.epochs=1"],
+            "contrastive": ["train_contrastive.epochs=1", "train_contrastive.hidden=32",
+                            "train_contrastive.embed_dim=16",
+                            "train_contrastive.projection_hidden=16"],
+            "two-tower": ["train_two_tower.epochs=1", "train_two_tower.val_customers=50",
+                          "train_two_tower.n_candidates=20", "train_two_tower.choose=[]"]}
+    if model == "fndcl":
+        run = request.getfixturevalue("fnd_run")
+    elif model == "contrastive":
+        from stylehub_ray.embed.pairs import PairsConfig, mine_pairs
+        from stylehub_ray.embed.text import EmbedTextConfig, embed_text
+
+        shutil.copytree(request.getfixturevalue("tiny_run").root, tmp_path / "run")
+        run = Run(str(tmp_path / "run"))
+        embed_text(run, EmbedTextConfig(encoder="tfidf"))
+        mine_pairs(run, PairsConfig(), "text")
+    else:
+        shutil.copytree(request.getfixturevalue("hm_embedded").root, tmp_path / "run")
+        run = Run(str(tmp_path / "run"))
+    entry = tune_model(run, load_tune_config(model, None, ["samples=2", *tiny[model]]))
+    trials = entry["counts"]["trials"]
+    assert trials["total"] == 2 and "error" not in trials, trials
+    assert run.is_complete(f"tune/{model}/default")

@@ -345,7 +345,7 @@ def test_train_resume_publish_and_index(tt_run):
         trainer.fit()
     entry = train_two_tower(run, cfg)
     assert entry["counts"]["epochs"] == {"trained": 2, "best": entry["counts"]["epochs"]["best"],
-                                         "resumed_at": 1}
+                                         "resumed_at": 1, "restarts": 1}
     assert not run.exists(f"_ray_train/two-tower/{name}")  # complete: nothing left to resume
     model, _spec, meta = load_model(run, "two-tower", "default")
     assert not model.training

@@ -37,6 +37,12 @@ def read_header(uri: str) -> tuple[list[str], int]:
     fs, path = resolve_fs(uri)
     with fs.open_input_file(path) as f:
         head = f.read_at(min(WINDOW, f.size()), 0)
+    return header_of(head, uri)
+
+
+def header_of(head: bytes, uri: str) -> tuple[list[str], int]:
+    """(column names, length of the header line) from a file's first bytes. A UTF-8
+    byte-order mark and a CRLF line end are read through."""
     if not head:
         raise ValueError(f"{uri}: the file is empty (expected a header line)")
     nl = head.find(b"\n")

@@ -19,7 +19,11 @@ from stylehub_ray.data.csv_chunks import to_csv_line
 META = [("_chunk", pa.int32()), ("_record", pa.int64()), ("_reason", pa.string()),
         ("_field", pa.string()), ("_value", pa.string()), ("_line", pa.string())]
 HEX64 = "^[0-9a-f]{64}$"
-DIGITS10 = "^[0-9]{10}$"
+# Article ids are 10 digits with leading zeros in the Kaggle files; copies written by pandas or
+# a spreadsheet carry them as integers (108775015 for 0108775015). Both mean the same id: the
+# internal form is the int64 (``schemas.article_id_str`` gives the 10-digit text back).
+DIGITS10 = "^[0-9]{1,10}$"
+ARTICLE_ID_REASON = "article_id must be a number of at most 10 digits"
 INT_RE = "^[+-]?[0-9]+$"
 FLOAT_RE = r"^[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?$"
 # 1970-01-01 was a Thursday; H&M weeks run Wednesday to Tuesday (the last training week is
@@ -52,7 +56,10 @@ class Checks:
         line = np.full(n, None, object)
         rows = np.flatnonzero(~self.ok)
         if len(rows):
-            raw_cols = [self.raw.column(c) for c in self.raw.column_names if not c.startswith("_")]
+            # Every source column (an unnamed index column included), so ``line`` is the row
+            # as the file has it.
+            raw_cols = [self.raw.column(c) for c in self.raw.column_names
+                        if c not in ("_chunk", "_record")]
             for r in rows:
                 f, why = self.checks[self.code[r]]
                 reason[r], field[r] = why, f
@@ -142,7 +149,7 @@ def validate_articles(raw: pa.Table, bad_width, chunk: int) -> pa.Table:
     checks = Checks(raw)
     ids = _col(raw, "article_id")
     id_ok = matches(ids, DIGITS10)
-    checks.fail(~id_ok, "article_id", "article_id must be 10 digits")
+    checks.fail(~id_ok, "article_id", ARTICLE_ID_REASON)
     typed: dict[str, pa.Array] = {}
     typed["article_id"], _ = parse_number(
         pc.if_else(pa.array(id_ok), ids, pa.scalar("0")), pa.int64(), INT_RE)
@@ -155,7 +162,7 @@ def validate_articles(raw: pa.Table, bad_width, chunk: int) -> pa.Table:
             typed[c] = blank_to_null(col) if c == "detail_desc" else col
     typed["article_idx"] = pa.nulls(raw.num_rows, pa.int32())  # assigned after dedup
     return checks.output(typed, schemas.ARTICLES, bad_width, chunk,
-                         len(schemas.SOURCE_FILES["articles"][1]))
+                         raw.num_columns - 2)
 
 
 def validate_customers(raw: pa.Table, bad_width, chunk: int) -> pa.Table:
@@ -175,7 +182,7 @@ def validate_customers(raw: pa.Table, bad_width, chunk: int) -> pa.Table:
     typed["postal_code"] = _col(raw, "postal_code")
     typed["customer_idx"] = pa.nulls(raw.num_rows, pa.int32())
     return checks.output(typed, schemas.CUSTOMERS, bad_width, chunk,
-                         len(schemas.SOURCE_FILES["customers"][1]))
+                         raw.num_columns - 2)
 
 
 class TransactionValidator:
@@ -234,7 +241,7 @@ class TransactionValidator:
                     "customer_id must be 64 lower-case hex characters")
         art = _col(raw, "article_id")
         art_ok = matches(art, DIGITS10)
-        checks.fail(~art_ok, "article_id", "article_id must be 10 digits")
+        checks.fail(~art_ok, "article_id", ARTICLE_ID_REASON)
         price, ok = parse_number(_col(raw, "price"), pa.float64(), FLOAT_RE)
         p = price.to_numpy(zero_copy_only=False)
         checks.fail(~ok | ~np.isfinite(p) | ~(p > 0), "price",
@@ -271,7 +278,7 @@ class TransactionValidator:
                                pa.scalar(None, pa.string())),
         }
         return checks.output(typed, schemas.TRANSACTIONS, bad_width, chunk,
-                             len(schemas.SOURCE_FILES["transactions"][1]))
+                             raw.num_columns - 2)
 
 
 def parse_and_validate(batch: dict, table: str) -> pa.Table:

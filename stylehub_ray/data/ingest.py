@@ -12,12 +12,16 @@ from __future__ import annotations
 
 import logging
 import posixpath
+import re
 import shutil
+import uuid
+from collections import Counter
 from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.csv as pacsv
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
@@ -48,7 +52,9 @@ def detect_layout(source: str) -> str:
 
         if "://" in source or is_polyvore_layout(root):
             return POLYVORE
-    if names & {"articles.csv", "customers.csv", "transactions_train.csv"}:
+    if {n for n in names if n.endswith(SOURCE_SUFFIXES)} & {
+            name[: -len(".csv")] + s for name, _ in schemas.SOURCE_FILES.values()
+            for s in SOURCE_SUFFIXES}:
         return H_AND_M
     raise IngestError(
         f"{source}: neither layout found: expected articles.csv, customers.csv and "
@@ -72,31 +78,136 @@ def ingest(source: str, run: Run, cfg: IngestConfig, force: bool = False) -> dic
 @dataclass
 class TableSource:
     table: str
-    uri: str
+    uri: str  # the plain CSV the chunks read: the source file, or its staged copy
     columns: list[str]
     chunks: list[csv_chunks.Chunk]
+    origin: str = ""  # the file the user gave (quarantine rows and errors name it)
+
+    def __post_init__(self) -> None:
+        self.origin = self.origin or self.uri
+
+
+# The forms each table circulates in: the Kaggle CSV, the same gzip-compressed, or a Parquet
+# copy. The first present wins.
+SOURCE_SUFFIXES = (".csv", ".csv.gz", ".parquet")
+# A pandas index written with the data: an unnamed first column ("" or "Unnamed: 0").
+_INDEX_COLUMN = re.compile(r"^(|Unnamed: \d+)$")
 
 
 def _source_uri(source: str, name: str) -> str:
     return source.rstrip("/") + "/" + name
 
 
-def check_sources(source: str, cfg: IngestConfig) -> dict[str, TableSource]:
-    """Every file present, every required column in its header; otherwise a clear error."""
+def locate_sources(source: str) -> dict[str, str]:
+    """File name of each table in ``source`` (``articles.csv``, ``articles.csv.gz`` or
+    ``articles.parquet``, ...); a clear error for a table with none of them."""
     fs, root = resolve_fs(source)
     out = {}
-    for table, (name, required) in schemas.SOURCE_FILES.items():
-        uri = _source_uri(source, name)
-        if fs.get_file_info(posixpath.join(root, name)).type != pafs.FileType.File:
-            raise IngestError(f"{uri}: missing ({table} file of the H&M layout)")
-        header, data_start = csv_chunks.read_header(uri)
+    for table, (name, _) in schemas.SOURCE_FILES.items():
+        stem = name[: -len(".csv")]
+        found = [stem + s for s in SOURCE_SUFFIXES
+                 if fs.get_file_info(posixpath.join(root, stem + s)).type == pafs.FileType.File]
+        if not found:
+            raise IngestError(f"{_source_uri(source, name)}: missing ({table} file of the H&M "
+                              f"layout; {', '.join(stem + s for s in SOURCE_SUFFIXES[1:])} "
+                              f"are read too)")
+        out[table] = found[0]
+    return out
+
+
+def source_header(uri: str) -> list[str]:
+    """Column names of a source file in any of its forms (cheap: the first line or the
+    Parquet footer); an unnamed index column is named ``_index``."""
+    fs, path = resolve_fs(uri)
+    if uri.endswith(".parquet"):
+        names = pq.ParquetFile(path, filesystem=fs).schema_arrow.names
+    elif uri.endswith(".gz"):
+        with fs.open_input_stream(path, compression="gzip") as f:
+            head = f.read(csv_chunks.WINDOW)
+        names, _ = csv_chunks.header_of(head, uri)
+    else:
+        names, _ = csv_chunks.read_header(uri)
+    return ["_index" if i == 0 and _INDEX_COLUMN.match(n) else n for i, n in enumerate(names)]
+
+
+def check_headers(source: str, names: dict[str, str]) -> dict[str, list[str]]:
+    """Every required column in each file's header; otherwise a clear error."""
+    out = {}
+    for table, (_, required) in schemas.SOURCE_FILES.items():
+        uri = _source_uri(source, names[table])
+        header = source_header(uri)
         missing = [c for c in required if c not in header]
         if missing:
             raise IngestError(f"{uri}: missing column(s) {', '.join(missing)} "
                               f"(header has: {', '.join(header)})")
+        out[table] = header
+    return out
+
+
+def stage_csv(uri: str, run: Run, rel: str, columns: list[str]) -> str:
+    """A plain CSV copy of a gzip CSV or a Parquet table at ``rel`` in the run (byte-range
+    chunks need an uncompressed CSV that every worker can open); returns its URI."""
+    fs, path = resolve_fs(uri)
+    target = run.path(rel)
+    run.fs.create_dir(posixpath.dirname(target), recursive=True)
+    if uri.endswith(".gz"):
+        with fs.open_input_stream(path, compression="gzip") as src, \
+                run.fs.open_output_stream(target) as dst:
+            while block := src.read(16 << 20):
+                dst.write(block)
+        return run.uri_of(rel)
+    pf = pq.ParquetFile(path, filesystem=fs)
+    wanted = [c for c in columns if c != "_index"]
+    header = pa.schema([pf.schema_arrow.field(c) for c in wanted])
+    with run.fs.open_output_stream(target) as dst:
+        writer = None
+        for batch in pf.iter_batches(columns=wanted, batch_size=256_000):
+            table = _csv_ready(pa.Table.from_batches([batch], header))
+            if writer is None:
+                writer = pacsv.CSVWriter(dst, table.schema, write_options=pacsv.WriteOptions(
+                    quoting_style="needed"))
+            writer.write_table(table)
+        if writer is None:  # an empty table: the header alone
+            dst.write((",".join(wanted) + "\n").encode())
+        else:
+            writer.close()
+    return run.uri_of(rel)
+
+
+def _csv_ready(table: pa.Table) -> pa.Table:
+    """Columns as the Kaggle CSV writes them: dates as YYYY-MM-DD, NaN as blank."""
+    for i, f in enumerate(table.schema):
+        col = table.column(i)
+        if pa.types.is_timestamp(f.type):
+            table = table.set_column(i, f.name, pc.cast(col, pa.date32()))
+        elif pa.types.is_floating(f.type):
+            table = table.set_column(i, f.name, pc.if_else(pc.is_nan(col),
+                                                           pa.scalar(None, f.type), col))
+    return table
+
+
+def check_sources(source: str, cfg: IngestConfig, run: Run | None = None,
+                  staging: str = "") -> dict[str, TableSource]:
+    """Every file present, every required column in its header; gzip and Parquet files are
+    staged as plain CSV under ``staging`` in ``run``. Then each file's byte-range chunks."""
+    names = locate_sources(source)
+    headers = check_headers(source, names)
+    out = {}
+    for table, name in names.items():
+        origin = _source_uri(source, name)
+        uri = origin
+        if not name.endswith(".csv"):
+            if run is None:
+                raise IngestError(f"{origin}: a compressed or Parquet source needs a run to "
+                                  f"stage its CSV copy in")
+            uri = stage_csv(origin, run, posixpath.join(staging, f"{table}.csv"),
+                            headers[table])
+        header, data_start = csv_chunks.read_header(uri)
+        header = ["_index" if i == 0 and _INDEX_COLUMN.match(n) else n
+                  for i, n in enumerate(header)]
         chunk_bytes = int(cfg.chunk_mb * (1 << 20))
         out[table] = TableSource(table, uri, header,
-                                 csv_chunks.plan_chunks(uri, data_start, chunk_bytes))
+                                 csv_chunks.plan_chunks(uri, data_start, chunk_bytes), origin)
     return out
 
 
@@ -142,7 +253,7 @@ def _quarantine_table(src: TableSource, bad: pa.Table) -> pa.Table:
     prior = np.r_[0, np.cumsum(counts)]
     line_number = 1 + prior[chunks] + bad.column("_record").to_numpy()  # header is line 1
     return pa.table({
-        "table": pa.array([src.table] * n), "source": pa.array([src.uri] * n),
+        "table": pa.array([src.table] * n), "source": pa.array([src.origin] * n),
         "line_number": pa.array(line_number, pa.int64()), "line": bad.column("_line"),
         "field": bad.column("_field"), "value": bad.column("_value"),
         "reason": bad.column("_reason"),
@@ -214,12 +325,13 @@ def ingest_hm(source: str, run: Run, cfg: IngestConfig, force: bool = False) -> 
 
     from stylehub_ray.ray_utils import ensure_ray
 
-    sources = check_sources(source, cfg)
+    names = locate_sources(source)
+    check_headers(source, names)  # a missing column fails before anything runs
     oracle_dir = _source_uri(source, "_oracle")
     has_oracle = _exists(oracle_dir)
     outputs = HM_OUTPUTS + (["raw/oracle"] if has_oracle else [])
     inputs = {"source": source, "layout": H_AND_M, "fingerprint": fingerprint_source(source)}
-    for name in ("articles.csv", "customers.csv", "transactions_train.csv", "images", "_oracle"):
+    for name in (*names.values(), "images", "_oracle"):
         if _exists(_source_uri(source, name)):
             inputs[name] = fingerprint_source(_source_uri(source, name))
     step = run.step("ingest", config=resolved(cfg), inputs=inputs, outputs=outputs, force=force)
@@ -228,47 +340,102 @@ def ingest_hm(source: str, run: Run, cfg: IngestConfig, force: bool = False) -> 
         return step.previous() | {"skipped": True}
     ensure_ray()
     counts: dict[str, dict] = {}
-    with step:
-        with step.time("articles_s"):
-            articles, q_articles, read = _small_table(sources["articles"], "article_id",
-                                                      "article_idx", schemas.ARTICLES)
-            counts["articles"] = _reconcile("articles", read, articles.num_rows,
-                                            q_articles.num_rows)
-        with step.time("customers_s"):
-            customers, q_customers, read = _small_table(sources["customers"], "customer_id",
-                                                        "customer_idx", schemas.CUSTOMERS)
-            counts["customers"] = _reconcile("customers", read, customers.num_rows,
-                                             q_customers.num_rows)
-        _write_parquet(articles, run, step.tmp("raw/articles"))
-        _write_parquet(customers, run, step.tmp("raw/customers"))
-        _write_parquet(articles.select(["article_id", "article_idx"]), run,
-                       step.tmp("raw/article_map"))
-        _write_parquet(customers.select(["customer_id", "customer_idx"]), run,
-               step.tmp("raw/customer_map"))
+    staging = f"_staging/ingest-{uuid.uuid4().hex[:8]}"
+    quarantined: dict[str, pa.Table] = {}
+    try:
+        with step:
+            sources = check_sources(source, cfg, run, staging)
+            with step.time("articles_s"):
+                articles = _checked_small_table(run, cfg, sources["articles"], "article_id",
+                                                "article_idx", schemas.ARTICLES, counts,
+                                                quarantined)
+            with step.time("customers_s"):
+                customers = _checked_small_table(run, cfg, sources["customers"], "customer_id",
+                                                 "customer_idx", schemas.CUSTOMERS, counts,
+                                                 quarantined)
+            _write_parquet(articles, run, step.tmp("raw/articles"))
+            _write_parquet(customers, run, step.tmp("raw/customers"))
+            _write_parquet(articles.select(["article_id", "article_idx"]), run,
+                           step.tmp("raw/article_map"))
+            _write_parquet(customers.select(["customer_id", "customer_idx"]), run,
+                           step.tmp("raw/customer_map"))
 
-        with step.time("transactions_s"):
-            lookups = ray.put({"article_ids": articles.column("article_id").to_numpy(),
-                               "customer_ids": customers.column("customer_id").to_numpy(
-                                   zero_copy_only=False)})
-            q_tx, read, kept = _transactions(sources["transactions"], lookups, cfg, run, step)
-            counts["transactions"] = _reconcile("transactions", read, kept, q_tx.num_rows)
-        qdir = step.tmp("raw/quarantine")
-        for name, q in (("articles", q_articles), ("customers", q_customers),
-                        ("transactions", q_tx)):
-            _write_parquet(q, run, posixpath.join(qdir, name))
+            with step.time("transactions_s"):
+                lookups = ray.put({"article_ids": articles.column("article_id").to_numpy(),
+                                   "customer_ids": customers.column("customer_id").to_numpy(
+                                       zero_copy_only=False)})
+                q_tx, read, kept = _transactions(sources["transactions"], lookups, cfg, run,
+                                                 step)
+                quarantined["transactions"] = q_tx
+                counts["transactions"] = _reconcile("transactions", read, kept, q_tx.num_rows)
+                counts["transactions"]["unknown_reference"] = _unknown_references(q_tx)
+                _check_form(run, sources["transactions"], q_tx, read, cfg, quarantined)
+            qdir = step.tmp("raw/quarantine")
+            for name, q in quarantined.items():
+                _write_parquet(q, run, posixpath.join(qdir, name))
 
-        with step.time("images_s"):
-            images, orphans = _images(source, articles, cfg)
-            _write_parquet(images, run, step.tmp("raw/images"))
-        status = images.column("status").to_pylist()
-        counts["images"] = {s: status.count(s) for s in ("present", "missing", "unreadable")}
-        counts["images"]["files_without_article"] = orphans
-        if has_oracle:
-            _copy_tree(oracle_dir, run, step.tmp("raw/oracle"))
-            step.extra["generator"] = _generator_meta(oracle_dir)
-        step.counts = counts
+            with step.time("images_s"):
+                images, orphans = _images(source, articles, cfg)
+                _write_parquet(images, run, step.tmp("raw/images"))
+            status = images.column("status").to_pylist()
+            counts["images"] = {s: status.count(s) for s in ("present", "missing", "unreadable")}
+            counts["images"]["files_without_article"] = orphans
+            if has_oracle:
+                _copy_tree(oracle_dir, run, step.tmp("raw/oracle"))
+                step.extra["generator"] = _generator_meta(oracle_dir)
+            step.counts = counts
+    finally:
+        run.delete(staging)
     log_summary(counts)
     return run.entry("ingest")
+
+
+def _checked_small_table(run: Run, cfg: IngestConfig, src: TableSource, key: str, idx: str,
+                         schema: pa.Schema, counts: dict, quarantined: dict) -> pa.Table:
+    """Articles or customers validated, counted and checked for form; the kept rows."""
+    kept, q, read = _small_table(src, key, idx, schema)
+    quarantined[src.table] = q
+    counts[src.table] = _reconcile(src.table, read, kept.num_rows, q.num_rows)
+    _check_form(run, src, q, read, cfg, quarantined)
+    return kept
+
+
+# Reasons that are not about a row's form: it parsed, but names a customer or article the
+# other tables lack (common in a sample cut from a larger data set), or repeats an id.
+_REFERENCE_REASONS = ("customer_id not in customers.csv", "article_id not in articles.csv")
+
+
+def _unknown_references(q: pa.Table) -> int:
+    reasons = q.column("reason").to_pylist()
+    return sum(r in _REFERENCE_REASONS for r in reasons)
+
+
+FAILED_QUARANTINE = "failed/ingest/quarantine"
+
+
+def _check_form(run: Run, src: TableSource, q: pa.Table, read: int, cfg: IngestConfig,
+                quarantined: dict[str, pa.Table]) -> None:
+    """Fail when more than ``cfg.max_malformed_share`` of a table's rows do not parse: that
+    is a file in a form ingest does not read, not a few bad rows. The error names the file, the
+    field, the commonest reason and an example line; the quarantine so far is kept under
+    ``failed/ingest/quarantine/<table>`` for inspection."""
+    reasons = q.column("reason").to_pylist()
+    form = [i for i, r in enumerate(reasons)
+            if r not in _REFERENCE_REASONS and not r.startswith("duplicate ")]
+    if not read or len(form) / read <= cfg.max_malformed_share:
+        return
+    pairs = list(zip(q.column("field").to_pylist(), reasons))
+    (field, reason), n = Counter(pairs[i] for i in form).most_common(1)[0]
+    example = next(i for i in form if pairs[i] == (field, reason))
+    kept_at = run.uri_of(FAILED_QUARANTINE)
+    run.delete(FAILED_QUARANTINE)
+    for name, table in quarantined.items():
+        _write_parquet(table, run, run.path(posixpath.join(FAILED_QUARANTINE, name)))
+    raise IngestError(
+        f"{src.origin}: {len(form):,} of {read:,} rows ({len(form) / read:.0%}) do not parse, "
+        f"more than ingest.max_malformed_share={cfg.max_malformed_share}; the commonest: field "
+        f"{field}: {reason} ({n:,} rows), e.g. line {q.column('line_number')[example].as_py()}: "
+        f"{q.column('line')[example].as_py()!r}. The quarantined rows are kept in {kept_at}")
 
 
 def _reconcile(table: str, read: int, kept: int, quarantined: int) -> dict:
@@ -448,6 +615,12 @@ def log_summary(counts: dict) -> None:
     logger.info(f"{'table':14s} {'read':>12s} {'kept':>12s} {'quarantined':>12s}")
     for t, r, k, q in rows:
         logger.info(f"{t:14s} {r:>12,} {k:>12,} {q:>12,}")
+    for t, c in counts.items():
+        if c.get("unknown_reference") and c.get("read"):
+            n, share = c["unknown_reference"], c["unknown_reference"] / c["read"]
+            logger.info(f"{t}: {n:,} of {c['read']:,} rows ({share:.1%}) name a customer or "
+                        f"article the other files lack (quarantined; expected when the files "
+                        f"are a sample cut from a larger data set)")
     if "images" in counts:
         im = counts["images"]
         logger.info("images         " + ", ".join(f"{k} {v:,}" for k, v in im.items()))

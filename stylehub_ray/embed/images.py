@@ -233,6 +233,9 @@ def embed_images(run: Run, cfg: EmbedImagesConfig, force: bool = False) -> dict:
     present = images.filter(pc.equal(images.column("status"), "present"))
     absent = images.filter(pc.not_equal(images.column("status"), "present"))
     plan = plan_pool(cfg.actors, cfg.batch_size, cfg.gpu_batch_size, cfg.threads)
+    if not present.num_rows:
+        logger.info(f"embed images: no photo at all: all {images.num_rows:,} articles recorded "
+                    f"as missing; the models train without image features (has_image = 0)")
     logger.info(f"embed images: {present.num_rows:,} photos, {cfg.arch} ({weights.label}) on "
                 f"{plan.actors} {plan.device} actor(s), {plan.threads} threads, batch "
                 f"{plan.batch_size}")
@@ -248,10 +251,13 @@ def embed_images(run: Run, cfg: EmbedImagesConfig, force: bool = False) -> dict:
         with step.time("pca_fit_s"):
             sample, embedded_rows = (_sample_vectors(run, stage1, cfg.pca_sample, cfg.seed)
                                      if present.num_rows else (np.zeros((0, dim)), 0))
+            # No photo at all: zero components of the configured size, so the table keeps
+            # its vector column (every row null) and a photo served later maps to zeros.
+            k = min(cfg.pca_dim, dim)
             pca = fit_pca(sample, cfg.pca_dim, cfg.seed) if len(sample) else {
                 "mean": np.zeros(dim, np.float32),
-                "components": np.zeros((0, dim), np.float32),
-                "explained_variance_ratio": np.zeros(0, np.float32)}
+                "components": np.zeros((k, dim), np.float32),
+                "explained_variance_ratio": np.zeros(k, np.float32)}
         pca_dim = int(pca["components"].shape[0])
         with step.time("pca_apply_s"):
             if present.num_rows:

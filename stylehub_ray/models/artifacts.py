@@ -250,7 +250,7 @@ def from_checkpoint(model: str, best: str, latest: str, meta: dict) -> Artifact:
                          f"epoch so far ({at_best['best_epoch']})")
     out = {**meta, **last.get("facts", {}), "best_epoch": at_best["epoch"],
            "best": at_best["best_metrics"], "history": last["history"],
-           "resumed_at": last.get("resumed_at", -1)}
+           "resumed_at": last.get("resumed_at", -1), "restarts": last.get("restarts", 0)}
     arrays = {name[: -len(".parquet")]: pq.read_table(os.path.join(latest, name)).column(0)
               .to_numpy(zero_copy_only=False)
               for name in sorted(os.listdir(latest)) if name.endswith(".parquet")}

@@ -78,6 +78,7 @@ class TrainContrastiveConfig:
     select_by: str = "val_recall5"
     workers: int = 1
     cpus_per_worker: float = 1.0
+    max_failures: int = 3  # worker-group restarts from the last checkpoint (FailureConfig)
     use_gpu: bool = False
     seed: int = 0
 
@@ -291,7 +292,8 @@ def train_contrastive(run: Run, cfg: TrainContrastiveConfig, force: bool = False
             n_indexed = _publish_embeddings(run, step, variant, art.build(), art.meta)
         meta = art.meta
         step.counts = {"epochs": {"trained": len(meta["history"]), "best": meta["best_epoch"],
-                                  "resumed_at": meta["resumed_at"]},
+                                  "resumed_at": meta["resumed_at"],
+                                  "restarts": meta.get("restarts", 0)},
                        "items": {"embedded": n_indexed},
                        "pairs": meta["pairs"]}
         step.extra["best_metrics"] = meta["best"]

@@ -676,7 +676,8 @@ def train_fndcl(run: Run, cfg: TrainFNDCLConfig, force: bool = False) -> dict:
         meta["n_users"] = art.spec.n_users
         write_artifact(run, step.tmp(out), art)
         step.counts = {"epochs": {"trained": len(meta["history"]), "best": meta["best_epoch"],
-                                  "resumed_at": meta["resumed_at"]}}
+                                  "resumed_at": meta["resumed_at"],
+                                  "restarts": meta.get("restarts", 0)}}
         step.extra["best_metrics"] = meta["best"]
         step.extra["ray_train_path"] = path
     run.delete(posixpath.join(RAY_TRAIN_DIR, name))  # complete: nothing left to resume

@@ -19,7 +19,10 @@ every model:
   selects none). Ray's ``CheckpointConfig`` keeps that checkpoint and the latest (for resume)
   and nothing else; :func:`fit` takes the best from the Result and converts it to the published
   model (:func:`stylehub_ray.models.artifacts.from_checkpoint`);
-- ``fail_after_epoch``: the workers crash after reporting that epoch (resume tests).
+- ``fail_after_epoch``: the workers crash after reporting that epoch (resume tests);
+- a lost worker: ``FailureConfig(max_failures)`` (the trainer config's ``max_failures``)
+  restarts the worker group from the latest checkpoint; ``Progress.restarts`` counts it and
+  the published model's meta (hence the stage's manifest counts) records it.
 """
 
 from __future__ import annotations
@@ -143,6 +146,7 @@ class Progress:
     best_metrics: dict | None = None
     improvements: int = 0
     resumed_at: int = -1
+    restarts: int = 0  # times the workers started again from a checkpoint (a lost worker)
 
     def record(self, recipe: Recipe, metrics: dict) -> int:
         """Add an epoch's metrics; returns its selection rank (see :data:`SELECTION`)."""
@@ -164,13 +168,14 @@ class Progress:
         return {"epoch": self.epoch, "history": self.history or [],
                 "best_epoch": self.best_epoch, "best_score": self.best_score,
                 "best_metrics": self.best_metrics, "improvements": self.improvements,
-                "resumed_at": self.resumed_at, "facts": facts}
+                "resumed_at": self.resumed_at, "restarts": self.restarts, "facts": facts}
 
     @classmethod
     def resumed(cls, d: dict) -> Progress:
         return cls(epoch=d["epoch"], history=list(d["history"]), best_epoch=d["best_epoch"],
                    best_score=d["best_score"], best_metrics=d["best_metrics"],
-                   improvements=d["improvements"], resumed_at=d["epoch"] + 1)
+                   improvements=d["improvements"], resumed_at=d["epoch"] + 1,
+                   restarts=d.get("restarts", 0) + 1)
 
 
 # --------------------------------------------------------------------------------------------
@@ -268,15 +273,29 @@ def ray_train_name(variant: str, config: dict, inputs: dict) -> str:
     return f"{variant}-{stable_hash(config)}-{stable_hash(inputs)[:8]}"
 
 
+# Worker-group restarts a fit survives when a trainer config sets none (``max_failures``).
+DEFAULT_MAX_FAILURES = 3
+
+
+def max_failures_of(cfg, fail_after_epoch: int | None = None) -> int:
+    """A trainer config's ``max_failures`` (default :data:`DEFAULT_MAX_FAILURES`); 0 with an
+    injected failure, so a resume test's crash ends the fit as it means to."""
+    if fail_after_epoch is not None:
+        return 0
+    return int(getattr(cfg, "max_failures", DEFAULT_MAX_FAILURES))
+
+
 def build_trainer(recipe: Recipe, *, name: str, storage_path: str, datasets: dict | None = None,
                   fail_after_epoch: int | None = None, callbacks=(),
-                  gpus_per_worker: float | None = None, max_failures: int = 0):
+                  gpus_per_worker: float | None = None, max_failures: int | None = None):
     """The TorchTrainer of ``recipe``: ``recipe.cfg.workers`` workers with
     ``cpus_per_worker`` CPUs each and a GPU each with ``use_gpu`` (``gpus_per_worker``: a share
     of one, two Tune trials per GPU); Ray Train's folder ``storage_path/name``; ``datasets``
     (``train``: sharded across the workers, materialize it first: on 2 CPUs a 2-worker
     trainer over a lazy dataset hangs); ``callbacks`` (Tune's report callback);
-    ``max_failures`` worker-group restarts (``FailureConfig``, 0: a failure ends the fit)."""
+    ``max_failures`` worker-group restarts (``FailureConfig``: a lost worker, an
+    out-of-memory kill, restarts the group from the latest checkpoint; 0: a failure ends the
+    fit; default: :func:`max_failures_of` the recipe's config)."""
     import ray.train
     from ray.train.torch import TorchTrainer
 
@@ -299,7 +318,9 @@ def build_trainer(recipe: Recipe, *, name: str, storage_path: str, datasets: dic
             checkpoint_config=ray.train.CheckpointConfig(
                 num_to_keep=1, checkpoint_score_attribute=SELECTION,
                 checkpoint_score_order="max"),
-            failure_config=ray.train.FailureConfig(max_failures=max_failures),
+            failure_config=ray.train.FailureConfig(
+                max_failures=max_failures_of(cfg, fail_after_epoch) if max_failures is None
+                else max_failures),
             callbacks=list(callbacks)),
         datasets=datasets or None,
     )

@@ -110,10 +110,11 @@ def fit_ray(train: dict, val: dict | None, features: list[str], cfg: dict, stora
             name: str) -> tuple[str, dict]:
     """Fit on Ray Train with ``cfg["workers"]`` workers: (model text, rank 0's metrics)."""
     import ray
-    from ray.train import RunConfig, ScalingConfig
+    from ray.train import FailureConfig, RunConfig, ScalingConfig
     from ray.train.lightgbm import LightGBMTrainer
 
     from stylehub_ray.ray_utils import ensure_ray
+    from stylehub_ray.train.loop import DEFAULT_MAX_FAILURES
 
     ensure_ray()
     shards = [ray.put({key: v[idx] for key, v in train.items()})
@@ -125,7 +126,10 @@ def fit_ray(train: dict, val: dict | None, features: list[str], cfg: dict, stora
                            "rounds": cfg["rounds"], "patience": cfg["patience"]},
         scaling_config=ScalingConfig(num_workers=cfg["workers"],
                                      resources_per_worker={"CPU": cfg["cpus_per_worker"]}),
-        run_config=RunConfig(storage_path=storage_path, name=name))
+        # A lost worker restarts the fit (the booster is reported once, at the end).
+        run_config=RunConfig(storage_path=storage_path, name=name,
+                             failure_config=FailureConfig(max_failures=cfg.get(
+                                 "max_failures", DEFAULT_MAX_FAILURES))))
     result = trainer.fit()
     with result.checkpoint.as_directory() as folder, \
             open(os.path.join(folder, "model.txt")) as f:

@@ -55,6 +55,7 @@ class TrainSimCLRImagesConfig:
     tag: str = ""  # variant name; "": <arch>-<image_size>, "-scratch" added for init=random
     workers: int = 1
     cpus_per_worker: float = 1.0
+    max_failures: int = 3  # worker-group restarts from the last checkpoint (FailureConfig)
     use_gpu: bool = False
     seed: int = 0
 
@@ -177,7 +178,8 @@ def train_simclr_images(run: Run, cfg: TrainSimCLRImagesConfig, force: bool = Fa
                                                 "images": present.num_rows})
         write_artifact(run, step.tmp(out), art)
         h = art.meta["history"]
-        step.counts = {"epochs": {"trained": len(h), "resumed_at": art.meta["resumed_at"]},
+        step.counts = {"epochs": {"trained": len(h), "resumed_at": art.meta["resumed_at"],
+                                  "restarts": art.meta.get("restarts", 0)},
                        "images": {"photos": present.num_rows}}
         step.extra["final_loss"] = h[-1]["loss"]
     run.delete(posixpath.join(RAY_TRAIN_DIR, name))

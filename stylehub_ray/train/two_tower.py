@@ -56,6 +56,7 @@ class TrainTwoTowerConfig:
     workers: int = 1
     use_gpu: bool = False
     cpus_per_worker: float = 1.0
+    max_failures: int = 3  # worker-group restarts from the last checkpoint (FailureConfig)
     epochs: int = 3
     seed: int = 0
     batch_size: int = 2048  # examples per worker step (about 1 in 5 is a positive)
@@ -201,7 +202,8 @@ def train_two_tower(run: Run, cfg: TrainTwoTowerConfig, force: bool = False) -> 
             write_artifact(run, step.tmp(out), art)
             meta, hist = art.meta, art.meta["history"]
             step.counts = {"epochs": {"trained": len(hist), "best": meta["best_epoch"],
-                                      "resumed_at": meta["resumed_at"]},
+                                      "resumed_at": meta["resumed_at"],
+                                      "restarts": meta.get("restarts", 0)},
                            "customers": {"trained": int(art.arrays["trained_customers"].sum()),
                                          "val_sampled": meta["val_customers"]},
                            "articles": {"trained": int(art.arrays["trained_articles"].sum())}}

@@ -73,8 +73,13 @@ class TuneSweepConfig:
     grace_period: int = 1  # ASHA: epochs before a trial can be stopped
     reduction_factor: int = 2  # ASHA: 1/rf of the trials go on at each rung
     seed: int = 0  # the search's random state (the trainer's own seed is train.seed)
+    # Trials at once: at most this many, and never more than the cluster's CPUs hold (a trial
+    # holds trial_cpus + workers x cpus_per_worker); 0: as many as the CPUs hold.
     max_concurrent: int = 1
     trial_cpus: float = 0.25  # the Tune function's own CPU (it waits on the trainer)
+    # A trial larger than the cluster is refused at once, naming what to change; true: start
+    # anyway and wait (an autoscaling cluster that will grow).
+    wait_for_cluster: bool = False
     gpus_per_trial: float = -1.0  # -1: 1 when the cluster has GPUs, else 0; 0.5: two per GPU
     scale_lr: bool = True  # Fig. 7: lr scaled linearly with a swept batch_size
 
@@ -89,8 +94,8 @@ class TuneSweepConfig:
         if self.samples < 0 or self.grid_points < 2 or self.grace_period < 1:
             raise ValueError("tune: samples >= 0, grid_points >= 2, grace_period >= 1 "
                              "expected")
-        if self.reduction_factor < 2 or self.max_concurrent < 1:
-            raise ValueError("tune: reduction_factor >= 2 and max_concurrent >= 1 expected")
+        if self.reduction_factor < 2 or self.max_concurrent < 0:
+            raise ValueError("tune: reduction_factor >= 2 and max_concurrent >= 0 expected")
         if self.trial_cpus <= 0:
             raise ValueError(f"tune.trial_cpus must be > 0 (Ray Tune refuses a trial with no "
                              f"CPU), got {self.trial_cpus}")
@@ -287,24 +292,101 @@ def param_space(plan: SweepPlan, search: str, grid_points: int) -> dict:
     return space
 
 
-def _resources(cfg: TuneSweepConfig, plan: SweepPlan) -> tuple[dict, float]:
-    """(trainer resource settings, GPU share per worker): GPUs where the cluster has them."""
+def _resources(cfg: TuneSweepConfig, plan: SweepPlan) -> tuple[dict, float, int]:
+    """(trainer resource settings, GPU share per worker, trials at once): GPUs where the
+    cluster has them; as many trials at once as its CPUs hold (at most ``max_concurrent``).
+    A trial larger than the cluster is refused at once, unless ``wait_for_cluster``."""
     import ray
 
     total = ray.cluster_resources()
     gpus = cfg.gpus_per_trial
     if gpus < 0:
         gpus = 1.0 if total.get("GPU", 0) > 0 else 0.0
+    stage = plan.entry.stage
     workers = int(plan.base["workers"])
+    cpus = total.get("CPU", 0)
     demand = cfg.trial_cpus + workers * float(plan.base["cpus_per_worker"])
-    if demand > total.get("CPU", 0):
-        logger.warning(f"tune: a trial needs {demand:g} CPUs (trial_cpus {cfg.trial_cpus:g} + "
-                       f"{workers} x {plan.base['cpus_per_worker']}) and the cluster has "
-                       f"{total.get('CPU', 0):g} now: trials wait until it grows")
-    if gpus > 0 and total.get("GPU", 0) < gpus:
+    concurrent = trials_at_once(cfg.max_concurrent, cpus, demand, gpus, total.get("GPU", 0))
+    if concurrent == 0:
+        text = (f"tune: a trial needs {demand:g} CPUs (tune.trial_cpus {cfg.trial_cpus:g} + "
+                f"{stage}.workers {workers} x {stage}.cpus_per_worker "
+                f"{plan.base['cpus_per_worker']}) and the cluster has {cpus:g}")
+        if not cfg.wait_for_cluster:
+            raise ValueError(f"{text}: lower them (e.g. --set {stage}.workers=1 --set "
+                             f"{stage}.cpus_per_worker={max(cpus - cfg.trial_cpus, 0.25):g}), "
+                             f"or --set wait_for_cluster=true on a cluster that will grow")
+        logger.warning(f"{text} now: trials wait until it grows")
+        concurrent = cfg.max_concurrent or 1
+    elif gpus > 0 and total.get("GPU", 0) < gpus:
         logger.info(f"tune: warning: {gpus:g} GPU per trial asked, the cluster has "
                     f"{total.get('GPU', 0):g} now")
-    return {"use_gpu": gpus > 0}, (gpus / workers if gpus > 0 else 0.0)
+    return {"use_gpu": gpus > 0}, (gpus / workers if gpus > 0 else 0.0), concurrent
+
+
+def trials_at_once(max_concurrent: int, cpus: float, demand: float, gpus: float = 0.0,
+                   cluster_gpus: float = 0.0) -> int:
+    """How many trials fit at once: the CPUs' count of whole trials (and the GPUs' with a GPU
+    per trial), capped at ``max_concurrent`` (0: no cap). 0: not even one fits."""
+    fit = int(cpus // demand + 1e-9) if demand > 0 else max_concurrent or 1
+    if gpus > 0 and cluster_gpus > 0:
+        fit = min(fit, int(cluster_gpus // gpus + 1e-9) or 1)
+    return min(fit, max_concurrent) if max_concurrent else fit
+
+
+def _live_placement_groups() -> dict[str, list[dict]]:
+    """Every placement group not removed: id -> its bundles."""
+    from ray.util import placement_group_table
+
+    return {pg_id: [dict(b) for _, b in sorted(v["bundles"].items())]
+            for pg_id, v in placement_group_table().items() if v["state"] != "REMOVED"}
+
+
+class _FreeStoppedTrainWorkers:
+    """Ray 2.60 (Train V2 under Tune): Tune stops a trial (ASHA at a rung) by killing its actor
+    and the Train controller with it. The workers' placement group, which the controller made,
+    belongs to the job and stays reserved; Train's PlacementGroupCleaner would remove it, but it
+    asks the State API, which a local instance without a dashboard does not have. On a small
+    machine the next trial then waits for CPUs that never come back ("The worker group startup
+    timed out", forever). So after every trial, while no other trial runs, this removes the
+    placement groups made during the sweep that have a Train worker group's shape."""
+
+    def __init__(self, worker_bundle: dict, workers: int, trial_bundle: dict):
+        self.shape = [{k: float(v) for k, v in worker_bundle.items()}] * workers
+        self.safe = self.shape != [{k: float(v) for k, v in trial_bundle.items()}]
+        self.before: set[str] = set()
+
+    def setup(self, **info) -> None:
+        self.before = set(_live_placement_groups()) if self.safe else set()
+
+    def on_trial_complete(self, iteration: int, trials: list, trial, **info) -> None:
+        self._free(trials, trial)
+
+    def on_trial_error(self, iteration: int, trials: list, trial, **info) -> None:
+        self._free(trials, trial)
+
+    def _free(self, trials: list, ended) -> None:
+        from ray._raylet import PlacementGroupID
+        from ray.util.placement_group import PlacementGroup, remove_placement_group
+
+        if not self.safe or any(t is not ended and t.status == "RUNNING" for t in trials):
+            return
+        for pg_id, bundles in _live_placement_groups().items():
+            if pg_id not in self.before and bundles == self.shape:
+                logger.info(f"tune: freeing the stopped trial {ended.trial_id}'s Train workers "
+                            f"(placement group {pg_id[:8]})")
+                try:  # its controller may be removing it at the same moment
+                    remove_placement_group(PlacementGroup(PlacementGroupID(
+                        bytes.fromhex(pg_id))))
+                except Exception as exc:  # noqa: BLE001 - gone already is what we want
+                    logger.debug(f"tune: placement group {pg_id[:8]}: {exc}")
+
+
+def free_stopped_train_workers(worker_bundle: dict, workers: int, trial_bundle: dict):
+    """:class:`_FreeStoppedTrainWorkers` as a Tune callback."""
+    from ray import tune
+
+    cls = type("FreeStoppedTrainWorkers", (_FreeStoppedTrainWorkers, tune.Callback), {})
+    return cls(worker_bundle, workers, trial_bundle)
 
 
 def tune_model(run: Run, cfg: TuneSweepConfig, force: bool = False) -> dict:
@@ -330,32 +412,41 @@ def tune_model(run: Run, cfg: TuneSweepConfig, force: bool = False) -> dict:
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
     from ray.tune.search.basic_variant import BasicVariantGenerator
 
-    resources, gpu_share = _resources(cfg, plan)
+    resources, gpu_share, concurrent = _resources(cfg, plan)
     ray_rel = f"{TUNE_DIR}/{model}/_ray/{plan.sweep}"
     run.delete(ray_rel)  # a sweep never resumes a previous one's trials
     setup = {"plan": plan, "run": run.uri, "resources": resources, "gpu_share": gpu_share,
              "train_storage": run.uri_of(f"{ray_rel}/train")}
     trainable = tune.with_resources(tune.with_parameters(_trial, setup=setup),
                                     {"CPU": cfg.trial_cpus})
+    # stop_last_trials=False: a trial that reaches the last epoch ends by returning, after its
+    # Train run has released its workers; a trial Tune stops is killed with its Train
+    # controller, whose workers' placement group stays reserved (see free_stopped_train_workers).
     scheduler = (ASHAScheduler(time_attr="training_iteration", max_t=plan.epochs,
                                grace_period=cfg.grace_period,
-                               reduction_factor=cfg.reduction_factor)
+                               reduction_factor=cfg.reduction_factor, stop_last_trials=False)
                  if cfg.scheduler == "asha" else FIFOScheduler())
+    worker_bundle = {"CPU": float(plan.base["cpus_per_worker"])}
+    if resources["use_gpu"]:
+        worker_bundle["GPU"] = gpu_share if 0 < gpu_share < 1 else 1.0
     tuner = tune.Tuner(
         trainable,
         param_space=param_space(plan, cfg.search, cfg.grid_points),
         tune_config=tune.TuneConfig(
             metric=plan.metric, mode=plan.mode, scheduler=scheduler,
-            search_alg=BasicVariantGenerator(random_state=cfg.seed,
-                                             max_concurrent=cfg.max_concurrent),
+            search_alg=BasicVariantGenerator(random_state=cfg.seed, max_concurrent=concurrent),
+            max_concurrent_trials=concurrent,
             num_samples=plan.num_samples, trial_dirname_creator=_trial_dirname),
         run_config=tune.RunConfig(name="tune", storage_path=run.uri_of(ray_rel), verbose=0,
-                                  failure_config=tune.FailureConfig(max_failures=0)),
+                                  failure_config=tune.FailureConfig(max_failures=0),
+                                  callbacks=[free_stopped_train_workers(
+                                      worker_bundle, int(plan.base["workers"]),
+                                      {"CPU": cfg.trial_cpus})]),
     )
     shown = ", ".join(f"{p.name}={p.describe()}" for p in plan.swept)
     logger.info(f"tune/{model}/{plan.sweep}: {plan.trials or plan.num_samples} trials of {shown}; "
                 f"{plan.metric} ({plan.mode}), {cfg.search} search, {cfg.scheduler}, "
-                f"{plan.epochs} epochs max")
+                f"{plan.epochs} epochs max, {concurrent} at once")
     with step:
         with step.time("sweep_s"):
             grid = tuner.fit()
