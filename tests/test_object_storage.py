@@ -57,6 +57,7 @@ def test_commit_in_place_and_a_step_killed_mid_write_is_never_whole(s3):
         assert f.read() == b"the new whole table"
 
 
+@pytest.mark.cluster  # about 3 minutes: in the CI's second suite (make test-cluster)
 def test_tiny_pipeline_and_serve_parts_on_s3(s3, tiny_hm, capsys):
     from test_cli import DEMO
 

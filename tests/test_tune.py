@@ -334,7 +334,10 @@ def test_a_trial_larger_than_the_cluster_is_refused_at_once(fnd_run):
     assert run.entry("tune", "fndcl/alpha") is None  # nothing started
 
 
-@pytest.mark.parametrize("model", ["fndcl", "contrastive", "two-tower"])
+# fndcl and contrastive take 50-90 s each: they run in the CI's second suite (make test-cluster)
+@pytest.mark.parametrize("model", [pytest.param("fndcl", marks=pytest.mark.cluster),
+                                   pytest.param("contrastive", marks=pytest.mark.cluster),
+                                   "two-tower"])
 def test_the_default_sweep_of_each_model_finishes(model, request, tmp_path):
     """`stylehub tune MODEL --samples 2` with the default space and tune settings (one
     epoch, tiny models, so it stays short)."""
