@@ -66,7 +66,11 @@ def test_outfits_pipeline_trains_and_evaluates_fndcl(ray_head, tmp_path, capsys)
 
     generate_outfits(str(tmp_path / "src"), scale="tiny", seed=0)
     sets = ["--set", "fndcl_items.image_size=64", "--set", "fndcl_items.ae_epochs=1",
-            "--set", "train_fndcl.epochs=1", "--set", "evaluate_fndcl.efficiency=false"]
+            "--set", "train_fndcl.epochs=1", "--set", "evaluate_fndcl.efficiency=false",
+            # On tiny data after one epoch the Lite2 teacher can lose to the undistilled
+            # student, and the check stops the run (tests/test_fndcl_ray.py tests both paths);
+            # this test is about the pipeline's plumbing.
+            "--set", "train_fndcl.teacher_check=false"]
     assert main(["pipeline", str(tmp_path / "src"), "--run", str(tmp_path / "run"),
                  *sets]) == 0
     out = capsys.readouterr().out
