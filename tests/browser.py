@@ -7,9 +7,9 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import time
 
 import pytest
+from conftest import wait_for
 
 CHROMIUM = ("chromium", "chromium-browser", "google-chrome")
 DRIVER = "chromedriver"
@@ -72,13 +72,8 @@ def images(driver, css: str = "img") -> list[tuple[bool, int, str]]:
 
 
 def wait_until(predicate, timeout: float = 60.0, every: float = 0.2):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(every)
-    raise TimeoutError(f"browser condition not met in {timeout}s")
+    """conftest's bounded poll, at the browser's finer step."""
+    return wait_for(predicate, timeout=timeout, every=every)
 
 
 def screenshot(driver, name: str) -> None:
