@@ -237,8 +237,14 @@ def test_split_modes_and_empty_split():
                                         "test_start": "2020-01-04", "test_end": "2020-01-04"}
     # last-week on 4 days: train would end before the data starts
     with pytest.raises(SplitError, match=r"train period would end on 2019-12-21, before it "
-                                         r"starts on 2020-01-01 \(data from 2020-01-01"):
+                                         r"starts on 2020-01-01 \(data from 2020-01-01.*"
+                                         r"use --set features.split=ratio"):
         compute_split(days, FeaturesConfig())
+    # ratio on days whose last one holds more than val + test: no boundary fits, said so
+    heavy_end = pd.Series({date(2020, 1, d): n for d, n in ((1, 10), (2, 10), (3, 80))})
+    with pytest.raises(SplitError, match=r"3 day\(s\) of data from 2020-01-01 to 2020-01-03.*"
+                                         r"last day alone holds 80% of the rows"):
+        compute_split(heavy_end, cfg)
     gap = pd.Series({date(2020, 1, 1): 5, date(2020, 3, 1): 5, date(2020, 3, 20): 5})
     with pytest.raises(SplitError, match=r"val period 2020-03-07 \.\. 2020-03-13 has no "
                                          r"transactions"):

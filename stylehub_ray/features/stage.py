@@ -70,8 +70,17 @@ def compute_split(day_counts: pd.Series, cfg: FeaturesConfig) -> dict[str, str]:
     else:
         share_before = (days.cumsum() - days) / days.sum()
         r_train, r_val = cfg.ratios[0], cfg.ratios[0] + cfg.ratios[1]
-        val_start = share_before.index[share_before.to_numpy() >= r_train][0]
-        test_start = share_before.index[share_before.to_numpy() >= r_val][0]
+        # The first day with at least that share of rows before it; none when the last days
+        # hold more than the later periods' share (a few days of data).
+        after_train = share_before.index[share_before.to_numpy() >= r_train]
+        after_val = share_before.index[share_before.to_numpy() >= r_val]
+        if len(after_train) == 0 or len(after_val) == 0:
+            raise SplitError(
+                f"split ratio {tuple(cfg.ratios)}: {len(days)} day(s) of data from {first} to "
+                f"{last}, and no day boundary leaves the val and test shares after it (the "
+                f"last day alone holds {days.iloc[-1] / days.sum():.0%} of the rows); whole "
+                f"days go to one period, so this split needs more days of transactions")
+        val_start, test_start = after_train[0], after_val[0]
     cut = {"train_start": first, "val_start": val_start, "test_start": test_start,
            "test_end": last}
     periods = {"train": (first, val_start - timedelta(days=1)),
@@ -81,8 +90,10 @@ def compute_split(day_counts: pd.Series, cfg: FeaturesConfig) -> dict[str, str]:
         if n == 0:
             span = (f"would end on {hi}, before it starts on {lo}" if hi < lo
                     else f"{lo} .. {hi} has no transactions")
+            hint = ("; with fewer than 15 days of data use --set features.split=ratio"
+                    if cfg.split == "last-week" else "")
             raise SplitError(f"split {cfg.split}: the {name} period {span} "
-                             f"(data from {first} to {last})")
+                             f"(data from {first} to {last}){hint}")
     return {k: str(v) for k, v in cut.items()}
 
 
