@@ -734,5 +734,7 @@ def test_serve_deploy_config_then_a_new_run_without_failed_requests(
         t.join(timeout=90)
     failed = [r for r in results if r[0] != 200]
     assert during > 0 and not failed, failed[:5]
-    assert serve.status().applications[APP_NAME].status == "RUNNING"
+    # The new replicas answer before the old ones have stopped: DEPLOYING until then.
+    wait_for(lambda: serve.status().applications[APP_NAME].status == "RUNNING", timeout=120,
+             every=0.5)
 
