@@ -46,10 +46,23 @@ def _free_port() -> int:
 S3_PORT = 0
 
 
+def _port_outside_ray() -> int:
+    """A free port below the ephemeral range and above Ray's worker ports (10002-19999): Ray's
+    processes take ephemeral ports as they start, so one merely free now could be taken by
+    the time the server that was promised it starts."""
+    import random
+
+    for port in random.Random().sample(range(20000, 30000), 200):
+        with socket.socket() as s, contextlib.suppress(OSError):
+            s.bind(("127.0.0.1", port))
+            return port
+    raise RuntimeError("no free port in 20000-29999 for the local S3 server")
+
+
 def _s3_env() -> dict[str, str]:
     global S3_PORT
     if not S3_PORT:
-        S3_PORT = _free_port()
+        S3_PORT = _port_outside_ray()
     return {"AWS_ENDPOINT_URL": f"http://127.0.0.1:{S3_PORT}", "AWS_ACCESS_KEY_ID": "testing",
             "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
             "AWS_EC2_METADATA_DISABLED": "true"}
@@ -67,11 +80,16 @@ def s3(ray_head):
     endpoint = env["AWS_ENDPOINT_URL"]
 
     def up() -> bool:
+        import http.client
+
         try:
             urllib.request.urlopen(urllib.request.Request(f"{endpoint}/bucket", method="PUT"),
                                    timeout=2)
             return True
-        except OSError:
+        except (OSError, http.client.HTTPException):
+            if proc.poll() is not None:
+                raise RuntimeError(f"moto_server exited with {proc.returncode} (port {S3_PORT}"
+                                   f" taken?)") from None
             return False
 
     saved = {k: os.environ.get(k) for k in env}

@@ -36,16 +36,24 @@ def _free_port() -> int:
 def _serve(args: argparse.Namespace) -> None:
     from ray.cluster_utils import Cluster
 
+    from ray._private.utils import write_ray_address
+
     store = int(args.object_store_mb * 2**20)
     dash = _free_port()
+    temp_dir = tempfile.mkdtemp(prefix="mn", dir="/tmp")  # short: socket paths
     cluster = Cluster(initialize_head=True, connect=False, head_node_args={
         "num_cpus": args.head_cpus, "gcs_server_port": _free_port(),
-        "node_ip_address": "127.0.0.1", "object_store_memory": store,
-        "temp_dir": tempfile.mkdtemp(prefix="mn", dir="/tmp"),  # short: socket paths
-        "include_dashboard": True, "dashboard_host": "127.0.0.1", "dashboard_port": dash})
+        "node_ip_address": "127.0.0.1", "object_store_memory": store, "temp_dir": temp_dir,
+        "include_dashboard": True, "dashboard_host": "127.0.0.1", "dashboard_port": dash,
+        # Ray's default (52365) may be another instance's, a test session's head among them:
+        # the job server then never finds the head's agent ("No available agent").
+        "dashboard_agent_listen_port": _free_port()})
     workers = [cluster.add_node(num_cpus=args.worker_cpus, node_ip_address="127.0.0.1",
                                 object_store_memory=store) for _ in range(args.workers)]
     cluster.wait_for_nodes()
+    # A job's driver finds its cluster through the address file in the head's temp dir
+    # (Cluster writes only the default one): without it, it attached to another instance.
+    write_ray_address(cluster.address, temp_dir)
     nodes = {cluster.head_node.node_id: "head",
              **{w.node_id: f"worker{i}" for i, w in enumerate(workers)}}
     info = {"address": cluster.address, "dashboard": f"http://127.0.0.1:{dash}",
