@@ -34,9 +34,8 @@ def _free_port() -> int:
 
 
 def _serve(args: argparse.Namespace) -> None:
-    from ray.cluster_utils import Cluster
-
     from ray._private.utils import write_ray_address
+    from ray.cluster_utils import Cluster
 
     store = int(args.object_store_mb * 2**20)
     dash = _free_port()
