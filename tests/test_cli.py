@@ -5,6 +5,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 from stylehub_ray.cli import main
 
 DEMO = ["--set", "ingest.chunk_mb=0.2", "--set", "embed_images.model=random",
@@ -14,14 +16,24 @@ DEMO = ["--set", "ingest.chunk_mb=0.2", "--set", "embed_images.model=random",
         "--set", "baselines.bootstrap=20", "--set", "evaluate_ranker.bootstrap=20"]
 
 
-def test_pipeline_runs_every_stage_then_skips_them(ray_head, tiny_hm, tmp_path, capsys):
+# The run directory on object storage in make test (issue 20: moto's S3 server, conftest `s3`),
+# on a local folder in the CI's second suite (make demo runs it locally too).
+@pytest.mark.parametrize("storage", ["s3", pytest.param("local", marks=pytest.mark.cluster)])
+def test_pipeline_runs_every_stage_then_skips_them(storage, request, ray_head, tiny_hm,
+                                                   tmp_path, capsys):
     from stylehub_ray.config import PipelineConfig
-    from stylehub_ray.run import Run
+    from stylehub_ray.run import Run, iter_files
 
-    assert main(["pipeline", str(tiny_hm), "--run", str(tmp_path / "run"), *DEMO]) == 0
+    if storage == "s3":
+        request.getfixturevalue("s3")
+        uri = f"s3://bucket/{tmp_path.name}"
+    else:
+        uri = str(tmp_path / "run")
+    assert main(["pipeline", str(tiny_hm), "--run", uri, *DEMO]) == 0
     out = capsys.readouterr().out
     assert "transactions" in out and "complete" in out and "oracle top-12" in out
-    steps = Run(str(tmp_path / "run")).manifest()["steps"]
+    run = Run(uri)
+    steps = run.manifest()["steps"]
     assert {"ingest", "features", "embed_images", "embed_text", "pairs/text"} <= set(steps)
     for stage in ("train_contrastive", "evaluate_contrastive", "train_two_tower", "recommend",
                   "evaluate_two_tower", "evaluate_baselines", "evaluate_summary",
@@ -29,13 +41,29 @@ def test_pipeline_runs_every_stage_then_skips_them(ray_head, tiny_hm, tmp_path, 
         assert any(k.split("/")[0] == stage for k in steps), (stage, sorted(steps))
     assert all(s["status"] == "complete" for s in steps.values())
     assert PipelineConfig().stages[-1] == "evaluate_fndcl"
-    _check_report(tmp_path / "run", capsys)
-    assert main(["pipeline", str(tiny_hm), "--run", str(tmp_path / "run"), *DEMO]) == 0
+    if storage == "s3":
+        _check_serve_parts_on_s3(run)
+    else:
+        _check_report(tmp_path / "run", capsys)
+    assert main(["pipeline", str(tiny_hm), "--run", uri, *DEMO]) == 0
     again = capsys.readouterr().out
     assert "not for H&M data, skipped: fndcl_items, train_fndcl, evaluate_fndcl" in again
     # Every step up to date: nothing redone.
-    after = Run(str(tmp_path / "run")).manifest()["steps"]
+    after = run.manifest()["steps"]
     assert {k: v["ended"] for k, v in after.items()} == {k: v["ended"] for k, v in steps.items()}
+    assert not list(iter_files(run.fs, run.path("_tmp")))  # nothing left in scratch
+
+
+def _check_serve_parts_on_s3(run) -> None:
+    """Serve's parts load their models from the bucket, as replicas do."""
+    from stylehub_ray.serve.core import CandidatePart, SimilarPart
+    from stylehub_ray.serve.settings import ServeConfig
+
+    cfg = ServeConfig(run=run.uri, candidates=20)
+    part = CandidatePart(run, cfg)
+    assert part.vectors.shape[0] > 0 and part.article_vectors.shape[0] > 0
+    idx, scores, _source = SimilarPart(run, cfg).similar(0, 5)
+    assert len(idx) == len(scores) == 5
 
 
 def test_offline_imagenet_weights_fail_clearly(ray_head, tiny_run, tmp_path, capsys):
@@ -60,6 +88,9 @@ def test_module_entry_point():
     assert out.returncode == 0 and "pipeline" in out.stdout
 
 
+# About 1 minute (tests/test_fndcl_ray.py trains the stages in make test): in the CI's second
+# suite (make test-cluster).
+@pytest.mark.cluster
 def test_outfits_pipeline_trains_and_evaluates_fndcl(ray_head, tmp_path, capsys):
     from stylehub_ray.run import Run
     from stylehub_ray.synth.outfits import generate_outfits

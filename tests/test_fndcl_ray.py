@@ -160,6 +160,7 @@ def test_teacher_student_train_resume_and_evaluate(fnd_run, logged):
     assert eff[0]["outfits_scored"] == 52 + 520
 
 
+@pytest.mark.cluster  # about 1 minute: in the CI's second suite (make test-cluster)
 def test_distillation_stops_when_the_teacher_does_not_beat_an_undistilled_student(fnd_run):
     """A teacher that never learns (lr 0) loses to the N-pair student trained for the same
     epochs; the FND-CL run stops with a message naming both, and trains nothing."""
@@ -176,6 +177,7 @@ def test_distillation_stops_when_the_teacher_does_not_beat_an_undistilled_studen
     assert run.entry("train_fndcl", "student-fndcl-weak")["status"] == "failed"
 
 
+@pytest.mark.cluster  # two workers, 30 s: in the CI's second suite (make test-cluster)
 def test_two_workers_keep_equal_weights(fnd_run, tmp_path):
     """Two workers under DDP (prepare_model; N-pair leaves the CL projection unused, so
     find_unused_parameters): every epoch reports the spread of the workers' parameter sums,

@@ -3,8 +3,8 @@ and `s3://bucket/...` runs. Endpoint and credentials come from the standard AWS 
 
 - the commit step writes in place (S3 has no rename) with the marker last, and a step killed
   mid-write leaves nothing that a later stage takes for whole;
-- the tiny pipeline runs every stage on `s3://bucket/run`, and the Serve parts load their
-  models from the bucket and answer.
+- the tiny pipeline runs every stage on an `s3://bucket/...` run, and the Serve parts load
+  their models from the bucket and answer: tests/test_cli.py's pipeline test on storage "s3".
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import textwrap
 
 import pytest
 
-from stylehub_ray.run import Run, iter_files
+from stylehub_ray.run import Run
 
 KILLED = textwrap.dedent("""
     import os, signal, sys
@@ -55,29 +55,3 @@ def test_commit_in_place_and_a_step_killed_mid_write_is_never_whole(s3):
     assert run.require("raw/articles", "stylehub ingest") != fingerprint
     with run.fs.open_input_stream(run.path("raw/articles/part-0.parquet")) as f:
         assert f.read() == b"the new whole table"
-
-
-@pytest.mark.cluster  # about 3 minutes: in the CI's second suite (make test-cluster)
-def test_tiny_pipeline_and_serve_parts_on_s3(s3, tiny_hm, capsys):
-    from test_cli import DEMO
-
-    from stylehub_ray.cli import main
-    from stylehub_ray.serve.core import CandidatePart, SimilarPart
-    from stylehub_ray.serve.settings import ServeConfig
-
-    uri = "s3://bucket/run"
-    assert main(["pipeline", str(tiny_hm), "--run", uri, *DEMO]) == 0
-    run = Run(uri)
-    steps = run.manifest()["steps"]
-    for stage in ("ingest", "features", "embed_images", "embed_text", "train_contrastive",
-                  "train_two_tower", "recommend", "evaluate_two_tower", "evaluate_baselines",
-                  "train_ranker", "evaluate_ranker"):
-        assert any(k.split("/")[0] == stage for k in steps), (stage, sorted(steps))
-    assert all(s["status"] == "complete" for s in steps.values())
-    assert not list(iter_files(run.fs, run.path("_tmp")))  # nothing left in scratch
-    # Serve's parts load their models from the bucket, as replicas do.
-    cfg = ServeConfig(run=uri, candidates=20)
-    part = CandidatePart(run, cfg)
-    assert part.vectors.shape[0] > 0 and part.article_vectors.shape[0] > 0
-    idx, scores, _source = SimilarPart(run, cfg).similar(0, 5)
-    assert len(idx) == len(scores) == 5

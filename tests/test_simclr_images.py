@@ -78,6 +78,7 @@ def test_fine_tuning_starts_from_the_pretrained_weights():
     assert not torch.equal(scratch.backbone._conv_stem.weight, file["_conv_stem.weight"])
 
 
+@pytest.mark.cluster  # about 1 minute: in the CI's second suite (make test-cluster)
 def test_train_resume_embed_and_evaluate(tiny_run, tmp_path):
     from stylehub_ray.data.ingest import read_table
     from stylehub_ray.embed.images import EmbedImagesConfig, embed_images

@@ -252,6 +252,7 @@ def test_train_config_best_without_a_sweep_names_the_command(tmp_path):
 # --------------------------------------------------------------------------------------------
 # Contrastive and two-tower sweeps on the tiny H&M run (Ray)
 # --------------------------------------------------------------------------------------------
+@pytest.mark.cluster  # 30-40 s: in the CI's second suite (make test-cluster)
 def test_contrastive_tau_sweep(tiny_run, tmp_path):
     from stylehub_ray.embed.pairs import PairsConfig, mine_pairs
     from stylehub_ray.embed.text import EmbedTextConfig, embed_text
@@ -279,6 +280,7 @@ def test_contrastive_tau_sweep(tiny_run, tmp_path):
         assert run.exists(f"tune/contrastive/projection_dim-tau/plots/val_recall5_vs_{p}.png")
 
 
+@pytest.mark.cluster  # 30-50 s: in the CI's second suite (make test-cluster)
 def test_two_tower_temperature_sweep(hm_embedded, tmp_path):
     shutil.copytree(hm_embedded.root, tmp_path / "run")  # features + images (conftest)
     run = Run(str(tmp_path / "run"))
@@ -335,10 +337,7 @@ def test_a_trial_larger_than_the_cluster_is_refused_at_once(fnd_run):
     assert run.entry("tune", "fndcl/alpha") == before  # nothing started, nothing recorded
 
 
-# fndcl and contrastive take 50-90 s each: they run in the CI's second suite (make test-cluster)
-@pytest.mark.parametrize("model", [pytest.param("fndcl", marks=pytest.mark.cluster),
-                                   pytest.param("contrastive", marks=pytest.mark.cluster),
-                                   "two-tower"])
+@pytest.mark.parametrize("model", ["fndcl", "contrastive", "two-tower"])
 def test_the_default_sweep_of_each_model_finishes(model, request, tmp_path):
     """`stylehub tune MODEL --samples 2` with the default space and tune settings (one
     epoch, tiny models, so it stays short)."""

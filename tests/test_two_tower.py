@@ -406,6 +406,7 @@ def test_train_resume_publish_and_index(tt_run):
     assert again.get("skipped")
 
 
+@pytest.mark.cluster  # two fits, 30-50 s: in the CI's second suite (make test-cluster)
 def test_same_seed_same_model(tt_run):
     """Repeatable: two trainings with the same seed (Ray Data's block order, the epoch
     shuffles, id dropout, hard negatives, torch's init) publish the same weights and the same
@@ -428,6 +429,8 @@ def test_same_seed_same_model(tt_run):
     assert a.meta["choices_val"] == b.meta["choices_val"]
 
 
+# Two workers (make test keeps the contrastive model's): in the CI's second suite.
+@pytest.mark.cluster
 def test_two_workers_ddp(tt_run):
     """Two workers (0.5 CPU each) on Ray Data shards: same reported metrics on both, a
     published model, and each worker saw half of the examples."""
