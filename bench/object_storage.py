@@ -12,6 +12,7 @@ load average before and after, and writes JSON.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -21,6 +22,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 DEMO = ["--set", "ingest.chunk_mb=0.2", "--set", "embed_images.model=random",
@@ -40,17 +42,15 @@ def load() -> str:
     return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--repeats", type=int, default=1)
-    ap.add_argument("--out", default="bench/results")
-    args = ap.parse_args()
+@contextlib.contextmanager
+def local_s3() -> Iterator[str]:
+    """moto's S3 server on 127.0.0.1 with a bucket ``bucket``, the standard AWS variables
+    pointed at it in this process (set them before Ray starts: its workers inherit them)."""
     port = free_port()
     endpoint = f"http://127.0.0.1:{port}"
     os.environ.update({"AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "bench",
                        "AWS_SECRET_ACCESS_KEY": "bench", "AWS_DEFAULT_REGION": "us-east-1",
                        "AWS_EC2_METADATA_DISABLED": "true"})
-    os.environ.pop("RAY_ADDRESS", None)
     server = subprocess.Popen([str(Path(sys.executable).parent / "moto_server"), "-H",
                                "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL)
@@ -62,6 +62,19 @@ def main() -> None:
                 break
             except OSError:
                 time.sleep(0.2)
+        yield endpoint
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--repeats", type=int, default=1)
+    ap.add_argument("--out", default="bench/results")
+    args = ap.parse_args()
+    os.environ.pop("RAY_ADDRESS", None)
+    with local_s3():
         from stylehub_ray.cli import main as cli
         from stylehub_ray.config import GenerateHMConfig
         from stylehub_ray.ray_utils import ensure_ray
@@ -84,9 +97,6 @@ def main() -> None:
         Path(args.out).mkdir(parents=True, exist_ok=True)
         (Path(args.out) / "object_storage.json").write_text(json.dumps(rows, indent=2) + "\n")
         shutil.rmtree(work, ignore_errors=True)
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
 
 
 if __name__ == "__main__":

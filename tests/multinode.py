@@ -13,6 +13,7 @@ import argparse
 import contextlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -100,6 +101,61 @@ def start_cluster(workers: int = 2, head_cpus: int = 1, worker_cpus: int = 2,
             os.killpg(proc.pid, 9)
             proc.wait(timeout=30)
         log.close()
+
+
+class JobFailed(RuntimeError):
+    """A stage's job ended in failure; ``output`` is what ``ray job submit`` printed."""
+
+    def __init__(self, name: str, output: str):
+        super().__init__(f"job {name} failed")
+        self.output = output
+
+
+def submit_stage(info: dict, args: list[str], tmp: Path, name: str) -> tuple[str, float]:
+    """``python -m stylehub_ray ARGS`` as a job (``ray job submit --working-dir`` the
+    repository), waited for; its processes' temporary directory is ``tmp``, deleted after,
+    so nothing a later stage reads can come from this job's local disk. Returns the job's
+    output and its seconds from submission to end."""
+    tmp.mkdir(parents=True)
+    repo = Path(__file__).resolve().parents[1]
+    ray = str(Path(sys.executable).parent / "ray")
+    # The job's driver keeps the cluster's 127.0.0.1 address too.
+    runtime_env = {"env_vars": {"TMPDIR": str(tmp), **SINGLE_HOST_ENV}}
+    cmd = [ray, "job", "submit", "--address", info["dashboard"], "--working-dir", str(repo),
+           "--submission-id", name, "--runtime-env-json", json.dumps(runtime_env), "--",
+           "python", "-m", "stylehub_ray", *args]
+    t0 = time.monotonic()
+    while True:
+        out = subprocess.run(cmd, cwd=repo, env=info["env"], capture_output=True, text=True,
+                             timeout=900)
+        # The head's job agent can come up after the node does: Ray asks to try again later.
+        if "No available agent" not in out.stderr + out.stdout or time.monotonic() - t0 > 120:
+            break
+        time.sleep(3)
+    seconds = time.monotonic() - t0
+    if out.returncode != 0:  # `ray job submit` exits 1 when the job fails
+        raise JobFailed(name, out.stdout[-6000:] + "\n" + out.stderr[-3000:])
+    shutil.rmtree(tmp)
+    return out.stdout, seconds
+
+
+# Ray's state API, asked in a process of its own: in one attached to another Ray instance (a
+# test session's head) it answers for that instance whatever address it is given.
+PLACEMENTS = """
+import json, sys
+from ray.util.state import list_actors, list_tasks
+tasks = list_tasks(address=sys.argv[1], limit=10_000, raise_on_missing_output=False)
+actors = list_actors(address=sys.argv[1], limit=10_000, raise_on_missing_output=False)
+print(json.dumps({"tasks": [[t.node_id, t.name] for t in tasks],
+                  "actors": [[a.node_id, a.class_name] for a in actors]}))
+"""
+
+
+def placements(info: dict) -> dict:
+    """``{"tasks": [[node_id, name]], "actors": [[node_id, class_name]]}`` from Ray's state."""
+    out = subprocess.run([sys.executable, "-c", PLACEMENTS, info["dashboard"]], env=info["env"],
+                         capture_output=True, text=True, timeout=300, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 if __name__ == "__main__":

@@ -10,17 +10,11 @@ starts, and Ray's own state shows tasks and actors placed on the worker nodes.
 
 from __future__ import annotations
 
-import json
-import shutil
-import subprocess
-import sys
-import time
 from collections import Counter
 from pathlib import Path
 
 import pytest
-from conftest import REPO, wait_for
-from multinode import SINGLE_HOST_ENV, start_cluster
+from multinode import JobFailed, placements, start_cluster, submit_stage
 
 from stylehub_ray.run import Run
 
@@ -39,47 +33,11 @@ def _local_paths(value, where="") -> list[str]:
 
 
 def _submit(info: dict, args: list[str], tmp: Path, name: str) -> tuple[str, float]:
-    """One stage as a job; its processes' temporary directory is ``tmp``, deleted after."""
-    tmp.mkdir(parents=True)
-    ray = str(Path(sys.executable).parent / "ray")
-    # The job's driver keeps the cluster's 127.0.0.1 address (tests/multinode.py says why).
-    runtime_env = {"env_vars": {"TMPDIR": str(tmp), **SINGLE_HOST_ENV}}
-    cmd = [ray, "job", "submit", "--address", info["dashboard"], "--working-dir", str(REPO),
-           "--submission-id", name, "--runtime-env-json", json.dumps(runtime_env), "--",
-           "python", "-m", "stylehub_ray", *args]
-
-    def submit():
-        out = subprocess.run(cmd, cwd=REPO, env=info["env"], capture_output=True, text=True,
-                             timeout=900)
-        # The head's job agent can come up after the node does: Ray asks to try again later.
-        return out if "No available agent" not in out.stderr + out.stdout else None
-
-    t0 = time.monotonic()
-    out = wait_for(submit, timeout=120, every=3.0)
-    seconds = time.monotonic() - t0
-    if out.returncode != 0:  # `ray job submit` exits 1 when the job fails
-        print(out.stdout[-6000:], out.stderr[-3000:], sep="\n")
+    try:
+        return submit_stage(info, args, tmp, name)
+    except JobFailed as exc:
+        print(exc.output)
         pytest.fail(f"job {name} failed (its output above)")
-    shutil.rmtree(tmp)  # nothing a later stage could read from this job's local disk
-    return out.stdout, seconds
-
-
-# Ray's state API, asked in a process of its own: in this one (attached to the test session's
-# head) it answers for that head whatever address it is given.
-PLACEMENTS = """
-import json, sys
-from ray.util.state import list_actors, list_tasks
-tasks = list_tasks(address=sys.argv[1], limit=10_000, raise_on_missing_output=False)
-actors = list_actors(address=sys.argv[1], limit=10_000, raise_on_missing_output=False)
-print(json.dumps({"tasks": [[t.node_id, t.name] for t in tasks],
-                  "actors": [[a.node_id, a.class_name] for a in actors]}))
-"""
-
-
-def _placements(info: dict) -> dict:
-    out = subprocess.run([sys.executable, "-c", PLACEMENTS, info["dashboard"]], env=info["env"],
-                         capture_output=True, text=True, timeout=300, check=True)
-    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def test_stages_as_jobs_on_three_nodes_sharing_only_the_bucket(s3, tiny_hm, tmp_path):
@@ -98,7 +56,7 @@ def test_stages_as_jobs_on_three_nodes_sharing_only_the_bucket(s3, tiny_hm, tmp_
         seconds = {}
         for name, args in jobs:
             _, seconds[name] = _submit(info, args, tmp_path / f"tmp-{name}", f"mn-{name}")
-        placed = _placements(info)
+        placed = placements(info)
     nodes = info["nodes"]
     per_node = Counter(nodes.get(n, "unknown") for n, _ in placed["tasks"] if n)
     train_workers = Counter(nodes.get(n, "unknown") for n, name in placed["actors"]
