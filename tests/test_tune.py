@@ -170,6 +170,7 @@ def fnd_run(ray_head, tmp_path_factory):
     return run
 
 
+@pytest.mark.cluster  # about 1 minute: in the CI's second suite (make test-cluster)
 def test_fndcl_alpha_sweep_failing_trials_and_best_config(fnd_run, logged):
     run = fnd_run
     # FIFO: ASHA could stop a trial at its first rung before its injected failure.
