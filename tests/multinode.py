@@ -1,5 +1,5 @@
 """A Ray cluster of a head and worker nodes on this machine, for the multi-node tests and
-bench/multinode.py: separate raylets started by ``ray.cluster_utils.Cluster``, each with its
+bench/three_nodes.py: separate raylets started by ``ray.cluster_utils.Cluster``, each with its
 own resources, all on 127.0.0.1, the head with a dashboard and job server.
 
 Run as a script in a process of its own (the test session's head is untouched): it writes

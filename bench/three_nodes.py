@@ -6,13 +6,13 @@ Both layouts are raylets on this machine started by ``ray.cluster_utils.Cluster`
 go as `ray job submit --working-dir` jobs (ingest, features, then the rest of the pipeline, each
 job's temporary directory deleted after it), as tests/test_multinode.py submits them. Prints the
 seconds per job and in all, the ratio to one node, and the tasks and Ray Train workers per
-node from Ray's state, with the load average; writes ``bench/results/multinode.json``.
+node from Ray's state, with the load average; writes ``bench/results/three_nodes.json``.
 
 On one machine the nodes share the CPUs, the disk and the network stack: this measures what
 several raylets cost (scheduling across nodes, object transfers between them, one worker pool
 per node), not what more machines gain.
 
-    python bench/multinode.py [--out bench/results]
+    python bench/three_nodes.py [--out bench/results]
 """
 
 from __future__ import annotations
@@ -87,7 +87,7 @@ def main() -> None:
     print("RESULT three nodes / one node: "
           f"{rows[0]['ratio_to_one_node']:.2f} of the time", flush=True)
     Path(args.out).mkdir(parents=True, exist_ok=True)
-    (Path(args.out) / "multinode.json").write_text(json.dumps(rows, indent=2) + "\n")
+    (Path(args.out) / "three_nodes.json").write_text(json.dumps(rows, indent=2) + "\n")
 
 
 if __name__ == "__main__":
