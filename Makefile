@@ -2,6 +2,7 @@
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
+DEV_STAMP := $(VENV)/.installed-dev
 RUN    ?= runs/demo
 SRC    ?= runs/demo-source
 OUTFITS_SRC ?= runs/demo-outfits-source
@@ -31,12 +32,17 @@ export RAY_AUTH_MODE ?= token
 
 .PHONY: demo test test-cluster install lint bench clean browser
 
+# The package for `make demo`; its test tools (the dev extra) only for the tests.
 $(STAMP): pyproject.toml constraints-cpu.txt
 	test -d $(VENV) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(if $(HAS_CUDA),,$(PY) -m pip install -q torch==2.13.0)
-	$(PY) -m pip install -q $(PIP_CONSTRAINT) -e '.[dev]'
+	$(PY) -m pip install -q $(PIP_CONSTRAINT) -e .
 	touch $(STAMP)
+
+$(DEV_STAMP): $(STAMP)
+	$(PY) -m pip install -q $(PIP_CONSTRAINT) -e '.[dev]'
+	touch $(DEV_STAMP)
 
 # The browser tests' chromium and its driver (Debian's packages, as root); elsewhere they are
 # left out and those tests skip saying why.
@@ -49,7 +55,7 @@ browser:
 	  echo "chromium could not be installed: the browser tests will skip"; \
 	else echo "no chromium (install chromium and chromium-driver as root): the browser tests will skip"; fi
 
-install: $(STAMP)
+install: $(DEV_STAMP)
 
 demo: $(STAMP)
 	$(VENV)/bin/stylehub generate hm $(SRC) --scale $(SCALE)
@@ -60,18 +66,18 @@ demo: $(STAMP)
 	$(VENV)/bin/stylehub report --run $(RUN)
 	$(VENV)/bin/stylehub report --run $(OUTFITS_RUN)
 
-test: $(STAMP) browser
+test: $(DEV_STAMP) browser
 	$(PY) -m pytest -q
 
 # Several Ray nodes on this machine (the fake autoscaler with cluster.yaml's node types);
 # .ci/run runs it after `make test`.
-test-cluster: $(STAMP)
+test-cluster: $(DEV_STAMP)
 	$(PY) -m pytest -q -m cluster
 
-lint: $(STAMP)
+lint: $(DEV_STAMP)
 	$(VENV)/bin/ruff check stylehub_ray jobs tests bench
 
-bench: $(STAMP)
+bench: $(DEV_STAMP)
 	$(PY) -m pip install -q $(PIP_CONSTRAINT) -e '.[dev,bench]'
 	$(PY) bench/ingest.py
 	$(PY) bench/features.py
