@@ -53,9 +53,11 @@ def test_stages_as_jobs_on_three_nodes_sharing_only_the_bucket(s3, tiny_hm, tmp_
             ("features", ["features", "--run", uri]),
             ("pipeline", ["pipeline", src, "--run", uri, *sets])]
     with start_cluster(workers=2, head_cpus=1, worker_cpus=2) as info:
-        seconds = {}
+        seconds, ended = {}, {}
         for name, args in jobs:
             _, seconds[name] = _submit(info, args, tmp_path / f"tmp-{name}", f"mn-{name}")
+            if name in ("ingest", "features"):
+                ended[name] = Run(uri).entry(name)["ended"]
         placed = placements(info)
     nodes = info["nodes"]
     per_node = Counter(nodes.get(n, "unknown") for n, _ in placed["tasks"] if n)
@@ -72,6 +74,8 @@ def test_stages_as_jobs_on_three_nodes_sharing_only_the_bucket(s3, tiny_hm, tmp_
     assert manifest["run"] == uri
     assert not _local_paths(manifest), _local_paths(manifest)[:5]
     steps = manifest["steps"]
+    # The pipeline job took ingest and features from the bucket as the earlier jobs left them.
+    assert {k: steps[k]["ended"] for k in ended} == ended
     assert {k.split("/")[0] for k in steps} >= {
         "ingest", "features", "embed_images", "embed_text", "train_contrastive",
         "train_two_tower", "recommend", "train_ranker"}
