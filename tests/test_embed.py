@@ -307,6 +307,12 @@ def test_bert_encoder_dims_and_meaning():
     assert v.shape == (3, 384) and enc.dim == 384
     np.testing.assert_allclose(np.linalg.norm(v, axis=1), 1.0, atol=1e-5)
     assert v[0] @ v[1] > v[0] @ v[2] + 0.2  # a real sentence encoder, not noise
+    # Encoded in chunks sorted by length, in the input's order, each as if alone.
+    texts = ["a", "long description of a soft knitted jumper in a wool blend with ribs",
+             "black cotton trousers", "top", "a dress with short sleeves and a tie belt"]
+    together = enc.encode(texts, chunk=2)
+    alone = np.concatenate([enc.encode([t]) for t in texts])
+    np.testing.assert_allclose(together, alone, atol=1e-5)
 
 
 # ------------------------------------------------------------------------------------------

@@ -122,14 +122,27 @@ class BertEncoder:
     def dim(self) -> int:
         return int(self.model.config.hidden_size)
 
-    def encode(self, texts: list[str]) -> np.ndarray:
-        """(N,) texts -> (N, H) float32 unit vectors."""
-        import torch
-
+    def encode(self, texts: list[str], chunk: int | None = None) -> np.ndarray:
+        """(N,) texts -> (N, H) float32 unit vectors. The texts are encoded in chunks of
+        similar length (as sentence-transformers does), so that few pad tokens are computed;
+        padding is masked out, so the vectors are those of one text at a time."""
         if not texts:
             return np.zeros((0, self.dim), np.float32)
-        tok = self.tokenizer(list(texts), padding=True, truncation=True,
-                             max_length=self.max_length, return_tensors="pt").to(self.device)
+        ids = self.tokenizer(list(texts), truncation=True, max_length=self.max_length)[
+            "input_ids"]
+        order = np.argsort([len(x) for x in ids], kind="stable")
+        chunk = chunk or (512 if self.device.startswith("cuda") else 32)
+        out = np.empty((len(texts), self.dim), np.float32)
+        for start in range(0, len(order), chunk):
+            part = order[start:start + chunk]
+            out[part] = self._encode_ids([ids[i] for i in part])
+        return out
+
+    def _encode_ids(self, ids: list[list[int]]) -> np.ndarray:
+        import torch
+
+        tok = self.tokenizer.pad({"input_ids": ids}, padding=True,
+                                 return_tensors="pt").to(self.device)
         cuda = self.device.startswith("cuda")
         with torch.inference_mode(), torch.autocast("cuda", dtype=torch.bfloat16,
                                                     enabled=cuda):
