@@ -405,6 +405,12 @@ def test_teacher_on_a_pretrained_trunk_and_students_as_small_as_xs():
     tiny = M.TinyTrunk().eval()
     assert tiny(_rand(2, 3, 32, 32, seed=20)).shape == (2, M.TINY_DIMS["tiny"])
     assert M.count_parameters(tiny) < M.count_parameters(M.AlexNetTrunk("xs")) // 5
+    # Fig. 6's larger students: wider, each larger than the one before, same input sides.
+    sizes = [M.count_parameters(M.TinyTrunk(s)) for s in ("tiny", "tiny-s", "tiny-m")]
+    assert sizes == sorted(sizes) and sizes[2] > 3 * sizes[0]
+    assert M.TinyTrunk("tiny-m").eval()(_rand(2, 3, 32, 32, seed=22)).shape == (2, 512)
+    with pytest.raises(ValueError, match="random init"):
+        TrainFNDCLConfig(stage="student", backbone="tiny-s", frozen_features=True).validate()
     spec = M.ModelSpec(n_users=3, backbone="tiny", frozen_features=False)
     model = M.FNDCLModel(spec)
     assert all(p.requires_grad for p in model.parameters())

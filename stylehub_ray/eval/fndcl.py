@@ -37,7 +37,8 @@ logger = logging.getLogger(__name__)
 EVAL = "eval/fndcl"
 EFFICIENCY = f"{EVAL}/efficiency"
 SIZE_LABEL = {"large": "AlexNet", "xs": "XS", "s": "S", "m": "M", "lite0": "Lite0",
-              "lite1": "Lite1", "lite2": "Lite2", "tiny": "tiny"}
+              "lite1": "Lite1", "lite2": "Lite2", "tiny": "tiny", "tiny-s": "tiny-S",
+              "tiny-m": "tiny-M"}
 
 
 @dataclass

@@ -57,8 +57,10 @@ FEATURE_DIMS = {"large": 4096, "m": 2048, "s": 1024, "xs": 256}
 LITE_DIMS = {"lite0": 1280, "lite1": 1280, "lite2": 1280,
              "lite0-ml": 2096, "lite1-ml": 2096, "lite2-ml": 2168}
 # A student trunk as small as the paper's XS (AlexNet-small, 2.47M parameters, 256-d): four
-# strided convolutions and a global average pool, 0.39M parameters, trained from scratch.
-TINY_DIMS = {"tiny": 256}
+# strided convolutions and a global average pool, 0.39M parameters, trained from scratch;
+# ``tiny-s`` / ``tiny-m``: the same at 1.5x / 2x the channels (0.88M / 1.56M parameters), the
+# larger students of Fig. 6 (the paper's S and M are AlexNets with narrower dense layers).
+TINY_DIMS = {"tiny": 256, "tiny-s": 384, "tiny-m": 512}
 BACKBONE_DIMS = FEATURE_DIMS | LITE_DIMS | TINY_DIMS
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -148,21 +150,25 @@ def load_imagenet_weights(trunk: AlexNetTrunk, path: str) -> list[str]:
 
 class TinyTrunk(nn.Module):
     """The small student trunk: four 3x3 stride-2 convolutions with batch norm (32, 64, 128,
-    256 channels) and a global average pool: (N, 3, H, W) -> (N, 256), like AlexNet-small's
-    output, at a sixth of its parameters and any input side >= 16."""
+    256 channels for ``tiny``; wider for ``tiny-s`` / ``tiny-m``) and a global average pool:
+    (N, 3, H, W) -> (N, 256), like AlexNet-small's output, at a sixth of its parameters and
+    any input side >= 16."""
 
-    def __init__(self):
+    def __init__(self, size: str = "tiny"):
         super().__init__()
+        if size not in TINY_DIMS:
+            raise ValueError(f"tiny trunk size {size!r}: expected one of {sorted(TINY_DIMS)}")
+        width = TINY_DIMS[size] // 8  # the first layer's channels: 32, 48 or 64
         layers, c_in = [], 3
-        for c_out in (32, 64, 128, 256):
+        for c_out in (width, 2 * width, 4 * width, 8 * width):
             layers += [nn.Conv2d(c_in, c_out, 3, stride=2, padding=1, bias=False),
                        nn.BatchNorm2d(c_out), nn.ReLU(inplace=True)]
             c_in = c_out
         self.features = nn.Sequential(*layers)
-        self.out_dim = TINY_DIMS["tiny"]
+        self.out_dim = TINY_DIMS[size]
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.features(images).mean((2, 3))  # global average pool, (N, 256)
+        return self.features(images).mean((2, 3))  # global average pool, (N, out_dim)
 
 
 def lite_arch(backbone: str) -> str:
@@ -217,7 +223,7 @@ def make_trunk(backbone: str, pretrained: bool = True) -> nn.Module:
     if backbone in LITE_DIMS:
         return make_lite(backbone, pretrained)
     if backbone in TINY_DIMS:
-        return TinyTrunk()
+        return TinyTrunk(backbone)
     return AlexNetTrunk(backbone)
 
 

@@ -147,7 +147,7 @@ class TrainFNDCLConfig:
         if self.resolved_backbone() not in BACKBONE_DIMS:
             raise ValueError(f"train_fndcl.backbone {self.backbone!r}: expected one of "
                              f"{sorted(BACKBONE_DIMS)}")
-        if self.resolved_backbone() == "tiny" and self.resolved_frozen():
+        if self.resolved_backbone().startswith("tiny") and self.resolved_frozen():
             raise ValueError("train_fndcl: the tiny trunk has no pretrained weights; frozen "
                              "it would stay at its random init (frozen_features=false)")
         if not 0.0 <= self.hard_negative_share <= 1.0:
