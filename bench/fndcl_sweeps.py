@@ -91,8 +91,10 @@ def sweep(run_dir: str, name: str, args: argparse.Namespace) -> dict:
     import pandas as pd
 
     df = pd.read_parquet(trials)
-    keep = [c for c in df.columns if c in ("alpha", "loss", "augmentations", "backbone")
-            or c.startswith("val_") or c in ("best_epoch", "status", "error", "train_s")]
+    swept = [item.split("=")[0].removeprefix("space.") for item in SWEEPS[name]
+             if item.startswith("space.")]
+    keep = [c for c in df.columns if c in swept or c.startswith("val_")
+            or c in ("best_epoch", "status", "error", "train_s")]
     return {"rc": rc, "wall_s": round(wall, 1),
             "trials": json.loads(df[keep].to_json(orient="records"))}
 
@@ -109,13 +111,15 @@ def teacher_val(run_dir: str) -> dict:
 def table(results: dict, teacher: dict) -> list[str]:
     lines = []
     t_auc = teacher.get("val_auc")
-    head = f"teacher (N-pair, Lite2, frozen): val AUC {100 * t_auc:.2f}" if t_auc else ""
+    head = (f"teacher (N-pair, Lite2, frozen): val AUC {100 * t_auc:.2f} on the teacher's own "
+            f"half of val" if t_auc else "")
     for name, res in results.items():
         lines += ["", f"{name} ({res['wall_s']} s, rc {res['rc']}); val AUC / NDCG on the "
                       f"students' half of val, percent" + (f"; {head}" if head else "")]
+        swept = [item.split("=")[0].removeprefix("space.") for item in SWEEPS[name]
+                 if item.startswith("space.")]
         for t in res["trials"]:
-            label = ", ".join(f"{k}={t[k]}" for k in ("backbone", "loss", "alpha",
-                                                      "augmentations") if k in t)
+            label = ", ".join(f"{k}={t[k]}" for k in swept if k in t)
             auc, ndcg = t.get("val_auc"), t.get("val_ndcg")
             cells = (f"{100 * auc:6.2f} {100 * ndcg:6.2f}" if auc == auc and auc is not None
                      else f"failed: {t.get('error')}")
