@@ -271,7 +271,9 @@ def measure(step: Step, run: str, log_path: Path) -> dict:
     cmd = ([py, "-m", step.module] if step.module else
            [str(Path(py).parent / "stylehub")]) + step.argv
     env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0", PYTHONUNBUFFERED="1")
+    os.sync()  # earlier steps' pages are not counted against this one
     disk0, swap0, t_wall = _disk_sectors_written(), _vmstat("pswpout"), time.time()
+    run_bytes0 = _folder_bytes(run)
     t0 = time.perf_counter()
     with open(log_path, "a") as log:
         log.write(f"\n$ {' '.join(cmd)}\n")
@@ -283,6 +285,7 @@ def measure(step: Step, run: str, log_path: Path) -> dict:
         sampler.stop.set()
         sampler.join()
     wall = time.perf_counter() - t0
+    os.sync()  # written pages reach the disk, so the block counters below include them
     p = sampler.peaks
     fig = {
         "stage": step.name, "rc": rc, "wall_s": round(wall, 1),
@@ -294,6 +297,7 @@ def measure(step: Step, run: str, log_path: Path) -> dict:
         "spill_peak_mib": round(p.spill_bytes / 2**20),
         "ray_spilled": _spilled_lines(t_wall)[-3:],
         "disk_written_mib": round((_disk_sectors_written() - disk0) * SECTOR / 2**20),
+        "run_growth_mib": round((_folder_bytes(run) - run_bytes0) / 2**20),
         "swap_out_pages": _vmstat("pswpout") - swap0,
         "min_available_mib": round(p.min_available / 2**20),
         "samples": p.samples,
