@@ -316,6 +316,7 @@ def run_size(size: str, work: Path, image_size: int, until: str, extra: list[str
     figures_path = work / "figures.json"
     figures = json.loads(figures_path.read_text()) if figures_path.exists() else {
         "size": size, "image_size": image_size, "machine": machine(), "stages": {}}
+    figures["settings"] = extra  # --set STAGE.KEY=VALUE given to this (last) invocation
     log_path = work / "stages.log"
     for step in steps_for(size, src, run, image_size, extra):
         done = figures["stages"].get(step.name)
@@ -325,6 +326,7 @@ def run_size(size: str, work: Path, image_size: int, until: str, extra: list[str
             print(f"{size} {step.name}: running (load {os.getloadavg()[0]:.2f}; log "
                   f"{log_path})", flush=True)
             fig = measure(step, run, log_path)
+            fig["argv"] = step.argv
             if step.name == "generate" and SIZES[size]:
                 n = FULL_TRANSACTIONS // SIZES[size]
                 fig.update(count_name="transactions", count=n,
