@@ -254,14 +254,15 @@ def _stage_count(run: str, step: Step) -> tuple[str, float] | None:
     for key, entry in json.loads(manifest.read_text()).get("steps", {}).items():
         if key.split("/")[0] != step.name:
             continue
+        counts = entry.get("counts") or {}
+        times = (counts.get("epochs", {}).get("trained") or 1
+                 if step.name == "train_contrastive" else 1)
         for path in paths:
-            x = entry.get("counts") or {}
+            x = counts
             for part in path:
                 x = x.get(part) if isinstance(x, dict) else None
             if isinstance(x, (int, float)):
-                total, found = total + x, True
-        if step.name == "train_contrastive":
-            total *= (entry.get("counts", {}).get("epochs", {}).get("trained") or 1)
+                total, found = total + x * times, True
     return (label, total) if found else None
 
 

@@ -58,7 +58,7 @@ LITE_DIMS = {"lite0": 1280, "lite1": 1280, "lite2": 1280,
              "lite0-ml": 2096, "lite1-ml": 2096, "lite2-ml": 2168}
 # A student trunk as small as the paper's XS (AlexNet-small, 2.47M parameters, 256-d): four
 # strided convolutions and a global average pool, 0.39M parameters, trained from scratch;
-# ``tiny-s`` / ``tiny-m``: the same at 1.5x / 2x the channels (0.88M / 1.56M parameters), the
+# ``tiny-s`` / ``tiny-m``: the same at 1.5x / 2x the channels (0.87M / 1.55M trunk parameters), the
 # larger students of Fig. 6 (the paper's S and M are AlexNets with narrower dense layers).
 TINY_DIMS = {"tiny": 256, "tiny-s": 384, "tiny-m": 512}
 BACKBONE_DIMS = FEATURE_DIMS | LITE_DIMS | TINY_DIMS
@@ -151,8 +151,8 @@ def load_imagenet_weights(trunk: AlexNetTrunk, path: str) -> list[str]:
 class TinyTrunk(nn.Module):
     """The small student trunk: four 3x3 stride-2 convolutions with batch norm (32, 64, 128,
     256 channels for ``tiny``; wider for ``tiny-s`` / ``tiny-m``) and a global average pool:
-    (N, 3, H, W) -> (N, 256), like AlexNet-small's output, at a sixth of its parameters and
-    any input side >= 16."""
+    (N, 3, H, W) -> (N, 256) for ``tiny`` (384 / 512 wider), like AlexNet-small's output, at a
+    sixth of its parameters and any input side >= 16."""
 
     def __init__(self, size: str = "tiny"):
         super().__init__()
