@@ -13,7 +13,8 @@ machine's block devices, so run it on a quiet machine), swap-outs and the machin
 available memory. Serving is measured by the Serve demo: deploy the graph with the run loaded,
 answer three customers over HTTP, take it down.
 
-Each completed stage's figures are written to ``WORK/figures.json`` at once, so a long run
+Each completed stage's figures are written to ``bench/full_scale_figures/<size>.json`` at once
+(committed; the bulky source and run stay in ``WORK``), so a long run
 leaves what it did; run it again and it goes on at the first stage without figures (the
 pipeline's own stages are idempotent too). Runs for hours at full size on 2 cores: start it in
 the background.
@@ -39,7 +40,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "bench" / "results" / "full-scale"
+RESULTS = ROOT / "bench" / "results" / "full-scale"  # the data (source, run, log): not committed
+FIGURES = ROOT / "bench" / "full_scale_figures"  # each size's figures: committed as they land
 FULL_CUSTOMERS, FULL_TRANSACTIONS = 1_371_980, 31_788_324
 SIZES = {"1/16": 16, "1/4": 4, "full": 1, "tiny": 0}  # tiny: the generator's tiny scale
 PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -311,10 +313,15 @@ def measure(step: Step, run: str, log_path: Path) -> dict:
     return fig
 
 
+def figures_file(size: str) -> Path:
+    return FIGURES / f"{size.replace('/', '-')}.json"
+
+
 def run_size(size: str, work: Path, image_size: int, until: str, extra: list[str]) -> int:
     work.mkdir(parents=True, exist_ok=True)
+    FIGURES.mkdir(parents=True, exist_ok=True)
     src, run = str(work / "src"), str(work / "run")
-    figures_path = work / "figures.json"
+    figures_path = figures_file(size)
     figures = json.loads(figures_path.read_text()) if figures_path.exists() else {
         "size": size, "image_size": image_size, "machine": machine(), "stages": {}}
     figures["settings"] = extra  # --set STAGE.KEY=VALUE given to this (last) invocation
@@ -356,7 +363,7 @@ def machine() -> dict:
 def table(base: Path) -> list[str]:
     """Every measured size side by side, one row per stage."""
     sizes = {}
-    for path in sorted(base.glob("*/figures.json")):
+    for path in sorted(base.glob("*.json")):
         f = json.loads(path.read_text())
         sizes[f["size"]] = f
     order = [s for s in SIZES if s in sizes]
@@ -393,7 +400,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--table", action="store_true", help="print the table of what was measured")
     args = p.parse_args(argv)
     if args.table:
-        print("\n".join(table(RESULTS)))
+        print("\n".join(table(FIGURES)))
         return 0
     work = Path(args.work) if args.work else RESULTS / args.size.replace("/", "-")
     return run_size(args.size, work, args.image_size, args.until, args.sets)
