@@ -317,7 +317,8 @@ def figures_file(size: str) -> Path:
     return FIGURES / f"{size.replace('/', '-')}.json"
 
 
-def run_size(size: str, work: Path, image_size: int, until: str, extra: list[str]) -> int:
+def run_size(size: str, work: Path, image_size: int, until: str, extra: list[str],
+             redo: tuple[str, ...] = ()) -> int:
     work.mkdir(parents=True, exist_ok=True)
     FIGURES.mkdir(parents=True, exist_ok=True)
     src, run = str(work / "src"), str(work / "run")
@@ -328,6 +329,11 @@ def run_size(size: str, work: Path, image_size: int, until: str, extra: list[str
     log_path = work / "stages.log"
     for step in steps_for(size, src, run, image_size, extra):
         done = figures["stages"].get(step.name)
+        if done and step.name in redo:  # measured again (--force), the earlier figures kept
+            figures.setdefault("earlier", []).append(figures["stages"].pop(step.name))
+            if not step.module:  # the Serve demo redoes everything anyway
+                step.argv.append("--force")
+            done = None
         if done and done["rc"] == 0:
             print(f"{size} {step.name}: measured before ({done['wall_s']} s)", flush=True)
         else:
@@ -388,6 +394,36 @@ def table(base: Path) -> list[str]:
     return lines
 
 
+def growth(base: Path, small: str = "1/16", large: str = "1/4") -> list[str]:
+    """Each stage from ``small`` to ``large`` (4x the customers and transactions): the ratio
+    of wall times (linear growth is 4.0; below it, a fixed cost such as the catalogue's) and
+    the peak memories extrapolated to full along the line through the two sizes (an
+    estimate, not a measurement: the memory of a stage that grows faster than linearly is
+    underestimated)."""
+    sizes = {}
+    for path in sorted(base.glob("*.json")):
+        f = json.loads(path.read_text())
+        sizes[f["size"]] = f
+    if small not in sizes or large not in sizes:
+        return [f"(needs both {small} and {large} measured)"]
+    share = {s: 1 / SIZES[s] for s in (small, large, "full")}
+    lines = [f"| stage | wall {large} / {small} | driver MiB {small} -> {large} -> full "
+             f"(line) | largest other MiB {small} -> {large} -> full (line) |",
+             "|---|---|---|---|"]
+    for name in [s.name for s in steps_for("full", "", "", 64, [])]:
+        a, b = sizes[small]["stages"].get(name), sizes[large]["stages"].get(name)
+        if not a or not b or a["rc"] or b["rc"]:
+            lines.append(f"| {name} | - | - | - |")
+            continue
+        cells = [f"{b['wall_s'] / a['wall_s']:.2f}" if a["wall_s"] else "-"]
+        for key in ("driver_peak_rss_mib", "largest_other_rss_mib"):
+            slope = (b[key] - a[key]) / (share[large] - share[small])
+            full = a[key] + slope * (share["full"] - share[small])
+            cells.append(f"{a[key]} -> {b[key]} -> {max(full, 0):.0f}")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--size", choices=SIZES, default="1/16")
@@ -397,13 +433,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--until", default="", help="stop after this stage")
     p.add_argument("--set", dest="sets", action="append", default=[],
                    metavar="STAGE.KEY=VALUE", help="a setting of one stage (repeatable)")
+    p.add_argument("--redo", action="append", default=[], metavar="STAGE",
+                   help="measure this stage again with --force (e.g. after a fix); the "
+                        "earlier figures are kept under 'earlier' (repeatable)")
     p.add_argument("--table", action="store_true", help="print the table of what was measured")
     args = p.parse_args(argv)
     if args.table:
         print("\n".join(table(FIGURES)))
+        print()
+        print("\n".join(growth(FIGURES)))
         return 0
     work = Path(args.work) if args.work else RESULTS / args.size.replace("/", "-")
-    return run_size(args.size, work, args.image_size, args.until, args.sets)
+    return run_size(args.size, work, args.image_size, args.until, args.sets, tuple(args.redo))
 
 
 if __name__ == "__main__":

@@ -109,6 +109,21 @@ def test_adjusted_cosine_keeps_the_top_neighbours_per_article():
         assert np.flatnonzero(got[i]).tolist() == [best]
 
 
+def test_adjusted_cosine_in_blocks_equals_one_block():
+    """Building R^T R a few articles at a time (bounded memory) changes nothing: the same
+    neighbours, the same values, bit for bit, whatever the block size."""
+    rng = np.random.default_rng(3)
+    r = sp.random(60, 40, density=0.15, random_state=rng, format="csr",
+                  data_rvs=lambda n: rng.integers(1, 4, n)).astype(np.float64)
+    whole = adjusted_cosine(r, neighbors=5, block_products=10**12)
+    for budget in (1, 50, 400):
+        blocked = adjusted_cosine(r, neighbors=5, block_products=budget)
+        assert (blocked != whole).nnz == 0
+        assert np.array_equal(blocked.indptr, whole.indptr)
+        assert np.array_equal(blocked.indices, whole.indices)
+    assert whole.nnz > 100  # enough neighbours for the comparison to mean something
+
+
 def test_item_cf_weighted_sum_prediction_by_hand():
     rows = [(0, 0, 5), (0, 1, 5), (1, 0, 4), (1, 1, 4), (1, 2, 4), (2, 2, 3), (2, 3, 3),
             (3, 3, 2), (3, 4, 2), (4, 0, 1), (4, 0, 2)]
