@@ -86,6 +86,18 @@ def test_a_customer_slice_with_the_article_stats_gives_the_whole_log_features():
     assert not np.array_equal(alone["a_sales_28"], whole["a_sales_28"])
 
 
+def test_copurchase_neighbours_in_blocks_equal_one_block():
+    """The co-buyer counts built a few articles at a time (bounded memory) give the same
+    neighbours and similarities as the whole product at once, whatever the block size."""
+    hist = _log(seed=4).before(CUTOFF)
+    nbr, sim = C.copurchase_neighbours(hist, CUTOFF, budget=10**12)
+    assert (nbr >= 0).sum() > 500  # enough neighbours for the comparison to mean something
+    for budget in (1, 300, 5000):
+        b_nbr, b_sim = C.copurchase_neighbours(hist, CUTOFF, budget=budget)
+        assert np.array_equal(b_nbr, nbr)
+        assert np.array_equal(b_sim, sim, equal_nan=True)
+
+
 def test_union_keeps_each_source_rank_and_score():
     customers = np.array([3, 7])
     sources = {"a": (np.array([[10, 11], [12, -1]]), np.array([[2.0, 1.0], [5.0, np.nan]])),

@@ -175,12 +175,12 @@ def adjusted_cosine(ratings: sp.csr_matrix, neighbors: int,
     G_pq = 0 and a similarity of (s - a_p - a_q) / (norms), of the order of Rbar^2, almost
     always negative; they are not kept as neighbours.
 
-    G is built a block of articles (rows) at a time and only each row's top ``neighbors`` are
-    kept, so memory is bounded by ``block_products``, the products a block's rows of R^T R may
-    take (an upper bound on its stored pairs), not by the number of co-bought pairs: on the
-    full H&M scale those are hundreds of millions, and the whole G at once took 14 GiB on a
-    sixteenth of it (issue 23). A row of G costs the purchases of its article's buyers.
+    G is built a block of articles (rows) at a time (``gram_row_blocks``, at most
+    ``block_products`` products each) and only each row's top ``neighbors`` are kept, so
+    memory is bounded by the budget, not by the number of co-bought pairs.
     """
+    from stylehub_ray.features.candidates import gram_row_blocks
+
     ratings = ratings.tocsr().astype(np.float64)
     n_items = ratings.shape[1]
     rbar = np.asarray(ratings.sum(axis=1)).ravel() / n_items  # (customers,)
@@ -188,18 +188,9 @@ def adjusted_cosine(ratings: sp.csr_matrix, neighbors: int,
     s = float(rbar @ rbar)
     diag = np.asarray((ratings.multiply(ratings)).sum(axis=0)).ravel()
     norm = np.sqrt(np.maximum(diag - 2 * a + s, 0.0))
-    by_item = ratings.T.tocsr()  # (articles, customers)
-    # Products row i of R^T R takes: sum over its buyers of their number of articles.
-    per_customer = np.diff(ratings.indptr).astype(np.float64)
-    cost = np.cumsum(by_item.astype(bool).astype(np.float64) @ per_customer)
     cols = np.full((n_items, neighbors), -1, np.int64)
     values = np.zeros((n_items, neighbors))
-    lo = 0
-    while lo < n_items:
-        base = cost[lo - 1] if lo else 0.0
-        hi = max(lo + 1, int(np.searchsorted(cost, base + block_products, side="right")))
-        hi = min(hi, n_items)
-        gram = (by_item[lo:hi] @ ratings).tocoo()  # (hi - lo, articles), co-bought pairs only
+    for lo, hi, gram in gram_row_blocks(ratings, block_products):  # co-bought pairs only
         p, q = gram.row.astype(np.int64) + lo, gram.col.astype(np.int64)
         off = p != q
         p, q, g = p[off], q[off], gram.data[off]
@@ -209,7 +200,6 @@ def adjusted_cosine(ratings: sp.csr_matrix, neighbors: int,
         keep = sim > 0
         sims = sp.csr_matrix((sim[keep], (p[keep] - lo, q[keep])), shape=(hi - lo, n_items))
         cols[lo:hi], values[lo:hi] = top_per_row(sims, neighbors)
-        lo = hi
     rows = np.repeat(np.arange(n_items), cols.shape[1])
     ok = cols.ravel() >= 0
     return sp.csr_matrix((values.ravel()[ok], (rows[ok], cols.ravel()[ok])),
