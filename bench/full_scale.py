@@ -321,7 +321,7 @@ def figures_file(size: str) -> Path:
 
 
 def run_size(size: str, work: Path, image_size: int, until: str, extra: list[str],
-             redo: tuple[str, ...] = ()) -> int:
+             redo: tuple[str, ...] = (), only: tuple[str, ...] = ()) -> int:
     work.mkdir(parents=True, exist_ok=True)
     FIGURES.mkdir(parents=True, exist_ok=True)
     src, run = str(work / "src"), str(work / "run")
@@ -331,6 +331,8 @@ def run_size(size: str, work: Path, image_size: int, until: str, extra: list[str
     figures["settings"] = extra  # --set STAGE.KEY=VALUE given to this (last) invocation
     log_path = work / "stages.log"
     for step in steps_for(size, src, run, image_size, extra):
+        if only and step.name not in only:
+            continue
         done = figures["stages"].get(step.name)
         if done and step.name in redo:  # measured again (--force), the earlier figures kept
             figures.setdefault("earlier", []).append(figures["stages"].pop(step.name))
@@ -451,6 +453,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--redo", action="append", default=[], metavar="STAGE",
                    help="measure this stage again with --force (e.g. after a fix); the "
                         "earlier figures are kept under 'earlier' (repeatable)")
+    p.add_argument("--only", action="append", default=[], metavar="STAGE",
+                   help="run only this stage (repeatable; its inputs must be there), e.g. "
+                        "the Serve demo before the evaluations when time is short")
     p.add_argument("--table", action="store_true", help="print the table of what was measured")
     args = p.parse_args(argv)
     if args.table:
@@ -459,7 +464,8 @@ def main(argv: list[str] | None = None) -> int:
         print("\n".join(growth(FIGURES)))
         return 0
     work = Path(args.work) if args.work else RESULTS / args.size.replace("/", "-")
-    return run_size(args.size, work, args.image_size, args.until, args.sets, tuple(args.redo))
+    return run_size(args.size, work, args.image_size, args.until, args.sets, tuple(args.redo),
+                    tuple(args.only))
 
 
 if __name__ == "__main__":
