@@ -344,13 +344,14 @@ def run_size(size: str, work: Path, image_size: int, until: str, extra: list[str
         else:
             print(f"{size} {step.name}: running (load {os.getloadavg()[0]:.2f}; log "
                   f"{log_path})", flush=True)
+            load_start = round(os.getloadavg()[0], 2)
             fig = measure(step, run, log_path)
             fig["argv"] = step.argv
             if step.name == "generate" and SIZES[size]:
                 n = FULL_TRANSACTIONS // SIZES[size]
                 fig.update(count_name="transactions", count=n,
                            per_s=round(n / fig["wall_s"], 1))
-            fig["load_start"] = round(os.getloadavg()[0], 2)
+            fig["load_start"] = load_start
             figures["stages"][step.name] = fig
             figures_path.write_text(json.dumps(figures, indent=2) + "\n")
             print(f"{size} {step.name}: rc {fig['rc']}, {fig['wall_s']} s, driver "
