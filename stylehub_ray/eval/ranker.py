@@ -226,8 +226,7 @@ class CandidateBuilder:
             a = rows["article_idx"].to_numpy(np.int64)
             users, inv = np.unique(c, return_inverse=True)
             vec = self.two_tower.encode_customers(users, cold=True)
-            rows["two_tower_dot"] = np.einsum("nd,nd->n", vec[inv],
-                                              self.two_tower.article_vectors[a])
+            rows["two_tower_dot"] = C.rowwise_dot(vec, inv, self.two_tower.article_vectors, a)
         return rows
 
 
