@@ -218,11 +218,17 @@ def two_tower_step(model, opt, b: dict) -> None:
 
 
 def bench_two_tower(args, devices: list[str]) -> list[dict]:
-    """Full-scale id tables (1.37M x 32 customer rows, updated densely by Adam every step)
-    beside the demo's (20,000 customers, 5,000 articles): the id tables' share of a step."""
+    """Full-scale id tables (1.37M x 32 customer rows) beside the demo's (20,000 customers,
+    5,000 articles), with training's optimizer (sparse id gradients and SparseAdam on one
+    device): the id tables' share of a step."""
     import torch
 
-    from stylehub_ray.models.two_tower import TwoStageRecommender
+    from stylehub_ray.models.two_tower import TwoStageRecommender, split_id_parameters
+    from stylehub_ray.train.two_tower import (
+        TrainTwoTowerConfig,
+        make_optimizer,
+        sparse_ids_apply,
+    )
 
     rows = []
     for ids, customers, articles in (("full-scale ids", FULL_CUSTOMERS, FULL_ARTICLES),
@@ -231,7 +237,8 @@ def bench_two_tower(args, devices: list[str]) -> list[dict]:
         for device in devices:
             torch.manual_seed(0)
             model = TwoStageRecommender(spec).to(device)
-            opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+            sparse = sparse_ids_apply(TrainTwoTowerConfig(), torch.device(device), 1)
+            opt = make_optimizer(split_id_parameters(model, sparse), sparse, 1e-3)
             batches = [synthetic_batch(spec, args.batch, device, seed=s) for s in range(4)]
             i = [0]
 
@@ -297,15 +304,23 @@ def _ray_train_loop(config: dict) -> dict:
     import ray.train.torch
     import torch
 
-    from stylehub_ray.models.two_tower import TwoStageRecommender
+    from stylehub_ray.models.two_tower import TwoStageRecommender, split_id_parameters
+    from stylehub_ray.train.two_tower import (
+        TrainTwoTowerConfig,
+        make_optimizer,
+        sparse_ids_apply,
+    )
 
     torch.set_num_threads(config["threads"])
     ctx = ray.train.get_context()
     device = ray.train.torch.get_device()
     torch.manual_seed(0)
     spec = two_tower_spec(config["customers"], config["articles"])
-    model = ray.train.torch.prepare_model(TwoStageRecommender(spec))
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    core = TwoStageRecommender(spec)
+    sparse = sparse_ids_apply(TrainTwoTowerConfig(), device, ctx.get_world_size())
+    params = split_id_parameters(core, sparse)  # before DDP wraps it, as training does
+    model = ray.train.torch.prepare_model(core)
+    opt = make_optimizer(params, sparse, 1e-3)
     batches = [synthetic_batch(spec, config["batch"], str(device), seed=10 * ctx.get_world_rank()
                                + s) for s in range(4)]
     steps = config["steps"]

@@ -31,8 +31,10 @@ from stylehub_ray.train.two_tower import (  # noqa: E402
     EXAMPLES,
     TrainTwoTowerConfig,
     build_trainer,
+    make_optimizer,
     model_inputs,
     run_epoch,
+    sparse_ids_apply,
 )
 
 RESULTS = Path(__file__).resolve().parent / "results" / "train_two_tower.json"
@@ -45,7 +47,7 @@ def plain_loop(run: Run, cfg: TrainTwoTowerConfig) -> dict:
     import torch
 
     from stylehub_ray.features.inputs import feature_cutoff
-    from stylehub_ray.models.two_tower import TwoStageRecommender
+    from stylehub_ray.models.two_tower import TwoStageRecommender, split_id_parameters
 
     torch.set_num_threads(1)
     torch.manual_seed(cfg.seed)
@@ -61,7 +63,8 @@ def plain_loop(run: Run, cfg: TrainTwoTowerConfig) -> dict:
     cols = {k: t[k].to_numpy() for k in ("customer_idx", "article_idx", "label")}
     _layout, customers, articles, spec = model_inputs(run, cfg)
     model = TwoStageRecommender(spec)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    sparse = sparse_ids_apply(cfg, "cpu", 1)
+    opt = make_optimizer(split_id_parameters(model, sparse), sparse, cfg.lr)
     c_tab, a_tab = customers.tensors(), articles.tensors()
     n, b = len(cols["label"]), cfg.batch_size
 

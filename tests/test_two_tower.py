@@ -128,6 +128,58 @@ def test_id_dropout_trains_the_unknown_row():
     assert model.article_encoder.ids.weight.grad[0].abs().sum() > 0
 
 
+def test_sparse_id_gradients_move_only_the_batch_rows():
+    """With sparse id gradients (the default) SparseAdam moves only the id rows a batch used,
+    however many steps: dense Adam's momentum kept moving every row it had seen (a step cost
+    in proportion to every customer). Every other parameter trains as before, and the pair of
+    optimizers saves and resumes as one."""
+    from stylehub_ray.train.loop import Optimizers
+    from stylehub_ray.train.two_tower import make_optimizer
+
+    def batch(ids: torch.Tensor) -> tuple[dict, dict]:
+        c, a = side(len(ids), 3, (4, 3), 0, 1), side(len(ids), 2, (5,), 6, 2)
+        c["ids"], a["ids"] = ids, ids
+        return c, a
+
+    def train(sparse: bool) -> tuple[M.TwoStageRecommender, object]:
+        torch.manual_seed(0)
+        model = M.TwoStageRecommender(tiny_spec())
+        opt = make_optimizer(M.split_id_parameters(model, sparse), sparse, 1e-2)
+        for ids in (torch.tensor([1, 2, 3, 4]), torch.tensor([5, 6, 7, 8])):
+            u, v, logits = model(*batch(ids))
+            loss = M.retrieval_loss(u, v, 0.2) + M.ranking_loss(logits, torch.ones(4))
+            opt.zero_grad()
+            loss.backward()
+            if sparse:
+                assert model.customer_encoder.ids.weight.grad.is_sparse
+            opt.step()
+        return model, opt
+
+    torch.manual_seed(0)
+    init = M.TwoStageRecommender(tiny_spec()).customer_encoder.ids.weight.detach().clone()
+    sparse, opt = train(True)
+    dense, _ = train(False)
+    assert isinstance(opt, Optimizers) and len(opt.optimizers) == 2
+    w_sparse = sparse.customer_encoder.ids.weight.detach()
+    w_dense = dense.customer_encoder.ids.weight.detach()
+    untouched = [0, 9, 10]
+    assert torch.equal(w_sparse[untouched], init[untouched])
+    first = [1, 2, 3, 4]  # only in the first batch
+    # Sparse: the second step left the first batch's rows where the first step put them.
+    # Dense: Adam's momentum moved them again on the second step.
+    assert not torch.equal(w_sparse[first], init[first])
+    assert not torch.allclose(w_dense[first], w_sparse[first])
+    for emb in sparse.id_embeddings():
+        assert emb.sparse
+    # The pair of optimizers resumes from its state dict; a single optimizer's state is refused.
+    state = opt.state_dict()
+    again = make_optimizer(M.split_id_parameters(sparse, True), True, 1e-2)
+    again.load_state_dict(state)
+    assert again.optimizers[1].state_dict()["state"].keys() == state["1"]["state"].keys()
+    with pytest.raises(ValueError, match="cannot resume"):
+        again.load_state_dict(state["0"])
+
+
 def test_ranking_and_total_loss():
     logits = torch.tensor([2.0, -1.0, 0.0])
     labels = torch.tensor([1, 0, 1])

@@ -153,6 +153,13 @@ class TwoStageRecommender(nn.Module):
         ha = self.article_encoder(articles)
         return self.customer_tower(hc), self.article_tower(ha), self.ranking(hc, ha)
 
+    def id_embeddings(self) -> list[nn.Embedding]:
+        """The learned id tables (one row per customer or article): the model's largest
+        parameters by far, of which a batch touches only its own rows (see
+        :func:`split_id_parameters`)."""
+        return [e.ids for e in (self.customer_encoder, self.article_encoder)
+                if e.ids is not None]
+
     # -- serving pieces (each cheap and separately callable) --------------------------------
     @torch.no_grad()
     def customer_vectors(self, customers: Inputs) -> torch.Tensor:
@@ -178,6 +185,20 @@ class TwoStageRecommender(nn.Module):
         logits = self.ranking.head(c[:, None, :].expand(m, n, d).reshape(m * n, d),
                                    a.reshape(m * n, d))
         return torch.sigmoid(logits).reshape(m, n)
+
+
+def split_id_parameters(model: TwoStageRecommender, sparse: bool
+                        ) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
+    """(id table weights, every other parameter). With ``sparse`` the id tables' gradients
+    become sparse (only the batch's rows), for an optimizer that updates just those rows
+    (``torch.optim.SparseAdam``): a dense optimizer step over a table of every customer costs
+    in proportion to all customers at every step. Call before wrapping the model in DDP."""
+    tables = model.id_embeddings()
+    for emb in tables:
+        emb.sparse = sparse
+    ids = {id(e.weight) for e in tables}
+    return ([e.weight for e in tables],
+            [p for p in model.parameters() if id(p) not in ids])
 
 
 def retrieval_loss(u: torch.Tensor, v: torch.Tensor, temperature: float,

@@ -58,6 +58,33 @@ class Worker:
     shard: Any = None
 
 
+class Optimizers:
+    """Several torch optimizers over disjoint parameter groups, stepped as one (e.g.
+    ``SparseAdam`` for embedding tables with sparse gradients and ``Adam`` for the rest). Its
+    state dict holds each one's under its position, so a checkpoint resumes them all."""
+
+    def __init__(self, *optimizers):
+        self.optimizers = [o for o in optimizers if o is not None]
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        for o in self.optimizers:
+            o.zero_grad(set_to_none=set_to_none)
+
+    def step(self) -> None:
+        for o in self.optimizers:
+            o.step()
+
+    def state_dict(self) -> dict:
+        return {str(i): o.state_dict() for i, o in enumerate(self.optimizers)}
+
+    def load_state_dict(self, state: dict) -> None:
+        if sorted(state) != [str(i) for i in range(len(self.optimizers))]:
+            raise ValueError(f"optimizer state of {sorted(state)} cannot resume "
+                             f"{len(self.optimizers)} optimizer(s)")
+        for i, o in enumerate(self.optimizers):
+            o.load_state_dict(state[str(i)])
+
+
 @dataclass
 class Recipe:
     """What a model gives the loop: Ray-free pieces, subclassed per model in
