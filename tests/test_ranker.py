@@ -180,6 +180,21 @@ def test_ranker_trains_evaluates_and_recommends(hm_embedded, tmp_path, logged):
     assert run.exists("models/ranker/default/importance.png")
     assert entry["counts"]["train_positives"] > 0
     assert any("candidate recall on val" in line for line in logged())
+    # The fitted candidate parts at val and test are saved with the model; a recommender
+    # loading them answers exactly as one fitting them again.
+    from stylehub_ray.eval.ranker import RankerRecommender, load_state
+
+    for cutoff in ("val_start", "test_start"):
+        state = load_state(run, "default", cutoff)
+        assert {"user_factors", "item_factors", "copurchase_neighbours"} <= set(state)
+    loaded = RankerRecommender(run, "default", "test")
+    run.delete("models/ranker/default/cutoffs")
+    assert load_state(run, "default", "test_start") is None
+    fitted = RankerRecommender(run, "default", "test")
+    users = np.sort(np.unique(loaded.builder.log.customer_idx))[:60]
+    for drop in (True, False):
+        a, b = loaded.recommend(users, 12, drop), fitted.recommend(users, 12, drop)
+        assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1], equal_nan=True)
 
     # Too little history for a training week: it trains on part of val and says so.
     short = train_ranker(run, TrainRankerConfig(variant="short", min_history_days=100_000,

@@ -160,7 +160,7 @@ class CandidateBuilder:
 
     def __init__(self, run: Run, log: C.PurchaseLog, cutoff: np.datetime64,
                  cfg: TrainRankerConfig, vectors: dict[str, np.ndarray],
-                 feature_set: str = "train"):
+                 feature_set: str = "train", state: dict[str, np.ndarray] | None = None):
         from stylehub_ray.eval.baselines import ALSBaseline, Interactions
 
         self.cutoff = np.datetime64(cutoff, "D")
@@ -170,20 +170,37 @@ class CandidateBuilder:
         # of customers reads only its own purchases (a served request stays cheap).
         self.articles = C.ArticleStats.of(self.log, self.cutoff)
         self.by_customer = C.CustomerIndex(self.log)
-        self.table = (C.copurchase_neighbours(self.log, self.cutoff, cfg.copurchase_days)
-                      if "copurchase" in self.counts else None)
+        # The fitted parts (co-purchase table, ALS factors) from ``state`` when given (see
+        # :meth:`state`): minutes over every purchase at the real size, seconds to load.
+        state = state or {}
+        self.table = None
+        if "copurchase" in self.counts:
+            self.table = ((state["copurchase_neighbours"], state["copurchase_similarity"])
+                          if "copurchase_neighbours" in state else
+                          C.copurchase_neighbours(self.log, self.cutoff, cfg.copurchase_days))
         self.als = None
         if "als" in self.counts and len(self.log.day):
             data = Interactions(self.log.customer_idx, self.log.article_idx, self.log.day,
                                 log.n_customers, log.n_articles, self.cutoff)
-            self.als = ALSBaseline(factors=cfg.als_factors, iterations=cfg.als_iterations,
-                                   regularization=cfg.als_regularization,
-                                   seed=cfg.seed).fit(data)
+            als = ALSBaseline(factors=cfg.als_factors, iterations=cfg.als_iterations,
+                              regularization=cfg.als_regularization, seed=cfg.seed)
+            self.als = (als.from_factors(data, state) if "user_factors" in state
+                        else als.fit(data))
         self.two_tower = None
         if "two_tower" in self.counts:
             from stylehub_ray.models.recommender import cached_recommender
 
             self.two_tower = cached_recommender(run, cfg.two_tower_variant, feature_set)
+
+    def state(self) -> dict[str, np.ndarray]:
+        """The parts fitted over every purchase before the cutoff, as arrays: what
+        ``CandidateBuilder(..., state=...)`` takes instead of fitting them again."""
+        out = {}
+        if self.table is not None:
+            out["copurchase_neighbours"], out["copurchase_similarity"] = self.table
+        if self.als is not None:
+            out |= self.als.factors()
+        return out
 
     def sources(self, customers: np.ndarray) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         """Each source's (m, n) candidates and scores, rows = ``customers`` (sorted)."""
@@ -228,6 +245,33 @@ class CandidateBuilder:
             vec = self.two_tower.encode_customers(users, cold=True)
             rows["two_tower_dot"] = C.rowwise_dot(vec, inv, self.two_tower.article_vectors, a)
         return rows
+
+
+# The fitted candidate parts at the cutoffs a published ranker serves from, saved with it.
+STATE_FILE = "cutoffs/{}.npz"
+SERVED_CUTOFFS = ("val_start", "test_start")
+
+
+def _state_bytes(state: dict[str, np.ndarray]) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    np.savez(buf, **state)
+    return buf.getvalue()
+
+
+def load_state(run: Run, variant: str, cutoff: str) -> dict[str, np.ndarray] | None:
+    """The saved candidate parts of ``models/ranker/<variant>`` at ``cutoff`` (``val_start`` or
+    ``test_start``); None for a model saved without them (built then, as before)."""
+    import io
+
+    rel = posixpath.join(model_dir(variant), STATE_FILE.format(cutoff))
+    if not run.exists(rel):
+        return None
+    with run.fs.open_input_stream(run.path(rel)) as f:
+        data = f.read()
+    with np.load(io.BytesIO(data), allow_pickle=False) as z:
+        return {k: z[k] for k in z.files}
 
 
 def _sample(customers: np.ndarray, limit: int, seed: int) -> np.ndarray:
@@ -377,6 +421,7 @@ def train_ranker(run: Run, cfg: TrainRankerConfig, force: bool = False) -> dict:
     """Build the training weeks' and val's candidates, fit LightGBM lambdarank on Ray Train
     with early stopping on val, choose drop-bought on val and publish
     ``models/ranker/<variant>/``."""
+    from stylehub_ray.eval.ranking import _cutoffs
     from stylehub_ray.train import ranker as T
 
     config, inputs = _plan(run, cfg)
@@ -407,6 +452,16 @@ def train_ranker(run: Run, cfg: TrainRankerConfig, force: bool = False) -> dict:
             meta["choices"], meta["choices_val"] = choose_on_val(
                 model, data["builder"], data["val_rows"], data["val_users"],
                 data["val_truth"], cfg.drop_bought)
+        # The co-purchase table and ALS at val and test, saved with the model: evaluation,
+        # the submission and every Serve replica load them instead of fitting them again.
+        with step.time("cutoffs_s"):
+            step.write_bytes(out, STATE_FILE.format("val_start"),
+                             _state_bytes(data["builder"].state()))
+            data["builder"] = None
+            test = CandidateBuilder(run, load_log(run), np.datetime64(
+                _cutoffs(run)["test_start"], "D"), cfg, {}, "test")
+            step.write_bytes(out, STATE_FILE.format("test_start"), _state_bytes(test.state()))
+            del test
         gain = model.booster.feature_importance("gain")
         meta["importance"] = {f: round(float(g), 3) for f, g in
                               sorted(zip(features, gain), key=lambda x: -x[1])}
@@ -481,9 +536,11 @@ class RankerRecommender:
         self.model = RankerModel.load(run, variant)
         cfg = TrainRankerConfig(**self.model.meta["config"])
         cut = _cutoffs(run)
-        cutoff = np.datetime64(cut["test_start" if feature_set == "test" else "val_start"], "D")
+        name = "test_start" if feature_set == "test" else "val_start"
+        cutoff = np.datetime64(cut[name], "D")
         log = load_log(run)
-        self.builder = CandidateBuilder(run, log, cutoff, cfg, _vectors(run), feature_set)
+        self.builder = CandidateBuilder(run, log, cutoff, cfg, _vectors(run), feature_set,
+                                        state=load_state(run, variant, name))
         hist = self.builder.log
         self.bought = Purchases.from_rows(hist.customer_idx, hist.article_idx,
                                           hist.n_customers, hist.n_articles)
