@@ -248,8 +248,7 @@ class CandidateBuilder:
 
 
 # The fitted candidate parts at the cutoffs a published ranker serves from, saved with it.
-STATE_FILE = "cutoffs/{}.npz"
-SERVED_CUTOFFS = ("val_start", "test_start")
+STATE_FILE = "cutoffs/{}.npz"  # val_start, test_start
 
 
 def _state_bytes(state: dict[str, np.ndarray]) -> bytes:

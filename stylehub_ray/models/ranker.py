@@ -5,9 +5,10 @@ A published ranker is ``models/ranker/<variant>/``: ``model.txt`` (LightGBM's te
 ``meta.json`` (the feature names in column order, the training config, the best iteration,
 the choices made on val, the candidate recall table, feature importances),
 ``importance.png`` and ``cutoffs/<val_start|test_start>.npz`` (the candidate parts fitted at
-those cutoffs: ALS factors, the co-purchase table; ``eval.ranker.load_state``). Candidates and their features come from
-``stylehub_ray.features.candidates`` (history sources) and ``stylehub_ray.eval.ranker`` (the
-model sources); the trees only score the rows they are given.
+those cutoffs: ALS factors, the co-purchase table; ``eval.ranker.load_state``). Candidates
+and their features come from ``stylehub_ray.features.candidates`` (history sources) and
+``stylehub_ray.eval.ranker`` (the model sources); the trees only score the rows they are
+given.
 """
 
 from __future__ import annotations
