@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import logging
 import posixpath
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -457,8 +457,9 @@ def train_ranker(run: Run, cfg: TrainRankerConfig, force: bool = False) -> dict:
             step.write_bytes(out, STATE_FILE.format("val_start"),
                              _state_bytes(data["builder"].state()))
             data["builder"] = None
+            # Only the fitted parts are kept: no vectors, no two-tower source to load.
             test = CandidateBuilder(run, load_log(run), np.datetime64(
-                _cutoffs(run)["test_start"], "D"), cfg, {}, "test")
+                _cutoffs(run)["test_start"], "D"), replace(cfg, two_tower=False), {}, "test")
             step.write_bytes(out, STATE_FILE.format("test_start"), _state_bytes(test.state()))
             del test
         gain = model.booster.feature_importance("gain")
