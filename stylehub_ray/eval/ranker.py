@@ -273,6 +273,24 @@ def load_state(run: Run, variant: str, cutoff: str) -> dict[str, np.ndarray] | N
         return {k: z[k] for k in z.files}
 
 
+def _week_rows(run_uri: str, log: C.PurchaseLog, start: np.datetime64,
+               cfg: TrainRankerConfig, vectors: dict[str, np.ndarray], users: np.ndarray,
+               truth: list[np.ndarray], week: int) -> pd.DataFrame:
+    """One training week's labelled candidate rows, groups with a bought candidate only (a
+    Ray task in :func:`training_data`)."""
+    rows = CandidateBuilder(Run(run_uri), log, start, cfg, vectors, "train").rows(users)
+    rows["label"] = label_rows(rows, users, truth, log.n_articles)
+    return _only_with_positive(rows).assign(week=week)
+
+
+def _cutoff_state(run_uri: str, log: C.PurchaseLog, cutoff: np.datetime64,
+                  cfg: TrainRankerConfig) -> dict[str, np.ndarray]:
+    """The fitted candidate parts at ``cutoff`` (:meth:`CandidateBuilder.state`; a Ray task):
+    no vectors, and no two-tower source (``cfg`` has it off), since only ALS and the
+    co-purchase table are saved."""
+    return CandidateBuilder(Run(run_uri), log, cutoff, cfg, {}, "test").state()
+
+
 def _sample(customers: np.ndarray, limit: int, seed: int) -> np.ndarray:
     if len(customers) <= limit:
         return customers
@@ -350,13 +368,23 @@ def training_data(run: Run, cfg: TrainRankerConfig) -> dict:
     parts (``train``, ``val``: x, y, query, customer_idx), with ``features``, ``weeks``,
     ``notes`` (what it did instead on short data) and the val builder, rows, buyers and
     truth for the choices."""
+    import ray
+
     from stylehub_ray.eval.ranking import _cutoffs
+    from stylehub_ray.ray_utils import ensure_ray, gather
 
     cut = _cutoffs(run)
     val_start = np.datetime64(cut["val_start"], "D")
     test_start = np.datetime64(cut["test_start"], "D")
     log = load_log(run)
     vectors = _vectors(run)
+    # Each training week's candidates (its own ALS, co-purchase table and customer index, over
+    # every purchase before it) are built in a Ray task, side by side and out of the driver,
+    # which builds val's meanwhile; the test cutoff's fitted parts too (see ``test_state``).
+    ensure_ray()
+    log_ref, vectors_ref = ray.put(log), ray.put(vectors)
+    test_state = ray.remote(num_cpus=1)(_cutoff_state).remote(
+        run.uri, log_ref, test_start, replace(cfg, two_tower=False))
     val_days = int(min(cfg.week_days, (test_start - val_start).astype(int)))
     val_users, val_truth = _truth(log, val_start, val_days)
     keep = np.isin(val_users, _sample(val_users, cfg.val_customers, cfg.seed))
@@ -372,16 +400,16 @@ def training_data(run: Run, cfg: TrainRankerConfig) -> dict:
         sum(len(t) for t in val_truth), 1), 4)
     recall["candidates_per_customer"] = round(len(val_rows) / max(len(val_users), 1), 1)
     weeks = training_weeks(log, val_start, cfg)
-    frames = []
+    week_rows = ray.remote(num_cpus=1)(_week_rows)
+    refs = []
     for w, start in enumerate(weeks):
         users, truth = _truth(log, start, cfg.week_days)
         keep = np.isin(users, _sample(users, cfg.train_customers, cfg.seed + 1 + w))
         users, truth = users[keep], [t for t, k in zip(truth, keep) if k]
-        if not len(users):
-            continue
-        rows = CandidateBuilder(run, log, start, cfg, vectors, "train").rows(users)
-        rows["label"] = label_rows(rows, users, truth, log.n_articles)
-        frames.append(_only_with_positive(rows).assign(week=w))
+        if len(users):
+            refs.append(week_rows.remote(run.uri, log_ref, start, cfg, vectors_ref, users,
+                                         truth, w))
+    frames = gather(refs, "train_ranker: training weeks' candidates", "weeks")
     notes = []
     if frames:
         train_rows = pd.concat(frames, ignore_index=True)
@@ -411,7 +439,7 @@ def training_data(run: Run, cfg: TrainRankerConfig) -> dict:
             "val": _part(stop_rows, features, stop_rows["customer_idx"].to_numpy(np.int64)),
             "features": features, "weeks": weeks, "notes": notes, "recall": recall,
             "builder": builder, "val_rows": val_rows, "val_users": val_users,
-            "val_truth": val_truth,
+            "val_truth": val_truth, "test_state": test_state,
             "rows": {"train": int(len(train_rows)), "val": int(len(stop_rows)),
                      "train_positives": int(train_rows["label"].sum())}}
 
@@ -420,7 +448,8 @@ def train_ranker(run: Run, cfg: TrainRankerConfig, force: bool = False) -> dict:
     """Build the training weeks' and val's candidates, fit LightGBM lambdarank on Ray Train
     with early stopping on val, choose drop-bought on val and publish
     ``models/ranker/<variant>/``."""
-    from stylehub_ray.eval.ranking import _cutoffs
+    import ray
+
     from stylehub_ray.train import ranker as T
 
     config, inputs = _plan(run, cfg)
@@ -457,11 +486,8 @@ def train_ranker(run: Run, cfg: TrainRankerConfig, force: bool = False) -> dict:
             step.write_bytes(out, STATE_FILE.format("val_start"),
                              _state_bytes(data["builder"].state()))
             data["builder"] = None
-            # Only the fitted parts are kept: no vectors, no two-tower source to load.
-            test = CandidateBuilder(run, load_log(run), np.datetime64(
-                _cutoffs(run)["test_start"], "D"), replace(cfg, two_tower=False), {}, "test")
-            step.write_bytes(out, STATE_FILE.format("test_start"), _state_bytes(test.state()))
-            del test
+            step.write_bytes(out, STATE_FILE.format("test_start"),
+                             _state_bytes(ray.get(data.pop("test_state"))))
         gain = model.booster.feature_importance("gain")
         meta["importance"] = {f: round(float(g), 3) for f, g in
                               sorted(zip(features, gain), key=lambda x: -x[1])}
