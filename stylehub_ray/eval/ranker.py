@@ -383,6 +383,16 @@ def training_data(run: Run, cfg: TrainRankerConfig) -> dict:
     # which builds val's meanwhile; the test cutoff's fitted parts too (see ``test_state``).
     ensure_ray()
     log_ref, vectors_ref = ray.put(log), ray.put(vectors)
+    weeks = training_weeks(log, val_start, cfg)
+    week_rows = ray.remote(num_cpus=1)(_week_rows)
+    refs = []
+    for w, start in enumerate(weeks):
+        users, truth = _truth(log, start, cfg.week_days)
+        keep = np.isin(users, _sample(users, cfg.train_customers, cfg.seed + 1 + w))
+        users, truth = users[keep], [t for t, k in zip(truth, keep) if k]
+        if len(users):
+            refs.append(week_rows.remote(run.uri, log_ref, start, cfg, vectors_ref, users,
+                                         truth, w))
     test_state = ray.remote(num_cpus=1)(_cutoff_state).remote(
         run.uri, log_ref, test_start, replace(cfg, two_tower=False))
     val_days = int(min(cfg.week_days, (test_start - val_start).astype(int)))
@@ -399,16 +409,6 @@ def training_data(run: Run, cfg: TrainRankerConfig) -> dict:
     recall["union"] = round(float(val_rows["label"].sum()) / max(
         sum(len(t) for t in val_truth), 1), 4)
     recall["candidates_per_customer"] = round(len(val_rows) / max(len(val_users), 1), 1)
-    weeks = training_weeks(log, val_start, cfg)
-    week_rows = ray.remote(num_cpus=1)(_week_rows)
-    refs = []
-    for w, start in enumerate(weeks):
-        users, truth = _truth(log, start, cfg.week_days)
-        keep = np.isin(users, _sample(users, cfg.train_customers, cfg.seed + 1 + w))
-        users, truth = users[keep], [t for t, k in zip(truth, keep) if k]
-        if len(users):
-            refs.append(week_rows.remote(run.uri, log_ref, start, cfg, vectors_ref, users,
-                                         truth, w))
     frames = gather(refs, "train_ranker: training weeks' candidates", "weeks")
     notes = []
     if frames:
