@@ -366,8 +366,9 @@ def training_data(run: Run, cfg: TrainRankerConfig) -> dict:
     candidate recall of each source and of the union) and the training weeks' (buyers of each
     week, candidates at its first day, groups with a bought candidate only), as LightGBM
     parts (``train``, ``val``: x, y, query, customer_idx), with ``features``, ``weeks``,
-    ``notes`` (what it did instead on short data) and the val builder, rows, buyers and
-    truth for the choices."""
+    ``notes`` (what it did instead on short data), the val builder, rows, buyers and truth
+    for the choices, and ``test_state``: a Ray object ref to the test cutoff's fitted parts
+    (:func:`_cutoff_state`), computed meanwhile."""
     import ray
 
     from stylehub_ray.eval.ranking import _cutoffs
