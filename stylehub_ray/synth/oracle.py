@@ -128,9 +128,12 @@ class HMOracle:
         return {int(ci): a[lo:hi] for ci, lo, hi in zip(customer_idx, *bounds)}
 
     def probabilities(self, customer_idx: np.ndarray, start: date | str,
-                      end: date | str) -> np.ndarray:
+                      end: date | str, history: dict[int, np.ndarray] | None = None
+                      ) -> np.ndarray:
         """p(article | customer, period), (len(customer_idx), n_articles) float64; rows sum
-        to 1. Keep batches small: this one is dense over articles."""
+        to 1. Keep batches small: this one is dense over articles. ``history``: the
+        customers' purchases before ``start`` (:meth:`_history`), read once by a caller that
+        works batch after batch; None reads this batch's (one scan of the transactions)."""
         s, e = _day(start), _day(end)
         a0, a1 = self._period_vectors(s, e)
         rows = self.customer_rows[customer_idx]
@@ -141,7 +144,7 @@ class HMOracle:
         np.put_along_axis(theta1, self.taste1_idx[rows].astype(np.int64), self.taste1_w[rows], 1)
         p_new = theta0[:, self.style] * a0[None, :] + theta1[:, self.style] * a1[None, :]
         p_new /= p_new.sum(1, keepdims=True)
-        hist = self._history(customer_idx, s)
+        hist = self._history(customer_idx, s) if history is None else history
         r = self.repeat_rate[rows].astype(np.float64)
         p = p_new.copy()
         for i, c in enumerate(customer_idx):
@@ -156,8 +159,9 @@ class HMOracle:
         """The true top-k article_idx for each customer over [start, end], (n, k) int64."""
         customer_idx = np.asarray(customer_idx, np.int64)
         out = np.empty((len(customer_idx), k), np.int64)
+        history = self._history(customer_idx, _day(start))  # one scan, not one a batch
         for lo in range(0, len(customer_idx), batch):
-            p = self.probabilities(customer_idx[lo:lo + batch], start, end)
+            p = self.probabilities(customer_idx[lo:lo + batch], start, end, history)
             out[lo:lo + batch] = _top(p, k)
         return out
 
@@ -172,11 +176,12 @@ class HMOracle:
         customer_idx = np.asarray(customer_idx, np.int64)
         n_purchases = np.asarray(n_purchases, np.int64)
         rng = np.random.default_rng(seed)
+        history = self._history(customer_idx, _day(start))  # one scan, not one a batch
         sums: dict[str, float] = {}
         weight = 0
         for lo in range(0, len(customer_idx), batch):
             cs, ns = customer_idx[lo:lo + batch], n_purchases[lo:lo + batch]
-            p = self.probabilities(cs, start, end)
+            p = self.probabilities(cs, start, end, history)
             recs = _top(p, k)
             cdf = np.cumsum(p, 1)
             cdf /= cdf[:, -1:]
