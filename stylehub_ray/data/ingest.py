@@ -10,6 +10,7 @@ recorded in the manifest.
 
 from __future__ import annotations
 
+import io
 import logging
 import posixpath
 import re
@@ -555,7 +556,9 @@ def _images(source: str, articles: pa.Table, cfg: IngestConfig) -> tuple[pa.Tabl
 
 
 def check_images(batch: dict) -> dict:
-    """Ray Data task: does each file open as an image? (Pillow's verify reads the whole file.)"""
+    """Ray Data task: does each file open as an image? Pillow's verify reads the whole file, so
+    each is read in one request and verified in memory (Pillow's own small reads on an object
+    store's file are a request each)."""
     from PIL import Image
 
     source = batch["source"][0]
@@ -563,7 +566,9 @@ def check_images(batch: dict) -> dict:
     errors = []
     for path in batch["path"]:
         try:
-            with fs.open_input_file(str(path)) as f, Image.open(f) as im:
+            with fs.open_input_stream(str(path)) as f:
+                data = f.read()
+            with Image.open(io.BytesIO(data)) as im:
                 im.verify()
             errors.append("")
         except Exception as exc:  # noqa: BLE001 - any decoder failure means unreadable
