@@ -235,6 +235,31 @@ def hm_trained(hm_embedded, tmp_path_factory):
     return run
 
 
+@pytest.fixture(scope="session")
+def outfits_teacher(ray_head, tmp_path_factory):
+    """Tiny generated outfits: ingested, item features, a one-epoch N-pair teacher (the FND
+    student's). Read-only, like the H&M runs above (Tune and Serve tests share it)."""
+    from stylehub_ray.config import IngestConfig
+    from stylehub_ray.data.ingest import ingest
+    from stylehub_ray.run import Run
+    from stylehub_ray.synth.outfits import generate_outfits
+    from stylehub_ray.train.fndcl import (
+        FNDCLItemsConfig,
+        TrainFNDCLConfig,
+        prepare_fndcl_items,
+        train_fndcl,
+    )
+
+    src = tmp_path_factory.mktemp("outfits_teacher_src")
+    generate_outfits(str(src), scale="tiny", seed=0)
+    run = Run(str(tmp_path_factory.mktemp("outfits_teacher_run")))
+    ingest(str(src), run, IngestConfig())
+    prepare_fndcl_items(run, FNDCLItemsConfig(image_size=64, ae_epochs=1, batch_size=256))
+    train_fndcl(run, TrainFNDCLConfig(stage="teacher", loss="npair", epochs=1, batch_size=16,
+                                      cpus_per_worker=0.5))
+    return run
+
+
 def copy_run(run, dst):
     """A writable copy of a run at ``dst`` (a path that does not exist yet)."""
     from stylehub_ray.run import Run

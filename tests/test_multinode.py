@@ -48,7 +48,13 @@ def test_stages_as_jobs_on_three_nodes_sharing_only_the_bucket(s3, tiny_hm, tmp_
     s3fs, _ = pafs.FileSystem.from_uri("s3://bucket")
     pafs.copy_files(str(tiny_hm), "bucket/multinode-src",
                     source_filesystem=pafs.LocalFileSystem(), destination_filesystem=s3fs)
-    sets = DEMO  # the tiny pipeline's settings (ingest's chunk_mb in its own job too)
+    # The tiny pipeline's settings (ingest's chunk_mb in its own job too), through the stages
+    # that put work on the nodes: Ray Data tasks (the embeddings), Ray Train workers (the
+    # two-tower) and the ranker's Ray tasks. The whole pipeline runs on the bucket in make test
+    # (tests/test_cli.py); run here too it made this test 688 s of the cluster suite's 1,733 s
+    # in CI (2026-12-02).
+    sets = [*DEMO, "--set", "pipeline.stages=[embed_images,embed_text,train_two_tower,"
+                            "train_ranker]"]
     jobs = [("ingest", ["ingest", src, "--run", uri, "--set", "chunk_mb=0.2"]),
             ("features", ["features", "--run", uri]),
             ("pipeline", ["pipeline", src, "--run", uri, *sets])]
@@ -77,8 +83,7 @@ def test_stages_as_jobs_on_three_nodes_sharing_only_the_bucket(s3, tiny_hm, tmp_
     # The pipeline job took ingest and features from the bucket as the earlier jobs left them.
     assert {k: steps[k]["ended"] for k in ended} == ended
     assert {k.split("/")[0] for k in steps} >= {
-        "ingest", "features", "embed_images", "embed_text", "train_contrastive",
-        "train_two_tower", "recommend", "train_ranker"}
+        "ingest", "features", "embed_images", "embed_text", "train_two_tower", "train_ranker"}
     for key, entry in steps.items():
         assert entry["status"] == "complete", key
         for output in entry.get("outputs", []):

@@ -42,26 +42,9 @@ def hm_run(hm_trained, tmp_path_factory) -> Run:
 
 
 @pytest.fixture(scope="module")
-def outfits_run(ray_head, tmp_path_factory) -> Run:
-    """Tiny generated outfits with a one-epoch N-pair teacher."""
-    from stylehub_ray.config import IngestConfig
-    from stylehub_ray.data.ingest import ingest
-    from stylehub_ray.synth.outfits import generate_outfits
-    from stylehub_ray.train.fndcl import (
-        FNDCLItemsConfig,
-        TrainFNDCLConfig,
-        prepare_fndcl_items,
-        train_fndcl,
-    )
-
-    src = tmp_path_factory.mktemp("serve_outfits_src")
-    generate_outfits(str(src), scale="tiny", seed=0)
-    run = Run(str(tmp_path_factory.mktemp("serve_outfits_run")))
-    ingest(str(src), run, IngestConfig())
-    prepare_fndcl_items(run, FNDCLItemsConfig(image_size=64, ae_epochs=1, batch_size=256))
-    train_fndcl(run, TrainFNDCLConfig(stage="teacher", loss="npair", epochs=1, batch_size=16,
-                                      cpus_per_worker=0.5))
-    return run
+def outfits_run(outfits_teacher) -> Run:
+    """Tiny generated outfits with a one-epoch N-pair teacher (conftest; read-only here)."""
+    return outfits_teacher
 
 
 @pytest.fixture(scope="module")

@@ -148,26 +148,11 @@ def test_cli_reports_bad_space_with_exit_2(tmp_path, capsys):
 # FND-CL sweep on tiny outfits (Ray)
 # --------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def fnd_run(ray_head, tmp_path_factory):
-    """Tiny outfits: ingest, item features and a 1-epoch N-pair teacher (the FND student's)."""
-    from stylehub_ray.config import IngestConfig
-    from stylehub_ray.data.ingest import ingest
-    from stylehub_ray.synth.outfits import generate_outfits
-    from stylehub_ray.train.fndcl import (
-        FNDCLItemsConfig,
-        TrainFNDCLConfig,
-        prepare_fndcl_items,
-        train_fndcl,
-    )
+def fnd_run(outfits_teacher, tmp_path_factory):
+    """The session's tiny outfits with their teacher (conftest), copied: the sweeps write."""
+    from conftest import copy_run
 
-    src = tmp_path_factory.mktemp("tune_outfits_src")
-    generate_outfits(str(src), scale="tiny", seed=0)
-    run = Run(str(tmp_path_factory.mktemp("tune_outfits_run")))
-    ingest(str(src), run, IngestConfig())
-    prepare_fndcl_items(run, FNDCLItemsConfig(image_size=64, ae_epochs=1, batch_size=256))
-    train_fndcl(run, TrainFNDCLConfig(stage="teacher", loss="npair", epochs=1,
-                                      batch_size=16))
-    return run
+    return copy_run(outfits_teacher, tmp_path_factory.mktemp("tune_outfits") / "run")
 
 
 @pytest.mark.cluster  # about 1 minute: in the CI's second suite (make test-cluster)
