@@ -51,8 +51,8 @@ def test_stages_as_jobs_on_three_nodes_sharing_only_the_bucket(s3, tiny_hm, tmp_
     # The tiny pipeline's settings (ingest's chunk_mb in its own job too), through the stages
     # that put work on the nodes: Ray Data tasks (the embeddings), Ray Train workers (the
     # two-tower) and the ranker's Ray tasks. The whole pipeline runs on the bucket in make test
-    # (tests/test_cli.py); run here too it made this test 688 s of the cluster suite's 1,733 s
-    # in CI (2026-12-02).
+    # (tests/test_cli.py); run here too it made this test about 690 s of the cluster suite's
+    # 1,733 s in the CI run of 2026-12-02 (from its temporary folders' times).
     sets = [*DEMO, "--set", "pipeline.stages=[embed_images,embed_text,train_two_tower,"
                             "train_ranker]"]
     jobs = [("ingest", ["ingest", src, "--run", uri, "--set", "chunk_mb=0.2"]),
